@@ -1,0 +1,214 @@
+/**
+ * The one table of Herald's codes. Reply errors (sent in `{"id":..,"error":{code,message}}` and in
+ * the server API's `{"error":{code,message}}` bodies) and disconnect codes (WebSocket close codes and
+ * `disconnect` pushes) are defined here and nowhere else; docs/errors.md is generated from this file
+ * and a test fails when a code is undocumented.
+ */
+
+export interface ErrorCodeInfo {
+  /** HTTP status used when the error answers an HTTP request. */
+  readonly status: number;
+  /** One line for humans; the message sent with the error may add detail. */
+  readonly description: string;
+}
+
+export const ErrorCodes = {
+  HERALD_ERR_PROTOCOL_MALFORMED: {
+    status: 400,
+    description: 'The frame is not valid JSON or not a JSON object.',
+  },
+  HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND: {
+    status: 400,
+    description: 'The frame names a command that does not exist.',
+  },
+  HERALD_ERR_PROTOCOL_BAD_FIELD: {
+    status: 400,
+    description: 'A field of the command is missing, of the wrong type or out of range.',
+  },
+  HERALD_ERR_PROTOCOL_DUPLICATE_ID: {
+    status: 400,
+    description: 'A command reused the id of a command that is still in flight.',
+  },
+  HERALD_ERR_CHANNEL_INVALID: {
+    status: 400,
+    description:
+      'The channel name breaks the grammar: segments of [A-Za-z0-9_@~=+:-], at most 16 segments and 255 bytes, `**` only as the last segment.',
+  },
+  HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED: {
+    status: 400,
+    description: 'A subtree pattern (`x.**`) was given where an exact channel is required (publish).',
+  },
+  HERALD_ERR_CURSOR_INVALID: {
+    status: 400,
+    description: 'The cursor is not of the form `<epoch>:<offset>`.',
+  },
+  HERALD_ERR_SUBSCRIBE_ALREADY: {
+    status: 409,
+    description: 'The connection is already subscribed to this stream.',
+  },
+  HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED: {
+    status: 409,
+    description: 'The connection is not subscribed to this stream.',
+  },
+  HERALD_ERR_SUBSCRIBE_LIMIT: {
+    status: 429,
+    description: 'The connection reached the maximum number of subscriptions (limits.maxSubscriptionsPerConnection).',
+  },
+  HERALD_ERR_PERMISSION_DENIED: {
+    status: 403,
+    description:
+      'The namespace does not allow this action for this client (anonymous subscribe, client publish, history).',
+  },
+  HERALD_ERR_MESSAGE_TOO_LARGE: {
+    status: 413,
+    description: "The publication's data is larger than the namespace's maxMessageSize.",
+  },
+  HERALD_ERR_HISTORY_DISABLED: {
+    status: 400,
+    description: 'History or recovery was requested on a namespace whose history size is 0.',
+  },
+  HERALD_ERR_API_UNAUTHORIZED: {
+    status: 401,
+    description: 'The server API request has no `Authorization: apikey <key>` header or the key is wrong.',
+  },
+  HERALD_ERR_API_NOT_FOUND: {
+    status: 404,
+    description: 'No such server API method or HTTP path.',
+  },
+  HERALD_ERR_API_METHOD_NOT_ALLOWED: {
+    status: 405,
+    description: 'The server API takes POST only.',
+  },
+  HERALD_ERR_API_BAD_REQUEST: {
+    status: 400,
+    description: 'The server API request body is not valid JSON or a field is missing or of the wrong type.',
+  },
+  HERALD_ERR_API_BODY_TOO_LARGE: {
+    status: 413,
+    description: 'The server API request body is larger than limits.maxApiBodySize.',
+  },
+  HERALD_ERR_API_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    description: 'The server API request body must be `application/json`.',
+  },
+  HERALD_ERR_CONNECTION_LIMIT: {
+    status: 503,
+    description: 'The server holds limits.maxConnections connections and refuses new ones.',
+  },
+  HERALD_ERR_SHUTTING_DOWN: {
+    status: 503,
+    description: 'The server is shutting down and accepts no new connections or commands.',
+  },
+  HERALD_ERR_ENGINE_UNAVAILABLE: {
+    status: 503,
+    description: 'The engine (memory or Redis) could not complete the operation; retry later.',
+  },
+  HERALD_ERR_TIMEOUT: {
+    status: 504,
+    description: 'The operation did not complete in time.',
+  },
+  HERALD_ERR_INTERNAL: {
+    status: 500,
+    description: 'An unexpected server error; it is logged with details on the server.',
+  },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ErrorCodes, value);
+}
+
+export interface DisconnectInfo {
+  /** WebSocket close code (4xxx is reserved for applications; Herald uses 3000-3999). */
+  readonly code: number;
+  /** Whether a client should reconnect (and recover from its cursors). */
+  readonly reconnect: boolean;
+  readonly description: string;
+}
+
+/**
+ * Disconnect codes. The range tells the client what to do: 3000-3499 reconnect (with backoff, and
+ * recover from cursors); 3500-3999 do not reconnect without a change (new token, user action).
+ */
+export const DisconnectCodes = {
+  SHUTDOWN: {
+    code: 3001,
+    reconnect: true,
+    description: 'The server is shutting down; reconnect after the `retryAfterMs` hint to another node or this one.',
+  },
+  SLOW: {
+    code: 3002,
+    reconnect: true,
+    description:
+      "The connection's send queue overflowed (limits.maxQueueBytes): the client reads too slowly. Reconnect and recover from cursors.",
+  },
+  STALE: {
+    code: 3003,
+    reconnect: true,
+    description: 'The connection did not answer heartbeats within pingTimeout.',
+  },
+  FORCE_RECONNECT: {
+    code: 3004,
+    reconnect: true,
+    description: 'The server API asked this connection to reconnect (`/api/disconnect` with `reconnect: true`).',
+  },
+  INTERNAL: {
+    code: 3005,
+    reconnect: true,
+    description: 'An unexpected server error closed the connection.',
+  },
+  INSUFFICIENT_STATE: {
+    code: 3006,
+    reconnect: true,
+    description:
+      'The server lost publications of a subscribed stream on their way to this connection; reconnect and resubscribe with cursors to recover them (or be told `recovered: false`).',
+  },
+  FORCE_DISCONNECT: {
+    code: 3500,
+    reconnect: false,
+    description: 'The server API disconnected this client or user (`/api/disconnect`).',
+  },
+  BAD_REQUEST: {
+    code: 3501,
+    reconnect: false,
+    description: 'The client broke the protocol (for example a binary frame on a JSON connection).',
+  },
+  MESSAGE_TOO_LARGE: {
+    code: 3502,
+    reconnect: false,
+    description: 'A frame was larger than limits.maxFrameSize.',
+  },
+  CONNECTION_LIMIT: {
+    code: 3503,
+    reconnect: true,
+    description: 'The server holds limits.maxConnections connections; try again later or another node.',
+  },
+} as const satisfies Record<string, DisconnectInfo>;
+
+export type DisconnectName = keyof typeof DisconnectCodes;
+
+export function disconnectByCode(code: number): (DisconnectInfo & { name: DisconnectName }) | undefined {
+  for (const [name, info] of Object.entries(DisconnectCodes)) {
+    if (info.code === code) return { name: name as DisconnectName, ...info };
+  }
+  return undefined;
+}
+
+/** Whether a close code means "reconnect": 3000-3499 yes, 3500-3999 no, others (1000-2999) yes. */
+export function shouldReconnect(code: number): boolean {
+  return !(code >= 3500 && code <= 3999);
+}
+
+/** An error with a stable Herald code, used by the server and the SDK alike. */
+export class HeraldError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message?: string) {
+    super(message ?? ErrorCodes[code].description);
+    this.name = 'HeraldError';
+    this.code = code;
+  }
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * Frames of Herald's JSON protocol (WebSocket `/ws`, and `POST /send` for HTTP sessions).
+ *
+ * Client → server: commands, each `{ "id": <positive integer>, "cmd": "<name>", ... }`.
+ * Server → client: replies `{ "id", "result" }` or `{ "id", "error": { code, message } }`, and
+ * pushes `{ "push": "<kind>", ... }`. One WebSocket message may carry several frames separated by
+ * `\n` (the server batches; clients may too).
+ */
+import { checkChannel } from './channel.js';
+import { isStreamPosition, type StreamPosition } from './cursor.js';
+import type { ErrorCode } from './codes.js';
+
+export const PROTOCOL_VERSION = 1;
+export const MAX_BACKLOG = 1000;
+export const MAX_HISTORY_LIMIT = 1000;
+
+export interface SubscribeCommand {
+  id: number;
+  cmd: 'subscribe';
+  /** Exact channel or subtree pattern (`radio.**`). */
+  channel: string;
+  /** Deliver up to this many of the latest publications before live ones (when not recovering). */
+  backlog?: number;
+  /** Recover everything after this position (the last one the client saw). */
+  since?: StreamPosition;
+}
+export interface UnsubscribeCommand {
+  id: number;
+  cmd: 'unsubscribe';
+  channel: string;
+}
+export interface PublishCommand {
+  id: number;
+  cmd: 'publish';
+  channel: string;
+  data: unknown;
+  idempotencyKey?: string;
+}
+export interface HistoryCommand {
+  id: number;
+  cmd: 'history';
+  channel: string;
+  limit?: number;
+  since?: StreamPosition;
+  reverse?: boolean;
+}
+export interface PingCommand {
+  id: number;
+  cmd: 'ping';
+}
+
+export type Command = SubscribeCommand | UnsubscribeCommand | PublishCommand | HistoryCommand | PingCommand;
+export type CommandName = Command['cmd'];
+export const COMMAND_NAMES: readonly CommandName[] = ['subscribe', 'unsubscribe', 'publish', 'history', 'ping'];
+
+/** A publication as it travels inside replies (history, subscribe recovery/backlog). */
+export interface PublicationFrame<T = unknown> {
+  channel: string;
+  offset: number;
+  data: T;
+}
+
+export interface SubscribeResult<T = unknown> {
+  stream: string;
+  epoch: string;
+  /** Offset of the last publication included (or of the stream's top when none is included). */
+  offset: number;
+  /** Present when `since` was given: true when every missed publication is in `publications`. */
+  recovered?: boolean;
+  publications: PublicationFrame<T>[];
+}
+export interface PublishResult {
+  channel: string;
+  epoch: string;
+  offset: number;
+  /** True when the idempotency key was seen within the window: nothing was published again. */
+  duplicate: boolean;
+}
+export interface HistoryResult<T = unknown> {
+  stream: string;
+  epoch: string;
+  /** The stream's top offset. */
+  offset: number;
+  publications: PublicationFrame<T>[];
+}
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+export type Reply = { id: number; result: unknown } | { id: number; error: ErrorBody };
+
+export interface PubPush<T = unknown> {
+  push: 'pub';
+  stream: string;
+  channel: string;
+  epoch: string;
+  offset: number;
+  data: T;
+}
+export interface ConnectedPush {
+  push: 'connected';
+  client: string;
+  version: number;
+  /** Server ping interval in ms; a client may treat twice this without traffic as a dead link. */
+  pingInterval: number;
+}
+export interface DisconnectPush {
+  push: 'disconnect';
+  code: number;
+  reason: string;
+  reconnect: boolean;
+  /** Suggested wait before reconnecting (graceful shutdown spreads clients out). */
+  retryAfterMs?: number;
+}
+export interface UnsubscribedPush {
+  push: 'unsubscribed';
+  stream: string;
+  code: ErrorCode;
+  reason: string;
+}
+export type Push = PubPush | ConnectedPush | DisconnectPush | UnsubscribedPush;
+
+export type DecodeResult =
+  { ok: true; command: Command } | { ok: false; id: number | undefined; code: ErrorCode; message: string };
+
+function bad(id: number | undefined, code: ErrorCode, message: string): DecodeResult {
+  return { ok: false, id, code, message };
+}
+
+function isNonNegInt(v: unknown, max: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+}
+
+const KNOWN_FIELDS: Record<CommandName, ReadonlySet<string>> = {
+  subscribe: new Set(['id', 'cmd', 'channel', 'backlog', 'since']),
+  unsubscribe: new Set(['id', 'cmd', 'channel']),
+  publish: new Set(['id', 'cmd', 'channel', 'data', 'idempotencyKey']),
+  history: new Set(['id', 'cmd', 'channel', 'limit', 'since', 'reverse']),
+  ping: new Set(['id', 'cmd']),
+};
+
+/**
+ * Validates one decoded JSON value as a command. Never throws. Unknown fields are rejected so that
+ * typos (`chanel`) fail loudly instead of being ignored.
+ */
+export function decodeCommand(value: unknown): DecodeResult {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return bad(undefined, 'HERALD_ERR_PROTOCOL_MALFORMED', 'a frame must be a JSON object');
+  }
+  const v = value as Record<string, unknown>;
+  const rawId = v['id'];
+  if (!(typeof rawId === 'number' && Number.isSafeInteger(rawId) && rawId > 0)) {
+    return bad(undefined, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"id" must be a positive integer');
+  }
+  const id = rawId;
+  const cmd = v['cmd'];
+  if (typeof cmd !== 'string') return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"cmd" must be a string');
+  if (!(COMMAND_NAMES as readonly string[]).includes(cmd)) {
+    return bad(id, 'HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND', `unknown command "${cmd.slice(0, 32)}"`);
+  }
+  const name = cmd as CommandName;
+  for (const key of Object.keys(v)) {
+    if (!KNOWN_FIELDS[name].has(key)) {
+      return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', `unknown field "${key.slice(0, 32)}" in ${name}`);
+    }
+  }
+  if (name === 'ping') return { ok: true, command: { id, cmd: 'ping' } };
+
+  const channel = v['channel'];
+  const check = checkChannel(channel);
+  if (!check.ok) {
+    return bad(
+      id,
+      typeof channel === 'string' ? 'HERALD_ERR_CHANNEL_INVALID' : 'HERALD_ERR_PROTOCOL_BAD_FIELD',
+      check.reason,
+    );
+  }
+  const ch = check.channel;
+  const since = v['since'];
+  if (since !== undefined && !isStreamPosition(since)) {
+    return bad(id, 'HERALD_ERR_CURSOR_INVALID', '"since" must be {"epoch": string, "offset": integer >= 0}');
+  }
+  switch (name) {
+    case 'subscribe': {
+      const backlog = v['backlog'];
+      if (backlog !== undefined && !isNonNegInt(backlog, MAX_BACKLOG)) {
+        return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', `"backlog" must be an integer from 0 to ${MAX_BACKLOG}`);
+      }
+      const c: SubscribeCommand = { id, cmd: name, channel: ch };
+      if (backlog !== undefined) c.backlog = backlog;
+      if (since !== undefined) c.since = since as StreamPosition;
+      return { ok: true, command: c };
+    }
+    case 'unsubscribe':
+      return { ok: true, command: { id, cmd: name, channel: ch } };
+    case 'publish': {
+      if (check.subtree) {
+        return bad(id, 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED', 'publish needs an exact channel, not a pattern');
+      }
+      if (!('data' in v) || v['data'] === undefined) {
+        return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"data" is required');
+      }
+      const key = v['idempotencyKey'];
+      if (key !== undefined && !(typeof key === 'string' && key.length > 0 && key.length <= 128)) {
+        return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"idempotencyKey" must be a string of 1-128 characters');
+      }
+      const c: PublishCommand = { id, cmd: name, channel: ch, data: v['data'] };
+      if (key !== undefined) c.idempotencyKey = key;
+      return { ok: true, command: c };
+    }
+    case 'history': {
+      const limit = v['limit'];
+      if (limit !== undefined && !isNonNegInt(limit, MAX_HISTORY_LIMIT)) {
+        return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', `"limit" must be an integer from 0 to ${MAX_HISTORY_LIMIT}`);
+      }
+      const reverse = v['reverse'];
+      if (reverse !== undefined && typeof reverse !== 'boolean') {
+        return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"reverse" must be a boolean');
+      }
+      const c: HistoryCommand = { id, cmd: name, channel: ch };
+      if (limit !== undefined) c.limit = limit;
+      if (since !== undefined) c.since = since as StreamPosition;
+      if (reverse !== undefined) c.reverse = reverse;
+      return { ok: true, command: c };
+    }
+    default: {
+      const never: never = name;
+      return bad(id, 'HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND', `unknown command "${String(never)}"`);
+    }
+  }
+}
+
+/** Splits one transport message into frames (`\n`-separated JSON); blank lines are skipped. */
+export function splitFrames(text: string): string[] {
+  if (text.indexOf('\n') === -1) return text.trim() === '' ? [] : [text];
+  return text.split('\n').filter((l) => l.trim() !== '');
+}

@@ -1,0 +1,4 @@
+export * from './codes.js';
+export * from './channel.js';
+export * from './cursor.js';
+export * from './frames.js';

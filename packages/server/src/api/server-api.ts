@@ -1,0 +1,160 @@
+/**
+ * The server API for the application backend: `POST /api/<method>` with a JSON body and
+ * `Authorization: apikey <key>`. Replies are JSON; errors are `{"error":{"code","message"}}` with
+ * the code's HTTP status.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCodes, HeraldError, isStreamPosition, parseCursor, type StreamPosition } from '@herald/protocol';
+import type { Hub } from '../core/hub.js';
+import type { Logger } from '../core/logger.js';
+import { withPublications } from '../core/encoder.js';
+import { readBody } from '../http/body.js';
+import { sendJsonError } from '../http/admission.js';
+import { ApiKeys } from './api-keys.js';
+
+export interface ServerApiOptions {
+  readonly hub: Hub;
+  readonly logger: Logger;
+  readonly apiKeys: readonly string[];
+  readonly maxBodySize: number;
+  /** Extra fields for `info` (version, transports, ...). */
+  readonly info: () => Record<string, unknown>;
+}
+
+type Body = Record<string, unknown>;
+type Method = (body: Body) => Promise<string>;
+
+export class ServerApi {
+  private readonly keys: ApiKeys;
+  private readonly methods: Record<string, Method>;
+
+  constructor(private readonly opts: ServerApiOptions) {
+    this.keys = new ApiKeys(opts.apiKeys);
+    const hub = opts.hub;
+    this.methods = {
+      publish: async (b) => {
+        const r = await hub.publish(b['channel'], b['data'], { idempotencyKey: optKey(b) });
+        return JSON.stringify(r);
+      },
+      broadcast: async (b) => {
+        const channels = b['channels'];
+        if (!Array.isArray(channels) || channels.length === 0 || channels.length > 1000) {
+          throw bad('"channels" must be an array of 1 to 1000 channel names');
+        }
+        const key = optKey(b);
+        const results = await Promise.all(
+          channels.map(async (channel: unknown) => {
+            try {
+              return await hub.publish(channel, b['data'], { idempotencyKey: key });
+            } catch (err) {
+              return { channel, error: hub.toErrorBody(err, opts.logger) };
+            }
+          }),
+        );
+        return JSON.stringify({ results });
+      },
+      history: async (b) => {
+        const limit = b['limit'];
+        if (limit !== undefined && !(Number.isInteger(limit) && (limit as number) >= 0)) {
+          throw bad('"limit" must be an integer >= 0');
+        }
+        const reverse = b['reverse'];
+        if (reverse !== undefined && typeof reverse !== 'boolean') throw bad('"reverse" must be a boolean');
+        const { result, publications } = await hub.history(b['channel'], {
+          since: optSince(b['since']),
+          limit: limit as number | undefined,
+          reverse: reverse as boolean | undefined,
+        });
+        return withPublications(result, publications);
+      },
+      channels: (b) => {
+        const pattern = b['pattern'];
+        if (pattern !== undefined && typeof pattern !== 'string') throw bad('"pattern" must be a string');
+        const prefix = typeof pattern === 'string' && pattern.endsWith('*') ? pattern.slice(0, -1) : undefined;
+        const list = hub
+          .channels()
+          .filter((c) => pattern === undefined || (prefix !== undefined ? c.stream.startsWith(prefix) : c.stream === pattern));
+        return Promise.resolve(JSON.stringify({ channels: list }));
+      },
+      info: () => Promise.resolve(JSON.stringify({ nodes: [{ id: hub.nodeId, ...opts.info() }] })),
+      disconnect: (b) => {
+        const client = b['client'];
+        const user = b['user'];
+        const reconnect = b['reconnect'] ?? false;
+        if (client !== undefined && typeof client !== 'string') throw bad('"client" must be a string');
+        if (user !== undefined && typeof user !== 'string') throw bad('"user" must be a string');
+        if (client === undefined && user === undefined) throw bad('give "client" or "user"');
+        if (typeof reconnect !== 'boolean') throw bad('"reconnect" must be a boolean');
+        const n = hub.disconnect({ client, user }, reconnect);
+        return Promise.resolve(JSON.stringify({ disconnected: n }));
+      },
+    };
+  }
+
+  /** Handles a request whose path starts with `/api/`. */
+  handle(req: IncomingMessage, res: ServerResponse, method: string): void {
+    this.run(req, res, method).catch((err: unknown) => {
+      const body = this.opts.hub.toErrorBody(err, this.opts.logger);
+      if (!res.headersSent) sendJsonError(res, ErrorCodes[body.code].status, body);
+      else res.destroy();
+    });
+  }
+
+  private async run(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
+    if (!this.keys.check(req.headers.authorization)) {
+      req.resume();
+      this.opts.logger.info({ code: 'HERALD_ERR_API_UNAUTHORIZED', method: name, ip: req.socket.remoteAddress }, 'api: unauthorized');
+      sendJsonError(res, 401, { code: 'HERALD_ERR_API_UNAUTHORIZED', message: 'missing or wrong API key (Authorization: apikey <key>)' }, { 'WWW-Authenticate': 'apikey' });
+      return;
+    }
+    const method = Object.prototype.hasOwnProperty.call(this.methods, name) ? this.methods[name] : undefined;
+    if (method === undefined) {
+      req.resume();
+      sendJsonError(res, 404, { code: 'HERALD_ERR_API_NOT_FOUND', message: `no API method "${name.slice(0, 64)}"` });
+      return;
+    }
+    if (req.method !== 'POST') {
+      req.resume();
+      sendJsonError(res, 405, { code: 'HERALD_ERR_API_METHOD_NOT_ALLOWED', message: 'use POST' }, { Allow: 'POST' });
+      return;
+    }
+    const type = req.headers['content-type'];
+    if (type !== undefined && !/^application\/json\b/i.test(type)) {
+      req.resume();
+      throw new HeraldError('HERALD_ERR_API_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+    }
+    const raw = await readBody(req, this.opts.maxBodySize);
+    let body: unknown;
+    try {
+      body = raw.length === 0 ? {} : JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw bad('the body is not valid JSON');
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be a JSON object');
+    const text = await method(body as Body);
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+}
+
+function bad(message: string): HeraldError {
+  return new HeraldError('HERALD_ERR_API_BAD_REQUEST', message);
+}
+
+function optKey(b: Body): string | undefined {
+  const key = b['idempotencyKey'];
+  if (key === undefined) return undefined;
+  if (typeof key !== 'string' || key.length === 0 || key.length > 128) {
+    throw bad('"idempotencyKey" must be a string of 1-128 characters');
+  }
+  return key;
+}
+
+/** `since` as `{epoch, offset}` or as the text cursor `epoch:offset`. */
+function optSince(v: unknown): StreamPosition | undefined {
+  if (v === undefined) return undefined;
+  if (isStreamPosition(v)) return v;
+  const parsed = parseCursor(v);
+  if (parsed === undefined) throw new HeraldError('HERALD_ERR_CURSOR_INVALID', '"since" must be {"epoch","offset"} or "epoch:offset"');
+  return parsed;
+}

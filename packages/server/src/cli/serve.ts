@@ -1,0 +1,77 @@
+/** `herald serve`: load the config, start the server, print how to use it, stop gracefully. */
+import { ConfigError, loadConfig, parseServeFlags } from '../config/index.js';
+import { HeraldServer } from '../server.js';
+import { createLogger } from '../logging.js';
+import { VERSION } from '../version.js';
+
+export async function runServe(argv: string[]): Promise<number> {
+  let loaded;
+  try {
+    const { flags, help } = parseServeFlags(argv);
+    if (help) {
+      console.log('usage: herald serve [--config file] [--port N] [--host H] [--engine memory] [--api-key KEY] [--log-level L]');
+      return 0;
+    }
+    loaded = await loadConfig({ configFile: flags.config, env: process.env, flags });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`herald: invalid configuration\n${err.message}`);
+      return 78; // EX_CONFIG
+    }
+    throw err;
+  }
+  const { config, generatedApiKey } = loaded;
+  const logger = createLogger(config.logLevel);
+  for (const w of loaded.warnings) logger.warn({ warning: w }, 'config warning');
+  const server = new HeraldServer(config, { logger });
+  let address;
+  try {
+    address = await server.listen();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    console.error(`herald: cannot start: ${e.code === 'EADDRINUSE' ? `port ${config.port} is in use (set --port or HERALD_PORT)` : e.message}`);
+    await server.close().catch(() => undefined);
+    return 1;
+  }
+  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  const base = `http://${host}:${address.port}`;
+  const key = generatedApiKey ?? '<your API key>';
+  const keyLine =
+    generatedApiKey !== undefined
+      ? `API key:     ${generatedApiKey}   (generated for this run; set HERALD_API_KEYS or apiKeys to keep one)`
+      : 'API key:     configured (apiKeys / HERALD_API_KEYS)';
+  console.log(`
+Herald ${VERSION} is running (engine: ${config.engine}, pid ${process.pid})
+  WebSocket   ws://${host}:${address.port}/ws
+  Server API  ${base}/api/{publish,broadcast,history,channels,info,disconnect}
+  Health      ${base}/health
+${keyLine}
+
+Listen (in another terminal):
+  npx herald subscribe 'chat.**' --url ${base}
+Publish:
+  curl -s -X POST ${base}/api/publish -H 'Authorization: apikey ${key}' -H 'Content-Type: application/json' -d '{"channel":"chat.room1","data":{"text":"hello"}}'
+`);
+  logger.info({ port: address.port, host: config.host, engine: config.engine, version: VERSION }, 'listening');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      server.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}

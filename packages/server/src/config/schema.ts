@@ -1,0 +1,305 @@
+/**
+ * What each setting accepts: one check per option, turning a raw value (from a file: any JSON/YAML
+ * value; from the environment or flags: a string) into the typed value, or into problems for the
+ * error message. Also the error type, and the "did you mean" helper.
+ */
+import {
+  ENGINES,
+  LOG_LEVELS,
+  PLANNED_ENGINES,
+  type EngineName,
+  type HeraldConfig,
+  type NamespaceOptions,
+} from './config.js';
+import { parseDuration, parseSize } from './duration.js';
+
+/** One wrong value. `path` is the setting (`limits.maxConnections`, `apiKeys[1]`); `source` where it came from. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+  /** The config file, the environment variable (`HERALD_PORT`), the flag (`--port`), ... */
+  source: string;
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  return `${issue.path ? `${issue.path}: ` : ''}${issue.message} (from ${issue.source})`;
+}
+
+/** The configuration is wrong. `message` lists every issue, one per line. */
+export class ConfigError extends Error {
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super(issues.map(formatIssue).join('\n'));
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A raw value as quoted in messages, cut short. */
+export function show(raw: unknown): string {
+  if (raw === undefined) return 'nothing';
+  let text: string;
+  try {
+    text = JSON.stringify(raw) ?? String(raw);
+  } catch {
+    text = String(raw);
+  }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** Edit distance counting a swap of two neighbours as one edit (optimal string alignment). */
+function distance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row: number[] = [i];
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j);
+        continue;
+      }
+      const prev = rows[i - 1] ?? [];
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d = Math.min(d, (rows[i - 2]?.[j - 2] ?? 0) + 1);
+      }
+      row.push(d);
+    }
+    rows.push(row);
+  }
+  return rows[a.length]?.[b.length] ?? Math.max(a.length, b.length);
+}
+
+/** The candidate closest to `word` (ignoring case, `_` and `-`), if it is close enough to be a typo. */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  const norm = (s: string): string => s.toLowerCase().replace(/[-_\s]/g, '');
+  const w = norm(word);
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = distance(w, norm(candidate));
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  const limit = w.length <= 3 ? 1 : w.length <= 8 ? 2 : 3;
+  return bestDistance <= limit ? best : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Checks.
+
+export interface Problem {
+  /** Appended to the setting's path: `[1]` for the second item of a list. */
+  sub?: string;
+  message: string;
+}
+
+type Checked<T> = { ok: true; value: T } | { ok: false; problems: Problem[] };
+type Check<T> = (raw: unknown) => Checked<T>;
+
+/** Reads one setting: on success, a function that stores the value into the config (or namespace). */
+export type Field<Target> = (
+  raw: unknown,
+) => { ok: true; apply: (target: Target) => void } | { ok: false; problems: Problem[] };
+
+const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
+const bad = (message: string): Checked<never> => ({ ok: false, problems: [{ message }] });
+
+const DURATION_HINT = 'a number of ms, or a string like "250ms", "30s", "5m", "1h"';
+const SIZE_HINT = 'a number of bytes, or a string like "512b", "64kb", "1mb"';
+
+function toNumber(raw: unknown): number {
+  if (typeof raw === 'number') return raw;
+  if (typeof raw === 'string' && /^\s*[+-]?\d+(?:\.\d+)?\s*$/.test(raw)) return Number(raw);
+  return NaN;
+}
+
+function inRange(n: number | undefined, min: number, max: number): n is number {
+  return n !== undefined && Number.isSafeInteger(n) && n >= min && n <= max;
+}
+
+function integer(min: number, max: number, what: string): Check<number> {
+  return (raw) => {
+    const n = toNumber(raw);
+    return inRange(n, min, max) ? ok(n) : bad(`must be ${what}, got ${show(raw)}`);
+  };
+}
+
+function duration(min: number, max: number, what: string): Check<number> {
+  return (raw) => {
+    const n = parseDuration(raw);
+    return inRange(n, min, max) ? ok(n) : bad(`must be ${what} (${DURATION_HINT}), got ${show(raw)}`);
+  };
+}
+
+function size(min: number, max: number, what: string): Check<number> {
+  return (raw) => {
+    const n = parseSize(raw);
+    return inRange(n, min, max) ? ok(n) : bad(`must be ${what} (${SIZE_HINT}), got ${show(raw)}`);
+  };
+}
+
+const TRUE = new Set(['true', '1', 'yes', 'on']);
+const FALSE = new Set(['false', '0', 'no', 'off']);
+
+const bool: Check<boolean> = (raw) => {
+  if (typeof raw === 'boolean') return ok(raw);
+  const text = typeof raw === 'string' || typeof raw === 'number' ? String(raw).trim().toLowerCase() : '';
+  if (TRUE.has(text)) return ok(true);
+  if (FALSE.has(text)) return ok(false);
+  return bad(`must be true or false (also 1/0, yes/no), got ${show(raw)}`);
+};
+
+function oneOf<T extends string>(values: readonly T[]): Check<T> {
+  return (raw) => {
+    const text = typeof raw === 'string' ? raw.trim().toLowerCase() : undefined;
+    const found = values.find((v) => v === text);
+    return found !== undefined ? ok(found) : bad(`must be one of ${values.join(', ')}, got ${show(raw)}`);
+  };
+}
+
+const engine: Check<EngineName> = (raw) => {
+  const text = typeof raw === 'string' ? raw.trim().toLowerCase() : undefined;
+  const found = ENGINES.find((e) => e === text);
+  if (found !== undefined) return ok(found);
+  const available = ENGINES.map((e) => `"${e}"`).join(', ');
+  if (text !== undefined && PLANNED_ENGINES.includes(text)) {
+    return bad(`engine "${text}" is not available yet; this version has ${available}`);
+  }
+  return bad(`must be one of ${available}, got ${show(raw)}`);
+};
+
+const host: Check<string> = (raw) => {
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  if (text !== '' && !/\s/.test(text)) return ok(text);
+  return bad(`must be a host name or IP address to listen on (like "0.0.0.0", "127.0.0.1" or "::"), got ${show(raw)}`);
+};
+
+/** A list, from an array or from one comma-separated string (environment variables, flags). */
+function list(item: Check<string>): Check<string[]> {
+  return (raw) => {
+    let items: unknown[];
+    if (Array.isArray(raw)) items = raw;
+    else if (typeof raw === 'string') items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    else return bad(`must be a list (or a comma-separated string), got ${show(raw)}`);
+    const values: string[] = [];
+    const problems: Problem[] = [];
+    items.forEach((x, i) => {
+      const r = item(x);
+      if (r.ok) values.push(r.value);
+      else for (const p of r.problems) problems.push({ sub: `[${i}]${p.sub ?? ''}`, message: p.message });
+    });
+    return problems.length > 0 ? { ok: false, problems } : ok(values);
+  };
+}
+
+export const MIN_API_KEY_LENGTH = 16;
+
+/** Never quotes the key: messages end up in logs. */
+const apiKey: Check<string> = (raw) => {
+  if (typeof raw !== 'string') return bad(`must be a string, got ${Array.isArray(raw) ? 'a list' : typeof raw}`);
+  if (raw.length < MIN_API_KEY_LENGTH) {
+    return bad(
+      `is too short: an API key needs at least ${MIN_API_KEY_LENGTH} characters, got ${raw.length} ` +
+        '(make one with `openssl rand -base64 24`)',
+    );
+  }
+  if (/[\s,]/.test(raw)) return bad('must not contain spaces or commas');
+  return ok(raw);
+};
+
+/** `*`, or scheme://host[:port] as browsers send it in `Origin` (normalized: lower case, no default port). */
+const origin: Check<string> = (raw) => {
+  if (raw === '*') return ok('*');
+  const expected = 'must be "*" or an origin like "https://app.example.com" (scheme://host[:port], no path)';
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  if (text.includes('*')) return bad(`cannot hold a wildcard: list each origin, or use "*" alone; got ${show(raw)}`);
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  const bare = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]+$/i.test(text);
+  if (url === undefined || !bare || url.host === '' || url.username !== '' || url.password !== '') {
+    return bad(`${expected}, got ${show(raw)}`);
+  }
+  return ok(`${url.protocol}//${url.host}`);
+};
+
+// ---------------------------------------------------------------------------------------------------
+// The table of settings.
+
+/** Dotted paths of every setting outside `namespaces`: `port`, `limits.maxConnections`, ... */
+type Leaves<T, P extends string = ''> = {
+  [K in keyof T & string]: T[K] extends readonly unknown[]
+    ? `${P}${K}`
+    : T[K] extends object
+      ? Leaves<T[K], `${P}${K}.`>
+      : `${P}${K}`;
+}[keyof T & string];
+export type SettingPath = Leaves<Omit<HeraldConfig, 'namespaces'>>;
+
+function field<Target, T>(check: Check<T>, apply: (target: Target, value: T) => void): Field<Target> {
+  return (raw) => {
+    const r = check(raw);
+    return r.ok ? { ok: true, apply: (target) => apply(target, r.value) } : r;
+  };
+}
+const setting = <T>(check: Check<T>, apply: (c: HeraldConfig, v: T) => void): Field<HeraldConfig> =>
+  field(check, apply);
+const option = <T>(check: Check<T>, apply: (o: NamespaceOptions, v: T) => void): Field<NamespaceOptions> =>
+  field(check, apply);
+
+const DAY = 86_400_000;
+/** Timers cannot wait longer than 2^31-1 ms (24.8 days); a longer value would fire at once. */
+const MAX_TIMER = 24 * DAY;
+const MAX_TTL = 365 * DAY;
+const MAX = Number.MAX_SAFE_INTEGER;
+const positive = integer(1, MAX, 'a positive integer');
+const positiveSize = size(1, MAX, 'a positive size');
+const timer = duration(1, MAX_TIMER, 'a positive duration of at most 24d');
+const delay = duration(0, MAX_TIMER, 'a duration from 0 to 24d');
+const ttl = duration(1, MAX_TTL, 'a positive duration of at most 365d');
+
+const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
+  host: setting(host, (c, v) => void (c.host = v)),
+  port: setting(integer(0, 65_535, 'an integer from 0 to 65535'), (c, v) => void (c.port = v)),
+  engine: setting(engine, (c, v) => void (c.engine = v)),
+  apiKeys: setting(list(apiKey), (c, v) => void (c.apiKeys = v)),
+  logLevel: setting(oneOf(LOG_LEVELS), (c, v) => void (c.logLevel = v)),
+  allowedOrigins: setting(list(origin), (c, v) => void (c.allowedOrigins = v)),
+  idempotencyWindow: setting(ttl, (c, v) => void (c.idempotencyWindow = v)),
+  'limits.maxConnections': setting(positive, (c, v) => void (c.limits.maxConnections = v)),
+  'limits.maxFrameSize': setting(size(1024, MAX, 'a size of at least 1kb'), (c, v) => void (c.limits.maxFrameSize = v)),
+  'limits.maxSubscriptionsPerConnection': setting(positive, (c, v) => void (c.limits.maxSubscriptionsPerConnection = v)),
+  'limits.maxQueueBytes': setting(positiveSize, (c, v) => void (c.limits.maxQueueBytes = v)),
+  'limits.maxApiBodySize': setting(positiveSize, (c, v) => void (c.limits.maxApiBodySize = v)),
+  'heartbeat.pingInterval': setting(timer, (c, v) => void (c.heartbeat.pingInterval = v)),
+  'heartbeat.pingTimeout': setting(timer, (c, v) => void (c.heartbeat.pingTimeout = v)),
+  'shutdown.timeout': setting(delay, (c, v) => void (c.shutdown.timeout = v)),
+  'shutdown.reconnectJitter': setting(delay, (c, v) => void (c.shutdown.reconnectJitter = v)),
+};
+
+const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> = {
+  historySize: option(integer(0, 10_000, 'an integer from 0 to 10000'), (o, v) => void (o.historySize = v)),
+  historyTtl: option(ttl, (o, v) => void (o.historyTtl = v)),
+  historyMetaTtl: option(ttl, (o, v) => void (o.historyMetaTtl = v)),
+  anonymousSubscribe: option(bool, (o, v) => void (o.anonymousSubscribe = v)),
+  clientPublish: option(bool, (o, v) => void (o.clientPublish = v)),
+  clientHistory: option(bool, (o, v) => void (o.clientHistory = v)),
+  maxMessageSize: option(size(1, 16 * 1024 ** 2, 'a size from 1 byte to 16mb'), (o, v) => void (o.maxMessageSize = v)),
+};
+
+/** Every setting outside `namespaces`, by dotted path. */
+export const SETTINGS: ReadonlyMap<string, Field<HeraldConfig>> = new Map(Object.entries(SETTING_TABLE));
+/** Every namespace option, by name. */
+export const NAMESPACE_OPTIONS: ReadonlyMap<string, Field<NamespaceOptions>> = new Map(
+  Object.entries(NAMESPACE_TABLE),
+);

@@ -1,0 +1,50 @@
+/** Runs one decoded client command against the hub and encodes its reply. */
+import { HeraldError, namespaceOf, type Command } from '@herald/protocol';
+import type { Hub } from './hub.js';
+import type { Session } from './session.js';
+
+/**
+ * Returns the encoded reply, or undefined when the reply was already queued (subscribe queues its
+ * reply itself, so that it goes out before any live publication of the new subscription).
+ * Rejects with a HeraldError for a refused command.
+ */
+export async function runCommand(hub: Hub, session: Session, cmd: Command): Promise<Uint8Array | undefined> {
+  const enc = session.encoder;
+  switch (cmd.cmd) {
+    case 'ping':
+      return enc.reply(cmd.id, {});
+    case 'subscribe': {
+      await hub.subscribe(session, cmd.channel, { since: cmd.since, backlog: cmd.backlog }, (result, pubs) => {
+        session.enqueue(enc.reply(cmd.id, result, pubs));
+      });
+      return undefined;
+    }
+    case 'unsubscribe':
+      hub.unsubscribe(session, cmd.channel);
+      return enc.reply(cmd.id, {});
+    case 'publish': {
+      const policy = hub.policy(namespaceOf(cmd.channel));
+      if (!policy.clientPublish) {
+        throw new HeraldError('HERALD_ERR_PERMISSION_DENIED', `clients may not publish to namespace "${namespaceOf(cmd.channel)}"`);
+      }
+      const result = await hub.publish(cmd.channel, cmd.data, { idempotencyKey: cmd.idempotencyKey });
+      return enc.reply(cmd.id, result);
+    }
+    case 'history': {
+      const policy = hub.policy(namespaceOf(cmd.channel));
+      if (!policy.clientHistory) {
+        throw new HeraldError('HERALD_ERR_PERMISSION_DENIED', `clients may not read history of namespace "${namespaceOf(cmd.channel)}"`);
+      }
+      const { result, publications } = await hub.history(cmd.channel, {
+        since: cmd.since,
+        limit: cmd.limit,
+        reverse: cmd.reverse,
+      });
+      return enc.reply(cmd.id, result, publications);
+    }
+    default: {
+      const never: never = cmd;
+      throw new HeraldError('HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND', `unknown command ${JSON.stringify(never)}`);
+    }
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The Engine: where streams, offsets, history and idempotency live. The memory engine keeps them in
+ * this process; the Redis engine in Redis, shared by many nodes. The hub only talks to this
+ * interface, and every method is asynchronous because a real engine is remote.
+ *
+ * Guarantees every engine keeps (tested by the shared conformance suite):
+ * - `publish` appends the publication to the exact stream of its channel and to every subtree stream
+ *   above it (`streamsOf(channel)`) atomically: either all appends happen or none, and each stream's
+ *   offset goes up by exactly 1. Per stream, offsets are assigned in one total order.
+ * - After `subscribe(stream)` resolves, every publication appended to `stream` afterwards is handed
+ *   to the node's `PublicationSink` (in offset order per stream, at least once). Publications
+ *   appended before are readable with `history`.
+ * - A publish carrying an `idempotencyKey` that was seen on the same channel within the window
+ *   returns the first result with `duplicate: true` and appends and delivers nothing.
+ * - A stream's epoch changes when its history and offsets are lost (memory engine restart, Redis key
+ *   eviction); offsets then start again at 1 under the new epoch.
+ */
+import type { StreamPosition } from '@herald/protocol';
+
+/** One publication in one stream. `data` is the JSON text of the payload, encoded once. */
+export interface Publication {
+  /** The stream this copy belongs to (the channel itself, or a subtree pattern above it). */
+  readonly stream: string;
+  /** The channel it was published to. */
+  readonly channel: string;
+  readonly epoch: string;
+  readonly offset: number;
+  /** JSON text of the payload. */
+  readonly data: string;
+  /** Publish time in ms since the Unix epoch (engine clock). */
+  readonly time: number;
+}
+
+export interface HistoryPolicy {
+  /** Publications kept per stream; 0 disables history (offsets still count). */
+  readonly size: number;
+  /** How long a publication is kept, in ms. */
+  readonly ttlMs: number;
+  /** How long a stream's epoch and top offset are kept after its last publication, in ms. */
+  readonly metaTtlMs: number;
+}
+
+export interface PublishRequest {
+  readonly channel: string;
+  /** JSON text of the payload. */
+  readonly data: string;
+  readonly idempotencyKey?: string;
+  /** History policy of each stream the publication goes to (all share the channel's namespace). */
+  readonly history: HistoryPolicy;
+  /** How long an idempotency key is remembered, in ms. */
+  readonly idempotencyWindowMs: number;
+}
+
+export interface PublishOutcome {
+  /** Position of the publication in the exact channel's stream. */
+  readonly position: StreamPosition;
+  readonly duplicate: boolean;
+}
+
+export interface HistoryRequest {
+  readonly stream: string;
+  /** Return publications with offset > since.offset (only when the epoch matches). */
+  readonly since?: StreamPosition;
+  /** At most this many; with `reverse`, the newest first. 0 returns none (position only). */
+  readonly limit: number;
+  readonly reverse?: boolean;
+}
+
+export interface HistoryOutcome {
+  /** The stream's current epoch and top offset. */
+  readonly position: StreamPosition;
+  /** Offset of the oldest publication still kept (top + 1 when none is kept). */
+  readonly oldest: number;
+  readonly publications: Publication[];
+}
+
+/** Where an engine hands the publications of the streams this node subscribed to. */
+export interface PublicationSink {
+  onPublication(pub: Publication): void;
+  /**
+   * The engine may have lost publications of `streams` (for example its link to Redis dropped).
+   * The hub re-reads history for their subscribers. `undefined` means every stream.
+   */
+  onGap?(streams: readonly string[] | undefined): void;
+}
+
+export interface Engine {
+  readonly name: string;
+  /** Connects (to Redis, ...); rejects with a clear error when the engine cannot start. */
+  start(sink: PublicationSink): Promise<void>;
+  /** Releases everything (timers, connections). */
+  close(): Promise<void>;
+  publish(req: PublishRequest): Promise<PublishOutcome>;
+  history(req: HistoryRequest): Promise<HistoryOutcome>;
+  /** Node-level subscription: the hub calls it once per stream with local subscribers. */
+  subscribe(stream: string): Promise<void>;
+  unsubscribe(stream: string): Promise<void>;
+  /** Whether the engine can serve requests now (readiness). */
+  ready(): boolean;
+}

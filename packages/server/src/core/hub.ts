@@ -1,0 +1,459 @@
+/**
+ * The hub: sessions, the streams they read, and the path of every publication from the engine to
+ * the sockets. It refcounts streams (one engine subscription per stream per node, not per client),
+ * runs subscribe-with-recovery so that no publication is lost or doubled when a subscribe races
+ * with publishes, and batches writes. It does no I/O of its own: the engine and the transports
+ * reach it through interfaces.
+ */
+import {
+  HeraldError,
+  checkChannel,
+  namespaceOf,
+  type ErrorBody,
+  type HistoryResult,
+  type PublishResult,
+  type StreamPosition,
+  type SubscribeResult,
+} from '@herald/protocol';
+import { randomBytes } from 'node:crypto';
+import type { EncodeCache, FrameEncoder } from './encoder.js';
+import type { Engine, HistoryOutcome, Publication, PublicationSink } from './engine.js';
+import type { Logger } from './logger.js';
+import type { HubLimits, NamespacePolicy } from './policy.js';
+import { Session, type SessionInit } from './session.js';
+import { Subscription } from './subscription.js';
+import type { TransportConnection } from './transport.js';
+
+export interface HubOptions {
+  readonly engine: Engine;
+  readonly logger: Logger;
+  readonly policy: (namespace: string) => NamespacePolicy;
+  readonly limits: HubLimits;
+  readonly idempotencyWindowMs: number;
+  /** Identifies this node in `info` and logs; random when not given. */
+  readonly nodeId?: string;
+}
+
+export interface HubStats {
+  /** Publications accepted by this node's publish calls (duplicates not counted). */
+  published: number;
+  /** Publications this node received from the engine for its streams. */
+  received: number;
+  /** Publication frames queued to sessions. */
+  deliveries: number;
+  badFrames: number;
+  slowDisconnects: number;
+  connectionsTotal: number;
+}
+
+export interface SubscribeOptions {
+  readonly since?: StreamPosition | undefined;
+  readonly backlog?: number | undefined;
+}
+
+export type SubscribeReply = (result: Omit<SubscribeResult, 'publications'>, publications: readonly Publication[]) => void;
+
+interface StreamState {
+  readonly subs: Set<Subscription>;
+  /** Resolves once the engine subscription for this stream is active. */
+  readonly ready: Promise<void>;
+}
+
+export class Hub implements PublicationSink {
+  readonly engine: Engine;
+  readonly logger: Logger;
+  readonly limits: HubLimits;
+  readonly nodeId: string;
+  readonly startedAt = Date.now();
+  readonly stats: HubStats = {
+    published: 0,
+    received: 0,
+    deliveries: 0,
+    badFrames: 0,
+    slowDisconnects: 0,
+    connectionsTotal: 0,
+  };
+  readonly sessions = new Map<string, Session>();
+  private readonly streams = new Map<string, StreamState>();
+  /** Serialises engine subscribe/unsubscribe calls per stream. */
+  private readonly engineOps = new Map<string, Promise<void>>();
+  private readonly policyOf: (namespace: string) => NamespacePolicy;
+  private readonly idempotencyWindowMs: number;
+  private dirty: Session[] = [];
+  private flushScheduled = false;
+  private clientSeq = 0;
+  private readonly clientPrefix = randomBytes(4).toString('hex');
+
+  constructor(opts: HubOptions) {
+    this.engine = opts.engine;
+    this.logger = opts.logger;
+    this.limits = opts.limits;
+    this.policyOf = opts.policy;
+    this.idempotencyWindowMs = opts.idempotencyWindowMs;
+    this.nodeId = opts.nodeId ?? randomBytes(4).toString('hex');
+  }
+
+  start(): Promise<void> {
+    return this.engine.start(this);
+  }
+
+  policy(namespace: string): NamespacePolicy {
+    return this.policyOf(namespace);
+  }
+
+  // ---- sessions -------------------------------------------------------------------------------
+
+  createSession(transport: TransportConnection, encoder: FrameEncoder, init: Partial<SessionInit> = {}): Session {
+    this.clientSeq += 1;
+    const id = init.id ?? `${this.clientPrefix}-${this.clientSeq.toString(36)}`;
+    const session = new Session(this, transport, encoder, { id, userId: init.userId ?? '', remoteAddress: init.remoteAddress });
+    this.sessions.set(id, session);
+    this.stats.connectionsTotal += 1;
+    return session;
+  }
+
+  /** Forgets a session (disconnected or closed): drops its subscriptions. Idempotent. */
+  detach(session: Session): void {
+    for (const sub of session.subscriptions.values()) this.removeSubscription(sub);
+    this.sessions.delete(session.id);
+  }
+
+  scheduleFlush(session: Session): void {
+    this.dirty.push(session);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushAll);
+    }
+  }
+
+  private readonly flushAll = (): void => {
+    this.flushScheduled = false;
+    const batch = this.dirty;
+    this.dirty = [];
+    for (const s of batch) s.flush();
+  };
+
+  // ---- publish / history ----------------------------------------------------------------------
+
+  async publish(channel: unknown, data: unknown, opts: { idempotencyKey?: string | undefined } = {}): Promise<PublishResult> {
+    const check = checkChannel(channel, { allowSubtree: false });
+    if (!check.ok) {
+      const code = typeof channel === 'string' && channel.endsWith('.**') ? 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED' : 'HERALD_ERR_CHANNEL_INVALID';
+      throw new HeraldError(code, check.reason);
+    }
+    const policy = this.policyOf(check.namespace);
+    const json = encodeData(data);
+    const size = Buffer.byteLength(json);
+    if (size > policy.maxMessageSize) {
+      throw new HeraldError('HERALD_ERR_MESSAGE_TOO_LARGE', `data is ${size} bytes; namespace "${check.namespace}" allows ${policy.maxMessageSize}`);
+    }
+    const req = {
+      channel: check.channel,
+      data: json,
+      history: { size: policy.historySize, ttlMs: policy.historyTtl, metaTtlMs: policy.historyMetaTtl },
+      idempotencyWindowMs: this.idempotencyWindowMs,
+      ...(opts.idempotencyKey !== undefined ? { idempotencyKey: opts.idempotencyKey } : {}),
+    };
+    const outcome = await this.engineCall('publish', () => this.engine.publish(req));
+    if (!outcome.duplicate) this.stats.published += 1;
+    return { channel: check.channel, epoch: outcome.position.epoch, offset: outcome.position.offset, duplicate: outcome.duplicate };
+  }
+
+  async history(
+    stream: unknown,
+    opts: { since?: StreamPosition | undefined; limit?: number | undefined; reverse?: boolean | undefined } = {},
+  ): Promise<{ result: Omit<HistoryResult, 'publications'>; publications: Publication[] }> {
+    const check = checkChannel(stream);
+    if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
+    const policy = this.policyOf(check.namespace);
+    if (policy.historySize === 0) {
+      throw new HeraldError('HERALD_ERR_HISTORY_DISABLED', `namespace "${check.namespace}" keeps no history`);
+    }
+    const limit = Math.min(opts.limit ?? policy.historySize, policy.historySize);
+    const h = await this.engineCall('history', () =>
+      this.engine.history({ stream: check.channel, since: opts.since, limit, reverse: opts.reverse === true }),
+    );
+    return {
+      result: { stream: check.channel, epoch: h.position.epoch, offset: h.position.offset },
+      publications: h.publications,
+    };
+  }
+
+  // ---- subscriptions --------------------------------------------------------------------------
+
+  /**
+   * Subscribes a session to a stream. The subscription is attached before anything is read, so
+   * live publications that race with the read are buffered; the reply (with recovered or backlog
+   * publications) is queued through `reply`, then the buffer is drained without gap or duplicate,
+   * then the subscription goes live.
+   */
+  async subscribe(session: Session, stream: string, opts: SubscribeOptions, reply: SubscribeReply): Promise<void> {
+    const check = checkChannel(stream);
+    if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
+    const policy = this.policyOf(check.namespace);
+    if (session.anonymous && !policy.anonymousSubscribe) {
+      throw new HeraldError('HERALD_ERR_PERMISSION_DENIED', `anonymous clients may not subscribe to namespace "${check.namespace}"`);
+    }
+    if (session.subscriptions.has(stream)) {
+      throw new HeraldError('HERALD_ERR_SUBSCRIBE_ALREADY', `already subscribed to "${stream}"`);
+    }
+    if (session.subscriptions.size >= this.limits.maxSubscriptionsPerConnection) {
+      throw new HeraldError('HERALD_ERR_SUBSCRIBE_LIMIT', `at most ${this.limits.maxSubscriptionsPerConnection} subscriptions per connection`);
+    }
+    if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the connection is closing');
+    const sub = new Subscription(session, stream);
+    session.subscriptions.set(stream, sub);
+    const st = this.attach(sub);
+    try {
+      await this.engineCall('subscribe', () => st.ready);
+      const first = await this.initialRead(stream, policy, opts);
+      if (sub.state === 'closed') {
+        throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `unsubscribed from "${stream}" while subscribing`);
+      }
+      sub.epoch = first.position.epoch;
+      sub.offset = first.position.offset;
+      const result: Omit<SubscribeResult, 'publications'> = {
+        stream,
+        epoch: sub.epoch,
+        offset: sub.offset,
+        ...(first.recovered !== undefined ? { recovered: first.recovered } : {}),
+      };
+      reply(result, first.publications);
+    } catch (err) {
+      this.removeSubscription(sub);
+      throw err;
+    }
+    await this.drain(sub, policy);
+  }
+
+  unsubscribe(session: Session, stream: string): void {
+    const sub = session.subscriptions.get(stream);
+    if (sub === undefined) throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `not subscribed to "${stream}"`);
+    this.removeSubscription(sub);
+  }
+
+  /** Streams with local subscribers, with their subscriber counts. */
+  channels(): { stream: string; subscribers: number }[] {
+    const out: { stream: string; subscribers: number }[] = [];
+    for (const [stream, st] of this.streams) out.push({ stream, subscribers: st.subs.size });
+    return out;
+  }
+
+  /** Disconnects sessions by client id and/or user id; returns how many. */
+  disconnect(target: { client?: string | undefined; user?: string | undefined }, reconnect: boolean): number {
+    let n = 0;
+    for (const s of [...this.sessions.values()]) {
+      const match =
+        (target.client !== undefined && s.id === target.client) || (target.user !== undefined && s.userId === target.user);
+      if (!match) continue;
+      s.disconnect(reconnect ? 'FORCE_RECONNECT' : 'FORCE_DISCONNECT', { flushFirst: true });
+      n += 1;
+    }
+    return n;
+  }
+
+  /** Tells every client to reconnect later (spread over `jitterMs`) and closes them. */
+  shutdown(jitterMs: number): void {
+    for (const s of [...this.sessions.values()]) {
+      s.disconnect('SHUTDOWN', { flushFirst: true, retryAfterMs: Math.floor(Math.random() * jitterMs) });
+    }
+  }
+
+  // ---- engine → hub ---------------------------------------------------------------------------
+
+  onPublication(pub: Publication): void {
+    const st = this.streams.get(pub.stream);
+    if (st === undefined) return;
+    this.stats.received += 1;
+    const cache: EncodeCache = {};
+    for (const sub of st.subs) {
+      if (sub.state === 'live') {
+        if (pub.offset === sub.offset + 1 && pub.epoch === sub.epoch) {
+          sub.offset = pub.offset;
+          sub.session.deliver(pub, cache);
+          this.stats.deliveries += 1;
+        } else if (pub.epoch !== sub.epoch || pub.offset > sub.offset) {
+          // A gap (the engine lost publications on the way) or a new epoch: read history.
+          sub.state = 'recovering';
+          sub.buffer = [pub];
+          this.recoverInBackground(sub);
+        }
+        // else: a duplicate of something already delivered.
+      } else if (sub.state === 'recovering') {
+        if (sub.buffer.length < this.limits.maxRecoveryBuffer) sub.buffer.push(pub);
+        else sub.overflowed = true;
+      }
+    }
+  }
+
+  onGap(streams: readonly string[] | undefined): void {
+    const names = streams ?? [...this.streams.keys()];
+    for (const name of names) {
+      const st = this.streams.get(name);
+      if (st === undefined) continue;
+      for (const sub of st.subs) {
+        if (sub.state !== 'live') continue;
+        sub.state = 'recovering';
+        sub.overflowed = true;
+        this.recoverInBackground(sub);
+      }
+    }
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  private attach(sub: Subscription): StreamState {
+    let st = this.streams.get(sub.stream);
+    if (st === undefined) {
+      const stream = sub.stream;
+      st = { subs: new Set(), ready: this.engineOp(stream, () => this.engine.subscribe(stream)) };
+      // A failed engine subscribe is reported to the subscriber awaiting `ready`; keep it from
+      // becoming an unhandled rejection when nobody awaits any more.
+      st.ready.catch(() => undefined);
+      this.streams.set(stream, st);
+    }
+    st.subs.add(sub);
+    return st;
+  }
+
+  private removeSubscription(sub: Subscription): void {
+    if (sub.state === 'closed') return;
+    sub.state = 'closed';
+    sub.buffer = [];
+    if (sub.session.subscriptions.get(sub.stream) === sub) sub.session.subscriptions.delete(sub.stream);
+    const st = this.streams.get(sub.stream);
+    if (st === undefined || !st.subs.delete(sub) || st.subs.size > 0) return;
+    this.streams.delete(sub.stream);
+    const stream = sub.stream;
+    this.engineOp(stream, () => this.engine.unsubscribe(stream)).catch((err: unknown) => {
+      this.logger.warn({ err, stream }, 'engine unsubscribe failed');
+    });
+  }
+
+  private engineOp(stream: string, op: () => Promise<void>): Promise<void> {
+    const prev = this.engineOps.get(stream) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(op);
+    const settled = next.catch(() => undefined);
+    this.engineOps.set(stream, settled);
+    void settled.then(() => {
+      if (this.engineOps.get(stream) === settled) this.engineOps.delete(stream);
+    });
+    return next;
+  }
+
+  /** What a new subscription starts with: recovered publications, a backlog, or just a position. */
+  private async initialRead(
+    stream: string,
+    policy: NamespacePolicy,
+    opts: SubscribeOptions,
+  ): Promise<{ position: StreamPosition; publications: Publication[]; recovered?: boolean }> {
+    let recovered: boolean | undefined;
+    let fallback: HistoryOutcome | undefined;
+    if (opts.since !== undefined) {
+      const since = opts.since;
+      const h = await this.engineCall('history', () => this.engine.history({ stream, since, limit: policy.historySize }));
+      const top = h.position.offset;
+      const missed = top - since.offset;
+      const ok =
+        h.position.epoch === since.epoch && missed >= 0 && (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
+      if (ok) return { position: h.position, publications: h.publications, recovered: true };
+      recovered = false;
+      fallback = h;
+    }
+    const backlog = Math.min(opts.backlog ?? 0, policy.historySize);
+    if (backlog > 0) {
+      const h = await this.engineCall('history', () => this.engine.history({ stream, limit: backlog, reverse: true }));
+      const publications = h.publications.reverse();
+      return { position: h.position, publications, ...(recovered !== undefined ? { recovered } : {}) };
+    }
+    const h = fallback ?? (await this.engineCall('history', () => this.engine.history({ stream, limit: 0 })));
+    return { position: h.position, publications: [], ...(recovered !== undefined ? { recovered } : {}) };
+  }
+
+  /**
+   * Delivers what a recovering subscription buffered, re-reading history when the buffer shows a
+   * gap or overflowed, until the buffer is empty; then the subscription is live. A subscriber whose
+   * missed publications are no longer in history is disconnected with INSUFFICIENT_STATE so that it
+   * resubscribes with its cursor and is told `recovered: false`.
+   */
+  private async drain(sub: Subscription, policy: NamespacePolicy): Promise<void> {
+    while (sub.state === 'recovering') {
+      if (sub.overflowed) {
+        sub.overflowed = false;
+        sub.buffer = [];
+        const since = { epoch: sub.epoch, offset: sub.offset };
+        const h = await this.engineCall('history', () =>
+          this.engine.history({ stream: sub.stream, since, limit: policy.historySize }),
+        );
+        if (sub.state !== 'recovering') return;
+        const missed = h.position.offset - since.offset;
+        const ok = h.position.epoch === since.epoch && missed >= 0 && (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
+        if (!ok) {
+          sub.session.disconnect('INSUFFICIENT_STATE', { reason: `publications of "${sub.stream}" were lost`, flushFirst: true });
+          return;
+        }
+        this.deliverRun(sub, h.publications);
+        continue;
+      }
+      const buffered = sub.buffer;
+      sub.buffer = [];
+      for (const pub of buffered) {
+        if (pub.epoch !== sub.epoch || pub.offset > sub.offset + 1) {
+          sub.overflowed = true;
+          break;
+        }
+        if (pub.offset === sub.offset + 1) this.deliverOne(sub, pub);
+      }
+      if (!sub.overflowed && sub.buffer.length === 0) sub.state = 'live';
+    }
+  }
+
+  private deliverRun(sub: Subscription, pubs: readonly Publication[]): void {
+    for (const pub of pubs) if (pub.offset === sub.offset + 1) this.deliverOne(sub, pub);
+  }
+
+  private deliverOne(sub: Subscription, pub: Publication): void {
+    sub.offset = pub.offset;
+    sub.session.deliver(pub, {});
+    this.stats.deliveries += 1;
+  }
+
+  private recoverInBackground(sub: Subscription): void {
+    const policy = this.policyOf(namespaceOf(sub.stream));
+    this.drain(sub, policy).catch((err: unknown) => {
+      sub.session.logger.warn({ err, stream: sub.stream }, 'recovery failed');
+      sub.session.disconnect('INSUFFICIENT_STATE', { reason: `could not recover "${sub.stream}"`, flushFirst: true });
+    });
+  }
+
+  /** Runs an engine call; failures other than HeraldErrors become ENGINE_UNAVAILABLE (logged once). */
+  private async engineCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof HeraldError) throw err;
+      this.logger.error({ err, op: what }, 'engine call failed');
+      throw new HeraldError('HERALD_ERR_ENGINE_UNAVAILABLE', `engine ${what} failed`);
+    }
+  }
+
+  /** Turns any error into a reply body; unexpected ones are logged once with their stack. */
+  toErrorBody(err: unknown, logger: Logger = this.logger): ErrorBody {
+    if (err instanceof HeraldError) return { code: err.code, message: err.message };
+    logger.error({ err }, 'unexpected error');
+    return { code: 'HERALD_ERR_INTERNAL', message: 'internal error' };
+  }
+}
+
+/** JSON text of a publication's data; rejects what JSON cannot carry. */
+function encodeData(data: unknown): string {
+  if (data === undefined) throw new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', '"data" is required');
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(data);
+  } catch {
+    json = undefined;
+  }
+  if (json === undefined) throw new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', '"data" must be JSON');
+  return json;
+}

@@ -1,0 +1,169 @@
+/**
+ * A session is one client connection as the hub sees it, whatever its transport: its client id, its
+ * subscriptions, and a bounded send queue. Frames queued in one tick go out as one write; when the
+ * bytes queued here plus those the transport has not yet flushed pass `maxQueueBytes`, the client is
+ * too slow and is disconnected with `SLOW` (it then recovers from its cursors).
+ */
+import { DisconnectCodes, HeraldError, splitFrames, decodeCommand, type DisconnectName, type ErrorBody } from '@herald/protocol';
+import type { EncodeCache, FrameEncoder, NonPubPush } from './encoder.js';
+import type { Publication } from './engine.js';
+import type { Hub } from './hub.js';
+import type { Logger } from './logger.js';
+import type { TransportConnection } from './transport.js';
+import type { Subscription } from './subscription.js';
+import { runCommand } from './commands.js';
+
+export type SessionState = 'open' | 'closing' | 'closed';
+
+export interface SessionInit {
+  readonly id: string;
+  /** User id from the token; '' for anonymous clients. */
+  readonly userId: string;
+  readonly remoteAddress?: string;
+}
+
+export interface DisconnectOptions {
+  reason?: string;
+  retryAfterMs?: number;
+  /** Write what is queued before the disconnect push (graceful); otherwise drop it. */
+  flushFirst?: boolean;
+}
+
+export class Session {
+  readonly id: string;
+  readonly userId: string;
+  readonly remoteAddress: string | undefined;
+  readonly subscriptions = new Map<string, Subscription>();
+  readonly logger: Logger;
+  state: SessionState = 'open';
+  private queue: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private scheduled = false;
+  private readonly inflight = new Set<number>();
+
+  constructor(
+    private readonly hub: Hub,
+    readonly transport: TransportConnection,
+    readonly encoder: FrameEncoder,
+    init: SessionInit,
+  ) {
+    this.id = init.id;
+    this.userId = init.userId;
+    this.remoteAddress = init.remoteAddress;
+    this.logger = hub.logger.child({ client: init.id, transport: transport.name });
+  }
+
+  get anonymous(): boolean {
+    return this.userId === '';
+  }
+
+  /** Handles one incoming transport message: one or more `\n`-separated JSON commands. */
+  handleMessage(text: string): void {
+    if (this.state !== 'open') return;
+    for (const frame of splitFrames(text)) {
+      let value: unknown;
+      try {
+        value = JSON.parse(frame);
+      } catch {
+        this.hub.stats.badFrames += 1;
+        this.logger.info({ code: 'HERALD_ERR_PROTOCOL_MALFORMED' }, 'malformed frame');
+        this.sendError(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message: 'frame is not valid JSON' });
+        continue;
+      }
+      const decoded = decodeCommand(value);
+      if (!decoded.ok) {
+        this.hub.stats.badFrames += 1;
+        this.logger.info({ code: decoded.code, id: decoded.id }, decoded.message);
+        this.sendError(decoded.id, { code: decoded.code, message: decoded.message });
+        continue;
+      }
+      const cmd = decoded.command;
+      if (this.inflight.has(cmd.id)) {
+        this.sendError(cmd.id, { code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID', message: `command ${cmd.id} is still in flight` });
+        continue;
+      }
+      this.inflight.add(cmd.id);
+      runCommand(this.hub, this, cmd).then(
+        (reply) => {
+          this.inflight.delete(cmd.id);
+          if (reply !== undefined) this.enqueue(reply);
+        },
+        (err: unknown) => {
+          this.inflight.delete(cmd.id);
+          this.sendError(cmd.id, this.hub.toErrorBody(err, this.logger));
+        },
+      );
+    }
+  }
+
+  sendError(id: number | undefined, error: ErrorBody): void {
+    this.enqueue(this.encoder.error(id, error));
+  }
+
+  sendPush(push: NonPubPush): void {
+    this.enqueue(this.encoder.push(push));
+  }
+
+  deliver(pub: Publication, cache: EncodeCache): void {
+    this.enqueue(this.encoder.publication(pub, cache));
+  }
+
+  enqueue(bytes: Uint8Array): void {
+    if (this.state !== 'open') return;
+    this.queue.push(bytes);
+    this.queuedBytes += bytes.byteLength;
+    if (this.queuedBytes + this.transport.bufferedAmount() > this.hub.limits.maxQueueBytes) {
+      this.hub.stats.slowDisconnects += 1;
+      this.disconnect('SLOW', { reason: 'send queue overflow' });
+      return;
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.hub.scheduleFlush(this);
+    }
+  }
+
+  /** Writes everything queued as one batch. Called by the hub's flush loop. */
+  flush(): void {
+    this.scheduled = false;
+    const n = this.queue.length;
+    if (n === 0) return;
+    const data = n === 1 ? (this.queue[0] as Uint8Array) : this.encoder.join(this.queue);
+    this.queue = [];
+    this.queuedBytes = 0;
+    if (this.state === 'closed') return;
+    this.transport.write(data);
+  }
+
+  /** Tells the client why and closes the transport. Idempotent. */
+  disconnect(name: DisconnectName, opts: DisconnectOptions = {}): void {
+    if (this.state !== 'open') return;
+    const info = DisconnectCodes[name];
+    const reason = opts.reason ?? name.toLowerCase();
+    if (opts.flushFirst !== true) {
+      this.queue = [];
+      this.queuedBytes = 0;
+    }
+    const push: NonPubPush = { push: 'disconnect', code: info.code, reason, reconnect: info.reconnect };
+    if (opts.retryAfterMs !== undefined) push.retryAfterMs = opts.retryAfterMs;
+    this.queue.push(this.encoder.push(push));
+    this.flush();
+    this.state = 'closing';
+    this.logger.debug({ code: info.code, reason }, 'disconnect');
+    this.transport.close(info.code, reason);
+    this.hub.detach(this);
+  }
+
+  /** The transport reports that the connection is gone (closed by either side). */
+  transportClosed(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.hub.detach(this);
+  }
+}
+
+export function isHeraldError(err: unknown): err is HeraldError {
+  return err instanceof HeraldError;
+}

@@ -1,0 +1,19 @@
+/**
+ * The boundary between the hub and a transport (WebSocket, SSE, HTTP streaming, long-polling). A
+ * transport owns reading from its socket and hands commands to its `Session`; the session writes
+ * encoded frames through this interface and closes it. Nothing else crosses the boundary.
+ */
+export type TransportName = 'websocket' | 'sse' | 'http-stream' | 'long-poll';
+
+export interface TransportConnection {
+  readonly name: TransportName;
+  /** Writes one batch of encoded frames (the encoder's `join` output). */
+  write(data: Uint8Array): void;
+  /** Bytes accepted by `write` but not yet handed to the operating system. */
+  bufferedAmount(): number;
+  /**
+   * Closes the connection with a disconnect code (the session has already written its `disconnect`
+   * push). Must be idempotent; the transport reports the end through `Session.transportClosed()`.
+   */
+  close(code: number, reason: string): void;
+}

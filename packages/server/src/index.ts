@@ -1,0 +1,13 @@
+export { HeraldServer, type HeraldServerOptions, type ServerState } from './server.js';
+export { Hub, type HubOptions, type HubStats } from './core/hub.js';
+export type { Engine, Publication, PublicationSink, PublishRequest, PublishOutcome, HistoryRequest, HistoryOutcome, HistoryPolicy } from './core/engine.js';
+export type { TransportConnection, TransportName } from './core/transport.js';
+export type { FrameEncoder, EncodeCache } from './core/encoder.js';
+export type { Logger } from './core/logger.js';
+export { silentLogger } from './core/logger.js';
+export type { Clock, TimerHandle } from './core/clock.js';
+export { systemClock } from './core/clock.js';
+export { MemoryEngine, type MemoryEngineOptions } from './engines/memory/memory-engine.js';
+export * from './config/index.js';
+export { createLogger } from './logging.js';
+export { VERSION } from './version.js';

@@ -1,0 +1,215 @@
+/**
+ * HeraldServer wires the parts together: engine → hub ← transports, the server API, health, and
+ * graceful shutdown. Embeddable: `handleRequest` and `handleUpgrade` serve from any http.Server;
+ * `listen()` makes one.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Hub } from './core/hub.js';
+import type { Engine } from './core/engine.js';
+import type { Logger } from './core/logger.js';
+import { silentLogger } from './core/logger.js';
+import { MemoryEngine } from './engines/memory/memory-engine.js';
+import { WebSocketTransport } from './transports/websocket.js';
+import { ServerApi } from './api/server-api.js';
+import { Admission, sendJsonError } from './http/admission.js';
+import { namespaceOptions, type HeraldConfig } from './config/config.js';
+import { VERSION } from './version.js';
+
+export interface HeraldServerOptions {
+  readonly logger?: Logger;
+  /** An engine to use instead of the one the config names (tests, embedding). */
+  readonly engine?: Engine;
+}
+
+export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export class HeraldServer {
+  readonly config: HeraldConfig;
+  readonly logger: Logger;
+  readonly engine: Engine;
+  readonly hub: Hub;
+  readonly ws: WebSocketTransport;
+  readonly api: ServerApi;
+  state: ServerState = 'created';
+  private http: Server | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(config: HeraldConfig, opts: HeraldServerOptions = {}) {
+    this.config = config;
+    this.logger = opts.logger ?? silentLogger;
+    this.engine = opts.engine ?? createEngine(config);
+    this.hub = new Hub({
+      engine: this.engine,
+      logger: this.logger,
+      policy: (ns) => namespaceOptions(config, ns),
+      limits: {
+        maxSubscriptionsPerConnection: config.limits.maxSubscriptionsPerConnection,
+        maxQueueBytes: config.limits.maxQueueBytes,
+        maxRecoveryBuffer: 10_000,
+      },
+      idempotencyWindowMs: config.idempotencyWindow,
+    });
+    const admission = new Admission({
+      allowedOrigins: config.allowedOrigins,
+      maxConnections: config.limits.maxConnections,
+      connectionCount: () => this.hub.sessions.size,
+      shuttingDown: () => this.state === 'stopping' || this.state === 'stopped',
+    });
+    this.ws = new WebSocketTransport({
+      hub: this.hub,
+      logger: this.logger,
+      admission,
+      maxFrameSize: config.limits.maxFrameSize,
+      pingInterval: config.heartbeat.pingInterval,
+      pingTimeout: config.heartbeat.pingTimeout,
+    });
+    this.api = new ServerApi({
+      hub: this.hub,
+      logger: this.logger,
+      apiKeys: config.apiKeys,
+      maxBodySize: config.limits.maxApiBodySize,
+      info: () => this.info(),
+    });
+  }
+
+  /** Starts the engine (without listening). `listen()` calls it. */
+  async start(): Promise<void> {
+    if (this.state !== 'created') return;
+    this.state = 'starting';
+    await this.hub.start();
+    this.state = 'running';
+  }
+
+  /** Starts and listens on config.host:config.port (0 = ephemeral). */
+  async listen(): Promise<AddressInfo> {
+    await this.start();
+    const server = createServer({ keepAliveTimeout: 5_000 });
+    server.on('request', (req, res) => this.handleRequest(req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+    server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+      this.logger.debug({ code: err.code }, 'http client error');
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    this.http = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.port, this.config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return server.address() as AddressInfo;
+  }
+
+  get address(): AddressInfo | undefined {
+    const a = this.http?.address();
+    return a !== null && typeof a === 'object' ? a : undefined;
+  }
+
+  handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path.startsWith('/api/')) {
+      this.api.handle(req, res, path.slice(5));
+      return;
+    }
+    req.resume();
+    switch (path) {
+      case '/health': {
+        const ready = this.state === 'running' && this.engine.ready();
+        const body = JSON.stringify({ status: ready ? 'ok' : 'unavailable', state: this.state, engine: this.engine.name });
+        res.writeHead(ready ? 200 : 503, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+        res.end(body);
+        return;
+      }
+      case '/ws':
+        sendJsonError(res, 426, { code: 'HERALD_ERR_PROTOCOL_BAD_FIELD', message: 'GET /ws must be a WebSocket upgrade' }, { Upgrade: 'websocket' });
+        return;
+      case '/': {
+        const body = JSON.stringify({ name: 'herald', version: VERSION, endpoints: ['/ws', '/api/<method>', '/health'] });
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(body);
+        return;
+      }
+      default:
+        sendJsonError(res, 404, { code: 'HERALD_ERR_API_NOT_FOUND', message: `no route for ${path.slice(0, 100)}` });
+    }
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path === '/ws') {
+      this.ws.handleUpgrade(req, socket, head);
+      return;
+    }
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  }
+
+  info(): Record<string, unknown> {
+    const s = this.hub.stats;
+    let subscriptions = 0;
+    for (const session of this.hub.sessions.values()) subscriptions += session.subscriptions.size;
+    const mem = process.memoryUsage();
+    return {
+      version: VERSION,
+      engine: this.engine.name,
+      uptimeSeconds: Math.round((Date.now() - this.hub.startedAt) / 1000),
+      connections: this.hub.sessions.size,
+      subscriptions,
+      streams: this.hub.channels().length,
+      published: s.published,
+      deliveries: s.deliveries,
+      connectionsTotal: s.connectionsTotal,
+      slowDisconnects: s.slowDisconnects,
+      badFrames: s.badFrames,
+      rssBytes: mem.rss,
+      heapUsedBytes: mem.heapUsed,
+    };
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, tell every client to reconnect (code 3001 SHUTDOWN with a
+   * `retryAfterMs` hint), wait for them to close up to `shutdown.timeout`, then force the rest.
+   */
+  close(): Promise<void> {
+    this.stopping ??= this.doClose();
+    return this.stopping;
+  }
+
+  private async doClose(): Promise<void> {
+    this.state = 'stopping';
+    const server = this.http;
+    const closed = server !== undefined ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    this.hub.shutdown(this.config.shutdown.reconnectJitter);
+    const deadline = Date.now() + this.config.shutdown.timeout;
+    while (this.ws.connectionCount > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.ws.close();
+    server?.closeIdleConnections();
+    const forced = setTimeout(() => server?.closeAllConnections(), Math.max(0, deadline - Date.now()));
+    await closed;
+    clearTimeout(forced);
+    await this.engine.close();
+    this.state = 'stopped';
+    this.logger.info('stopped');
+  }
+}
+
+function createEngine(config: HeraldConfig): Engine {
+  switch (config.engine) {
+    case 'memory':
+      return new MemoryEngine();
+    default: {
+      const never: never = config.engine;
+      throw new Error(`unknown engine ${String(never)}`);
+    }
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * WebSocket transport (`GET /ws`): Herald's JSON protocol over `ws`. Reads frames and hands them to
+ * the session; writes the session's batches; pings every `pingInterval` and reaps connections that
+ * did not answer within `pingTimeout`. Embeddable: `handleUpgrade` takes any http.Server's upgrade.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { PROTOCOL_VERSION, DisconnectCodes } from '@herald/protocol';
+import { jsonEncoder } from '../core/encoder.js';
+import type { Hub } from '../core/hub.js';
+import type { Logger } from '../core/logger.js';
+import type { Session } from '../core/session.js';
+import type { TransportConnection } from '../core/transport.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
+import { rejectUpgrade, type Admission } from '../http/admission.js';
+
+export interface WebSocketTransportOptions {
+  readonly hub: Hub;
+  readonly logger: Logger;
+  readonly admission: Admission;
+  /** Largest incoming message in bytes; larger ones close the connection with 1009. */
+  readonly maxFrameSize: number;
+  readonly pingInterval: number;
+  readonly pingTimeout: number;
+  /** Grace for the close handshake before the socket is destroyed. */
+  readonly closeTimeout?: number;
+  readonly clock?: Clock;
+}
+
+class WsConnection implements TransportConnection {
+  readonly name = 'websocket' as const;
+  alive = true;
+  session: Session | undefined;
+  private closeTimer: TimerHandle | undefined;
+
+  constructor(
+    readonly ws: WebSocket,
+    private readonly clock: Clock,
+    private readonly closeTimeout: number,
+  ) {}
+
+  write(data: Uint8Array): void {
+    if (this.ws.readyState !== 1) return;
+    this.ws.send(data, { binary: false });
+  }
+
+  bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState >= 2) return;
+    this.ws.close(code, reason.slice(0, 120));
+    this.closeTimer = this.clock.setTimeout(() => this.ws.terminate(), this.closeTimeout);
+  }
+
+  closed(): void {
+    this.closeTimer?.cancel();
+  }
+}
+
+export class WebSocketTransport {
+  private readonly wss: WebSocketServer;
+  private readonly conns = new Set<WsConnection>();
+  private readonly clock: Clock;
+  private readonly pingTimer: TimerHandle;
+  private reapTimer: TimerHandle | undefined;
+
+  constructor(private readonly opts: WebSocketTransportOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: opts.maxFrameSize,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.pingTimer = this.clock.setInterval(() => this.heartbeat(), opts.pingInterval);
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const refusal = this.opts.admission.check(req);
+    if (refusal !== undefined) {
+      rejectUpgrade(socket, refusal);
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
+  }
+
+  private onConnection(ws: WebSocket, req: IncomingMessage): void {
+    const conn = new WsConnection(ws, this.clock, this.opts.closeTimeout ?? 5_000);
+    this.conns.add(conn);
+    const session = this.opts.hub.createSession(conn, jsonEncoder, { remoteAddress: req.socket.remoteAddress });
+    conn.session = session;
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      conn.alive = true;
+      if (isBinary) {
+        session.logger.info({ code: DisconnectCodes.BAD_REQUEST.code }, 'binary frame on a JSON connection');
+        session.disconnect('BAD_REQUEST', { reason: 'binary frames are not supported' });
+        return;
+      }
+      session.handleMessage(rawToString(data));
+    });
+    ws.on('pong', () => {
+      conn.alive = true;
+    });
+    ws.on('error', (err: Error & { code?: string }) => {
+      session.logger.info({ code: err.code, err: err.message }, 'websocket error');
+    });
+    ws.on('close', () => {
+      conn.closed();
+      this.conns.delete(conn);
+      session.transportClosed();
+    });
+    session.sendPush({ push: 'connected', client: session.id, version: PROTOCOL_VERSION, pingInterval: this.opts.pingInterval });
+  }
+
+  private heartbeat(): void {
+    for (const conn of this.conns) {
+      conn.alive = false;
+      if (conn.ws.readyState === 1) conn.ws.ping();
+    }
+    this.reapTimer?.cancel();
+    this.reapTimer = this.clock.setTimeout(() => this.reap(), this.opts.pingTimeout);
+  }
+
+  private reap(): void {
+    for (const conn of this.conns) {
+      if (conn.alive) continue;
+      conn.session?.disconnect('STALE', { reason: 'no pong within pingTimeout' });
+      conn.ws.terminate();
+    }
+  }
+
+  /** Destroys every socket that is still open (end of a graceful shutdown). */
+  terminateAll(): void {
+    for (const conn of this.conns) conn.ws.terminate();
+  }
+
+  close(): void {
+    this.pingTimer.cancel();
+    this.reapTimer?.cancel();
+    this.terminateAll();
+    this.wss.close();
+  }
+}
+
+function rawToString(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
