@@ -24,6 +24,27 @@ export async function runServe(argv: string[]): Promise<number> {
   const logger = createLogger(config.logLevel);
   for (const w of loaded.warnings) logger.warn({ warning: w }, 'config warning');
   const server = new HeraldServer(config, { logger });
+  // Signals are handled from here on, so a SIGTERM during start-up also stops cleanly.
+  let stopping = false;
+  let resolveExit: (code: number) => void = () => undefined;
+  const exitCode = new Promise<number>((resolve) => (resolveExit = resolve));
+  const stop = (signal: string): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    server.close().then(
+      () => resolveExit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        resolveExit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   let address;
   try {
     address = await server.listen();
@@ -54,24 +75,5 @@ Publish:
 `);
   logger.info({ port: address.port, host: config.host, engine: config.engine, version: VERSION }, 'listening');
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      stopping = true;
-      logger.info({ signal }, 'shutting down');
-      server.close().then(
-        () => resolve(0),
-        (err: unknown) => {
-          logger.error({ err }, 'shutdown failed');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-  });
+  return exitCode;
 }

@@ -31,7 +31,8 @@ export interface WebSocketTransportOptions {
 
 class WsConnection implements TransportConnection {
   readonly name = 'websocket' as const;
-  alive = true;
+  /** The heartbeat round whose ping this connection has not answered yet; 0 when none is pending. */
+  awaitingRound = 0;
   session: Session | undefined;
   private closeTimer: TimerHandle | undefined;
 
@@ -66,7 +67,9 @@ export class WebSocketTransport {
   private readonly conns = new Set<WsConnection>();
   private readonly clock: Clock;
   private readonly pingTimer: TimerHandle;
-  private reapTimer: TimerHandle | undefined;
+  /** One reap per heartbeat round still within its pingTimeout (several when pingTimeout > pingInterval). */
+  private readonly reapTimers = new Set<TimerHandle>();
+  private round = 0;
 
   constructor(private readonly opts: WebSocketTransportOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -98,7 +101,7 @@ export class WebSocketTransport {
     const session = this.opts.hub.createSession(conn, jsonEncoder, { remoteAddress: req.socket.remoteAddress });
     conn.session = session;
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      conn.alive = true;
+      conn.awaitingRound = 0;
       if (isBinary) {
         session.logger.info({ code: DisconnectCodes.BAD_REQUEST.code }, 'binary frame on a JSON connection');
         session.disconnect('BAD_REQUEST', { reason: 'binary frames are not supported' });
@@ -107,7 +110,7 @@ export class WebSocketTransport {
       session.handleMessage(rawToString(data));
     });
     ws.on('pong', () => {
-      conn.alive = true;
+      conn.awaitingRound = 0;
     });
     ws.on('error', (err: Error & { code?: string }) => {
       session.logger.info({ code: err.code, err: err.message }, 'websocket error');
@@ -120,18 +123,29 @@ export class WebSocketTransport {
     session.sendPush({ push: 'connected', client: session.id, version: PROTOCOL_VERSION, pingInterval: this.opts.pingInterval });
   }
 
+  /**
+   * Pings every connection that has no unanswered ping, and reaps this round's silent ones after
+   * pingTimeout. A connection still awaiting an earlier round's answer keeps that round's deadline
+   * (so a pingTimeout longer than pingInterval does not postpone the reap forever).
+   */
   private heartbeat(): void {
+    this.round += 1;
+    const round = this.round;
     for (const conn of this.conns) {
-      conn.alive = false;
+      if (conn.awaitingRound !== 0) continue;
+      conn.awaitingRound = round;
       if (conn.ws.readyState === 1) conn.ws.ping();
     }
-    this.reapTimer?.cancel();
-    this.reapTimer = this.clock.setTimeout(() => this.reap(), this.opts.pingTimeout);
+    const timer = this.clock.setTimeout(() => {
+      this.reapTimers.delete(timer);
+      this.reap(round);
+    }, this.opts.pingTimeout);
+    this.reapTimers.add(timer);
   }
 
-  private reap(): void {
+  private reap(round: number): void {
     for (const conn of this.conns) {
-      if (conn.alive) continue;
+      if (conn.awaitingRound !== round) continue;
       conn.session?.disconnect('STALE', { reason: 'no pong within pingTimeout' });
       conn.ws.terminate();
     }
@@ -144,7 +158,8 @@ export class WebSocketTransport {
 
   close(): void {
     this.pingTimer.cancel();
-    this.reapTimer?.cancel();
+    for (const timer of this.reapTimers) timer.cancel();
+    this.reapTimers.clear();
     this.terminateAll();
     this.wss.close();
   }
