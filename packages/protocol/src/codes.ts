@@ -40,7 +40,8 @@ export const ErrorCodes = {
   },
   HERALD_ERR_CURSOR_INVALID: {
     status: 400,
-    description: 'The cursor is not of the form `<epoch>:<offset>`.',
+    description:
+      'The cursor is malformed: `since` must be `{"epoch": string, "offset": integer >= 0}` (the server API also takes the text form `<epoch>:<offset>`).',
   },
   HERALD_ERR_SUBSCRIBE_ALREADY: {
     status: 409,
@@ -97,7 +98,7 @@ export const ErrorCodes = {
   },
   HERALD_ERR_SHUTTING_DOWN: {
     status: 503,
-    description: 'The server is shutting down and accepts no new connections or commands.',
+    description: 'The server is shutting down and accepts no new connections.',
   },
   HERALD_ERR_ENGINE_UNAVAILABLE: {
     status: 503,
@@ -173,16 +174,6 @@ export const DisconnectCodes = {
     code: 3501,
     reconnect: false,
     description: 'The client broke the protocol (for example a binary frame on a JSON connection).',
-  },
-  MESSAGE_TOO_LARGE: {
-    code: 3502,
-    reconnect: false,
-    description: 'A frame was larger than limits.maxFrameSize.',
-  },
-  CONNECTION_LIMIT: {
-    code: 3503,
-    reconnect: true,
-    description: 'The server holds limits.maxConnections connections; try again later or another node.',
   },
 } as const satisfies Record<string, DisconnectInfo>;
 

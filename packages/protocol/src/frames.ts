@@ -103,7 +103,11 @@ export interface ConnectedPush {
   push: 'connected';
   client: string;
   version: number;
-  /** Server ping interval in ms; a client may treat twice this without traffic as a dead link. */
+  /**
+   * Server ping interval in ms. Server pings are WebSocket control frames that browsers answer
+   * without showing them to scripts; a client that wants its own liveness check sends `ping`
+   * commands.
+   */
   pingInterval: number;
 }
 export interface DisconnectPush {

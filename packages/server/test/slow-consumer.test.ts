@@ -44,4 +44,18 @@ describe('slow consumer', () => {
     expect(srv.server.hub.sessions.has(good.clientId)).toBe(true);
     await good.close();
   }, 60_000);
+
+  it('does not call a reading client slow because one reply (a large backlog) is bigger than the queue limit', async () => {
+    const payload = 'y'.repeat(30 * 1024);
+    for (let i = 0; i < 60; i++) await api(srv.url, 'publish', { channel: 'big.hist', data: { i, payload } }); // ~1.8 MB of history
+    const c = await WsClient.connect(srv.wsUrl);
+    const r = await c.request({ cmd: 'subscribe', channel: 'big.hist', backlog: 60 }, 20_000);
+    expect(r['result'].publications).toHaveLength(60);
+    const h = await c.request({ cmd: 'history', channel: 'big.hist', limit: 60 }, 20_000);
+    expect(h['result'].publications).toHaveLength(60);
+    await api(srv.url, 'publish', { channel: 'big.hist', data: { i: 'live' } });
+    await c.waitFor((f) => f['push'] === 'pub' && f['data'].i === 'live', 'live publication after the large replies');
+    expect(srv.server.hub.sessions.has(c.clientId)).toBe(true);
+    await c.close();
+  }, 60_000);
 });

@@ -82,7 +82,9 @@ export class ServerApi {
         const user = b['user'];
         const reconnect = b['reconnect'] ?? false;
         if (client !== undefined && typeof client !== 'string') throw bad('"client" must be a string');
-        if (user !== undefined && typeof user !== 'string') throw bad('"user" must be a string');
+        if (user !== undefined && (typeof user !== 'string' || user === '')) {
+          throw bad('"user" must be a non-empty user id (anonymous clients are disconnected by "client")');
+        }
         if (client === undefined && user === undefined) throw bad('give "client" or "user"');
         if (typeof reconnect !== 'boolean') throw bad('"reconnect" must be a boolean');
         const n = hub.disconnect({ client, user }, reconnect);

@@ -15,7 +15,7 @@ export async function runCommand(hub: Hub, session: Session, cmd: Command): Prom
       return enc.reply(cmd.id, {});
     case 'subscribe': {
       await hub.subscribe(session, cmd.channel, { since: cmd.since, backlog: cmd.backlog }, (result, pubs) => {
-        session.enqueue(enc.reply(cmd.id, result, pubs));
+        session.enqueue(enc.reply(cmd.id, result, pubs), 'reply');
       });
       return undefined;
     }

@@ -223,7 +223,14 @@ export class Hub implements PublicationSink {
       this.removeSubscription(sub);
       throw err;
     }
-    await this.drain(sub, policy);
+    // The reply is out: from here a failure must not produce a second reply for the same command.
+    // A subscriber whose drain fails is disconnected so that it resubscribes with its cursor.
+    try {
+      await this.drain(sub, policy);
+    } catch (err) {
+      session.logger.warn({ err, stream }, 'recovery after subscribe failed');
+      session.disconnect('INSUFFICIENT_STATE', { reason: `could not recover "${stream}"`, flushFirst: true });
+    }
   }
 
   unsubscribe(session: Session, stream: string): void {
@@ -255,7 +262,7 @@ export class Hub implements PublicationSink {
   /** Tells every client to reconnect later (spread over `jitterMs`) and closes them. */
   shutdown(jitterMs: number): void {
     for (const s of [...this.sessions.values()]) {
-      s.disconnect('SHUTDOWN', { flushFirst: true, retryAfterMs: Math.floor(Math.random() * jitterMs) });
+      s.disconnect('SHUTDOWN', { flushFirst: true, retryAfterMs: Math.floor(Math.random() * (jitterMs + 1)) });
     }
   }
 

@@ -39,6 +39,8 @@ export class Session {
   private queue: Uint8Array[] = [];
   private queuedBytes = 0;
   private scheduled = false;
+  /** Extra queue room granted to large replies still draining (see `enqueue`). */
+  private burst = 0;
   private readonly inflight = new Set<number>();
 
   constructor(
@@ -86,7 +88,7 @@ export class Session {
       runCommand(this.hub, this, cmd).then(
         (reply) => {
           this.inflight.delete(cmd.id);
-          if (reply !== undefined) this.enqueue(reply);
+          if (reply !== undefined) this.enqueue(reply, 'reply');
         },
         (err: unknown) => {
           this.inflight.delete(cmd.id);
@@ -108,11 +110,20 @@ export class Session {
     this.enqueue(this.encoder.publication(pub, cache));
   }
 
-  enqueue(bytes: Uint8Array): void {
+  /**
+   * Queues one encoded frame. A large reply (history, recovery, backlog) may legitimately exceed
+   * maxQueueBytes on its own: `reply` frames raise the limit by their size until the connection has
+   * drained below the normal limit again, so a client is called slow only when it does not read.
+   */
+  enqueue(bytes: Uint8Array, kind: 'reply' | 'push' = 'push'): void {
     if (this.state !== 'open') return;
     this.queue.push(bytes);
     this.queuedBytes += bytes.byteLength;
-    if (this.queuedBytes + this.transport.bufferedAmount() > this.hub.limits.maxQueueBytes) {
+    const pending = this.queuedBytes + this.transport.bufferedAmount();
+    const limit = this.hub.limits.maxQueueBytes;
+    if (kind === 'reply') this.burst += bytes.byteLength;
+    else if (this.burst > 0 && pending - bytes.byteLength <= limit) this.burst = 0;
+    if (pending > limit + this.burst) {
       this.hub.stats.slowDisconnects += 1;
       this.disconnect('SLOW', { reason: 'send queue overflow' });
       return;
