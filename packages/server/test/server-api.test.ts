@@ -18,7 +18,7 @@ afterAll(async () => {
 async function post(
   base: string,
   path: string,
-  init: { headers?: Record<string, string>; body?: BodyInit; method?: string; duplex?: 'half' } = {},
+  init: { headers?: Record<string, string>; body?: RequestInit['body']; method?: string; duplex?: 'half' } = {},
 ): Promise<{ status: number; headers: Headers; body: any }> {
   const res = await fetch(`${base}${path}`, { method: init.method ?? 'POST', ...init } as RequestInit);
   const text = await res.text();
@@ -36,7 +36,8 @@ async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 
   }
 }
 
-const isPub = (data: unknown) => (f: Frame) => f['push'] === 'pub' && JSON.stringify(f['data']) === JSON.stringify(data);
+const isPub = (data: unknown) => (f: Frame) =>
+  f['push'] === 'pub' && JSON.stringify(f['data']) === JSON.stringify(data);
 
 async function subscriber(url: string, ...channels: string[]): Promise<WsClient> {
   const c = await WsClient.connect(url);
@@ -61,7 +62,12 @@ describe('server API: publish', () => {
   });
 
   it('accepts application/json with a charset', async () => {
-    const r = await api(srv.url, 'publish', { channel: 'pub.charset', data: 1 }, { headers: { 'Content-Type': 'application/json; charset=utf-8' } });
+    const r = await api(
+      srv.url,
+      'publish',
+      { channel: 'pub.charset', data: 1 },
+      { headers: { 'Content-Type': 'application/json; charset=utf-8' } },
+    );
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ channel: 'pub.charset', offset: 1 });
   });
@@ -70,11 +76,17 @@ describe('server API: publish', () => {
 describe('server API: broadcast', () => {
   it('publishes one data to many channels, with a per-channel error entry for a bad one', async () => {
     const c = await subscriber(srv.wsUrl, 'bc.one', 'bc.two');
-    const r = await api(srv.url, 'broadcast', { channels: ['bc.one', 'bad channel', 'bc.two', 'bc.**'], data: { n: 1 } });
+    const r = await api(srv.url, 'broadcast', {
+      channels: ['bc.one', 'bad channel', 'bc.two', 'bc.**'],
+      data: { n: 1 },
+    });
     expect(r.status).toBe(200);
     expect(r.body.results).toHaveLength(4);
     expect(r.body.results[0]).toMatchObject({ channel: 'bc.one', offset: 1, duplicate: false });
-    expect(r.body.results[1]).toEqual({ channel: 'bad channel', error: { code: 'HERALD_ERR_CHANNEL_INVALID', message: expect.any(String) } });
+    expect(r.body.results[1]).toEqual({
+      channel: 'bad channel',
+      error: { code: 'HERALD_ERR_CHANNEL_INVALID', message: expect.any(String) },
+    });
     expect(r.body.results[2]).toMatchObject({ channel: 'bc.two', offset: 1, duplicate: false });
     expect(r.body.results[3].error.code).toBe('HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED');
     await c.waitFor((f) => f['push'] === 'pub' && f['channel'] === 'bc.one', 'bc.one publication');
@@ -93,7 +105,11 @@ describe('server API: broadcast', () => {
       [1, false],
       [1, false],
     ]);
-    const again = await api(srv.url, 'broadcast', { channels: ['bci.a', 'bci.b', 'bci.c'], data: 1, idempotencyKey: 'bk' });
+    const again = await api(srv.url, 'broadcast', {
+      channels: ['bci.a', 'bci.b', 'bci.c'],
+      data: 1,
+      idempotencyKey: 'bk',
+    });
     expect(again.body.results.map((x: any) => [x.channel, x.offset, x.duplicate])).toEqual([
       ['bci.a', 1, true],
       ['bci.b', 1, true],
@@ -222,7 +238,9 @@ describe('server API: channels', () => {
     expect([badPattern.status, badPattern.body.error.code]).toEqual([400, 'HERALD_ERR_API_BAD_REQUEST']);
     // Unsubscribing one client lowers the count (the reply comes after the hub forgot it).
     await b.request({ cmd: 'unsubscribe', channel: 'chat.one' });
-    expect((await api(srv.url, 'channels', { pattern: 'chat.one' })).body.channels).toEqual([{ stream: 'chat.one', subscribers: 1 }]);
+    expect((await api(srv.url, 'channels', { pattern: 'chat.one' })).body.channels).toEqual([
+      { stream: 'chat.one', subscribers: 1 },
+    ]);
     await a.close();
     await b.close();
   });
@@ -239,7 +257,12 @@ describe('server API: info', () => {
         return r.body.nodes[0].connections as number;
       };
       const r0 = await api(own.url, 'info', {});
-      expect(r0.body.nodes[0]).toMatchObject({ id: expect.any(String), engine: 'memory', version: expect.any(String), connections: 0 });
+      expect(r0.body.nodes[0]).toMatchObject({
+        id: expect.any(String),
+        engine: 'memory',
+        version: expect.any(String),
+        connections: 0,
+      });
       const a = await WsClient.connect(own.wsUrl);
       const b = await WsClient.connect(own.wsUrl);
       expect(await count()).toBe(2);
@@ -317,7 +340,10 @@ describe('server API: authentication and routing', () => {
     const h = await api(srv.url, 'history', { channel: 'auth.x' });
     expect(h.body).toMatchObject({ offset: 0, publications: [] });
     // The scheme is case-insensitive.
-    const ok = await post(srv.url, '/api/info', { headers: { Authorization: `APIKEY ${API_KEY}`, 'Content-Type': 'application/json' }, body: '{}' });
+    const ok = await post(srv.url, '/api/info', {
+      headers: { Authorization: `APIKEY ${API_KEY}`, 'Content-Type': 'application/json' },
+      body: '{}',
+    });
     expect(ok.status).toBe(200);
   });
 
@@ -362,7 +388,10 @@ describe('server API: bad bodies', () => {
       expect(typeof r.body.error.message).toBe('string');
     }
     // None of them published anything.
-    expect((await api(srv.url, 'history', { channel: 'bodies.x' })).body).toMatchObject({ offset: 0, publications: [] });
+    expect((await api(srv.url, 'history', { channel: 'bodies.x' })).body).toMatchObject({
+      offset: 0,
+      publications: [],
+    });
   });
 
   it('answers 413 for a body larger than limits.maxApiBodySize, declared or streamed', async () => {

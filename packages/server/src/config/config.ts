@@ -29,7 +29,7 @@ export interface NamespaceOptions {
   anonymousSubscribe: boolean;
   /** Whether clients may publish over their connection (otherwise only the server API publishes). */
   clientPublish: boolean;
-  /** Whether clients may read history (recovery from a cursor and backlog). */
+  /** Whether clients may read history with the `history` command (recovery and backlog on subscribe stay allowed: a subscriber may see what it subscribed to). */
   clientHistory: boolean;
   /** Largest JSON data of one publication, in bytes. */
   maxMessageSize: number;
@@ -111,7 +111,7 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
   idempotencyWindow: 300_000,
   limits: {
     maxConnections: 100_000,
-    maxFrameSize: 65_536,
+    maxFrameSize: 131_072,
     maxSubscriptionsPerConnection: 128,
     maxQueueBytes: 1_048_576,
     maxApiBodySize: 1_048_576,

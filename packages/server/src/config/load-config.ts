@@ -20,16 +20,19 @@ import {
 import { formatDuration } from './duration.js';
 import {
   ConfigError,
+  ENV_VARIABLES,
   NAMESPACE_OPTIONS,
   SETTINGS,
+  SHAPE,
   isPlainObject,
   show,
   suggest,
   type ConfigIssue,
   type Field,
+  type Shape,
 } from './schema.js';
 
-export { ConfigError, type ConfigIssue } from './schema.js';
+export { ConfigError, ENV_VARIABLES, envVarName, type ConfigIssue } from './schema.js';
 
 /** Values of the `herald serve` flags (see `parseServeFlags`). */
 export interface FlagValues {
@@ -58,39 +61,6 @@ export interface LoadedConfig {
   /** Non-fatal findings, such as an unknown `HERALD_*` variable. */
   warnings: string[];
 }
-
-// ---------------------------------------------------------------------------------------------------
-// Environment variable names, derived from DEFAULT_CONFIG's keys: limits.maxConnections →
-// HERALD_LIMITS_MAX_CONNECTIONS. `namespaces` is one variable holding JSON.
-
-/** `HERALD_` + the path's keys in UPPER_SNAKE_CASE, joined by `_`. */
-export function envVarName(settingPath: string): string {
-  const keys = settingPath.split('.').map((k) => k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase());
-  return `HERALD_${keys.join('_')}`;
-}
-
-/** A setting tree: each key maps to its sub-tree, or to `null` for a setting (a leaf). */
-type Shape = ReadonlyMap<string, Shape | null>;
-
-function shapeOf(value: Record<string, unknown>, prefix: string): Shape {
-  const shape = new Map<string, Shape | null>();
-  for (const [key, child] of Object.entries(value)) {
-    const p = prefix + key;
-    shape.set(key, isPlainObject(child) && p !== 'namespaces' ? shapeOf(child, `${p}.`) : null);
-  }
-  return shape;
-}
-
-const SHAPE = shapeOf({ ...DEFAULT_CONFIG }, '');
-
-function leafPaths(shape: Shape, prefix = ''): string[] {
-  return [...shape].flatMap(([key, sub]) => (sub ? leafPaths(sub, `${prefix}${key}.`) : [prefix + key]));
-}
-
-/** Every environment variable Herald reads, mapped to its setting path (`HERALD_CONFIG` aside). */
-export const ENV_VARIABLES: ReadonlyMap<string, string> = new Map(
-  leafPaths(SHAPE).map((p) => [envVarName(p), p] as const),
-);
 
 const CONFIG_FILE_VAR = 'HERALD_CONFIG';
 
@@ -136,7 +106,7 @@ class Collector {
 
 function unknownKey(key: string, known: readonly string[], prefix: string): string {
   const hint = suggest(key, known);
-  if (hint !== undefined) return `unknown option, did you mean "${prefix}${hint}"?`;
+  if (hint !== undefined) return `unknown option, did you mean "${hint}"?`;
   if (prefix === '' && NAMESPACE_OPTIONS.has(key)) {
     return `unknown option; namespace options go under namespaces (did you mean "namespaces.${DEFAULT_NAMESPACE}.${key}"?)`;
   }
@@ -153,7 +123,7 @@ function readTree(c: Collector, raw: unknown, shape: Shape, prefix: string, sour
   for (const [key, value] of Object.entries(raw)) {
     const p = prefix + key;
     const sub = shape.get(key);
-    if (sub === undefined) c.issue(p, unknownKey(key, [...shape.keys()], ''), source);
+    if (sub === undefined) c.issue(p, unknownKey(key, [...shape.keys()], prefix), source);
     else if (p === 'namespaces') readNamespaces(c, value, source);
     else if (sub === null) c.setting(p, value, source);
     else if (value !== null) readTree(c, value, sub, `${p}.`, source);
@@ -185,7 +155,7 @@ function readNamespaces(c: Collector, raw: unknown, source: string): void {
     for (const [key, value] of Object.entries(options)) {
       const field = NAMESPACE_OPTIONS.get(key);
       if (!field) {
-        c.issue(`${p}.${key}`, unknownKey(key, [...NAMESPACE_OPTIONS.keys()], ''), source);
+        c.issue(`${p}.${key}`, unknownKey(key, [...NAMESPACE_OPTIONS.keys()], `${p}.`), source);
         continue;
       }
       const assigned = c.read(field, `${p}.${key}`, value, source);
@@ -215,8 +185,11 @@ function readEnv(c: Collector, env: NodeJS.ProcessEnv): void {
   const known = [...ENV_VARIABLES.keys(), CONFIG_FILE_VAR];
   for (const name of Object.keys(env).sort()) {
     if (!name.startsWith('HERALD_') || ENV_VARIABLES.has(name) || name === CONFIG_FILE_VAR) continue;
-    const hint = suggest(name, known);
-    c.warnings.push(`${name} is not a Herald setting and was ignored${hint ? `; did you mean ${hint}?` : ''}`);
+    const hint = suggest(
+      name.slice('HERALD_'.length),
+      known.map((k) => k.slice('HERALD_'.length)),
+    );
+    c.warnings.push(`${name} is not a Herald setting and was ignored${hint ? `; did you mean HERALD_${hint}?` : ''}`);
   }
 }
 
@@ -265,7 +238,11 @@ function fileErrorText(err: unknown): string {
 async function readConfigFile(c: Collector, file: string): Promise<unknown> {
   const ext = path.extname(file).toLowerCase();
   if (ext !== '.json' && ext !== '.yaml' && ext !== '.yml') {
-    c.issue('', `cannot tell the config file's format from "${ext || '(no extension)'}": use .json, .yaml or .yml`, file);
+    c.issue(
+      '',
+      `cannot tell the config file's format from "${ext || '(no extension)'}": use .json, .yaml or .yml`,
+      file,
+    );
     return undefined;
   }
   let text: string;
@@ -307,13 +284,15 @@ function finish(c: Collector): LoadedConfig {
 
   const base: NamespaceOptions = { ...DEFAULT_NAMESPACE_OPTIONS };
   for (const assigned of c.namespace(DEFAULT_NAMESPACE).values()) assigned.apply(base);
-  config.namespaces = { [DEFAULT_NAMESPACE]: base };
+  const entries: Array<[string, NamespaceOptions]> = [[DEFAULT_NAMESPACE, base]];
   for (const [name, overrides] of c.namespaces) {
     if (name === DEFAULT_NAMESPACE) continue;
     const options: NamespaceOptions = { ...base };
     for (const assigned of overrides.values()) assigned.apply(options);
-    config.namespaces[name] = options;
+    entries.push([name, options]);
   }
+  // fromEntries defines own properties: a namespace named `__proto__` stays an ordinary entry.
+  config.namespaces = Object.fromEntries(entries);
   checkNamespaces(c, config);
 
   if (c.issues.length > 0) throw new ConfigError(c.issues);

@@ -4,6 +4,7 @@
  * error message. Also the error type, and the "did you mean" helper.
  */
 import {
+  DEFAULT_CONFIG,
   ENGINES,
   LOG_LEVELS,
   PLANNED_ENGINES,
@@ -186,7 +187,11 @@ function list(item: Check<string>): Check<string[]> {
   return (raw) => {
     let items: unknown[];
     if (Array.isArray(raw)) items = raw;
-    else if (typeof raw === 'string') items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    else if (typeof raw === 'string')
+      items = raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
     else return bad(`must be a list (or a comma-separated string), got ${show(raw)}`);
     const values: string[] = [];
     const problems: Problem[] = [];
@@ -278,7 +283,10 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
   idempotencyWindow: setting(ttl, (c, v) => void (c.idempotencyWindow = v)),
   'limits.maxConnections': setting(positive, (c, v) => void (c.limits.maxConnections = v)),
   'limits.maxFrameSize': setting(size(1024, MAX, 'a size of at least 1kb'), (c, v) => void (c.limits.maxFrameSize = v)),
-  'limits.maxSubscriptionsPerConnection': setting(positive, (c, v) => void (c.limits.maxSubscriptionsPerConnection = v)),
+  'limits.maxSubscriptionsPerConnection': setting(
+    positive,
+    (c, v) => void (c.limits.maxSubscriptionsPerConnection = v),
+  ),
   'limits.maxQueueBytes': setting(positiveSize, (c, v) => void (c.limits.maxQueueBytes = v)),
   'limits.maxApiBodySize': setting(positiveSize, (c, v) => void (c.limits.maxApiBodySize = v)),
   'heartbeat.pingInterval': setting(timer, (c, v) => void (c.heartbeat.pingInterval = v)),
@@ -300,6 +308,38 @@ const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> =
 /** Every setting outside `namespaces`, by dotted path. */
 export const SETTINGS: ReadonlyMap<string, Field<HeraldConfig>> = new Map(Object.entries(SETTING_TABLE));
 /** Every namespace option, by name. */
-export const NAMESPACE_OPTIONS: ReadonlyMap<string, Field<NamespaceOptions>> = new Map(
-  Object.entries(NAMESPACE_TABLE),
+export const NAMESPACE_OPTIONS: ReadonlyMap<string, Field<NamespaceOptions>> = new Map(Object.entries(NAMESPACE_TABLE));
+
+// ---------------------------------------------------------------------------------------------------
+// Environment variable names, derived from DEFAULT_CONFIG's keys: limits.maxConnections →
+// HERALD_LIMITS_MAX_CONNECTIONS. `namespaces` is one variable holding JSON.
+
+/** `HERALD_` + the path's keys in UPPER_SNAKE_CASE, joined by `_`. */
+export function envVarName(settingPath: string): string {
+  const keys = settingPath.split('.').map((k) => k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase());
+  return `HERALD_${keys.join('_')}`;
+}
+
+/** A setting tree: each key maps to its sub-tree, or to `null` for a setting (a leaf). */
+export type Shape = ReadonlyMap<string, Shape | null>;
+
+function shapeOf(value: Record<string, unknown>, prefix: string): Shape {
+  const shape = new Map<string, Shape | null>();
+  for (const [key, child] of Object.entries(value)) {
+    const p = prefix + key;
+    shape.set(key, isPlainObject(child) && p !== 'namespaces' ? shapeOf(child, `${p}.`) : null);
+  }
+  return shape;
+}
+
+/** The settings tree of DEFAULT_CONFIG (`namespaces` is a leaf: it is read by its own rules). */
+export const SHAPE = shapeOf({ ...DEFAULT_CONFIG }, '');
+
+function leafPaths(shape: Shape, prefix = ''): string[] {
+  return [...shape].flatMap(([key, sub]) => (sub ? leafPaths(sub, `${prefix}${key}.`) : [prefix + key]));
+}
+
+/** Every environment variable Herald reads, mapped to its setting path (`HERALD_CONFIG` aside). */
+export const ENV_VARIABLES: ReadonlyMap<string, string> = new Map(
+  leafPaths(SHAPE).map((p) => [envVarName(p), p] as const),
 );

@@ -1,0 +1,121 @@
+import WebSocket from 'ws';
+import { afterEach, describe, expect, it } from 'vitest';
+import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
+
+let srv: TestServer | undefined;
+afterEach(async () => {
+  await srv?.close();
+  srv = undefined;
+});
+
+interface Refused {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: any;
+}
+
+/** Opens a WebSocket that the server must refuse; resolves with the HTTP answer to the upgrade. */
+function refusedUpgrade(url: string, options: WebSocket.ClientOptions = {}): Promise<Refused> {
+  const ws = new WebSocket(url, options);
+  ws.on('error', () => undefined);
+  return withTimeout(
+    new Promise<Refused>((resolve, reject) => {
+      ws.once('open', () => {
+        ws.terminate();
+        reject(new Error('the upgrade was accepted'));
+      });
+      ws.once('unexpected-response', (req, res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          req.destroy();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) });
+        });
+      });
+    }),
+    5000,
+    'the upgrade to be refused',
+  );
+}
+
+async function connectionCount(base: string): Promise<number> {
+  const r = await api(base, 'info', {});
+  return r.body.nodes[0].connections as number;
+}
+
+describe('limits.maxConnections', () => {
+  it('refuses the upgrade past the limit with 503 and a JSON code, without disturbing the others', async () => {
+    srv = await startServer({ limits: { maxConnections: 2 } });
+    const a = await WsClient.connect(srv.wsUrl);
+    const b = await WsClient.connect(srv.wsUrl);
+    await a.request({ cmd: 'subscribe', channel: 'lim.x' });
+    await b.request({ cmd: 'subscribe', channel: 'lim.x' });
+
+    const third = await refusedUpgrade(srv.wsUrl);
+    expect(third.status).toBe(503);
+    expect(third.headers['content-type']).toMatch(/^application\/json/);
+    expect(third.body).toEqual({ error: { code: 'HERALD_ERR_CONNECTION_LIMIT', message: expect.any(String) } });
+
+    // The two admitted clients are unaffected.
+    await api(srv.url, 'publish', { channel: 'lim.x', data: 'after refusal' });
+    for (const c of [a, b]) {
+      await c.waitFor((f) => f['push'] === 'pub' && f['data'] === 'after refusal', 'publication after the refusal');
+      expect(c.closeCode).toBeUndefined();
+    }
+    expect(await connectionCount(srv.url)).toBe(2);
+
+    // Once one leaves (and the server has seen it go), a new client is admitted again.
+    await a.close();
+    const deadline = Date.now() + 5000;
+    while ((await connectionCount(srv.url)) !== 1) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for the server to count 1 connection');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const c = await WsClient.connect(srv.wsUrl);
+    expect((await c.request({ cmd: 'ping' }))['result']).toEqual({});
+    await c.close();
+    await b.close();
+  });
+});
+
+describe('allowedOrigins', () => {
+  it('refuses a browser upgrade from another origin with 403, accepts the allowed one and non-browsers', async () => {
+    srv = await startServer({ allowedOrigins: ['https://good.example'] });
+
+    const evil = await refusedUpgrade(srv.wsUrl, { origin: 'https://evil.example' });
+    expect(evil.status).toBe(403);
+    expect(evil.body.error.code).toBe('HERALD_ERR_PERMISSION_DENIED');
+    expect(evil.body.error.message).toContain('https://evil.example');
+
+    // Look-alikes of the allowed origin are refused too.
+    for (const origin of [
+      'http://good.example',
+      'https://good.example:8443',
+      'https://good.example.evil.example',
+      'null',
+    ]) {
+      const r = await refusedUpgrade(srv.wsUrl, { origin });
+      expect(r.status, origin).toBe(403);
+    }
+
+    const good = await WsClient.connect(srv.wsUrl, { origin: 'https://good.example' });
+    expect(good.frames[0]).toMatchObject({ push: 'connected' });
+    // Origins compare case-insensitively (browsers send them lower-case anyway).
+    const upper = await WsClient.connect(srv.wsUrl, { origin: 'HTTPS://GOOD.EXAMPLE' });
+    // No Origin header: a non-browser client (backend, CLI), which Origin checks do not apply to.
+    const plain = await WsClient.connect(srv.wsUrl);
+    expect(plain.frames[0]).toMatchObject({ push: 'connected' });
+    for (const c of [good, upper, plain]) {
+      expect((await c.request({ cmd: 'ping' }))['result']).toEqual({});
+      await c.close();
+    }
+  });
+
+  it("accepts any origin with the default '*'", async () => {
+    srv = await startServer();
+    const c = await WsClient.connect(srv.wsUrl, { origin: 'https://anywhere.example' });
+    expect(c.frames[0]).toMatchObject({ push: 'connected' });
+    await c.close();
+  });
+});
