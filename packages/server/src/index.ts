@@ -1,6 +1,15 @@
 export { HeraldServer, type HeraldServerOptions, type ServerState } from './server.js';
 export { Hub, type HubOptions, type HubStats } from './core/hub.js';
-export type { Engine, Publication, PublicationSink, PublishRequest, PublishOutcome, HistoryRequest, HistoryOutcome, HistoryPolicy } from './core/engine.js';
+export type {
+  Engine,
+  Publication,
+  PublicationSink,
+  PublishRequest,
+  PublishOutcome,
+  HistoryRequest,
+  HistoryOutcome,
+  HistoryPolicy,
+} from './core/engine.js';
 export type { TransportConnection, TransportName } from './core/transport.js';
 export type { FrameEncoder, EncodeCache } from './core/encoder.js';
 export type { Logger } from './core/logger.js';

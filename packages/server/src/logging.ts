@@ -7,7 +7,10 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
   const opts = {
     level,
     base: { svc: 'herald' },
-    redact: { paths: ['token', 'apiKey', 'authorization', '*.token', '*.apiKey', '*.authorization'], censor: '[redacted]' },
+    redact: {
+      paths: ['token', 'apiKey', 'authorization', '*.token', '*.apiKey', '*.authorization'],
+      censor: '[redacted]',
+    },
   };
   const logger = destination !== undefined ? pino(opts, destination) : pino(opts);
   return logger as unknown as Logger;

@@ -121,16 +121,29 @@ export class HeraldServer {
     switch (path) {
       case '/health': {
         const ready = this.state === 'running' && this.engine.ready();
-        const body = JSON.stringify({ status: ready ? 'ok' : 'unavailable', state: this.state, engine: this.engine.name });
+        const body = JSON.stringify({
+          status: ready ? 'ok' : 'unavailable',
+          state: this.state,
+          engine: this.engine.name,
+        });
         res.writeHead(ready ? 200 : 503, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
         res.end(body);
         return;
       }
       case '/ws':
-        sendJsonError(res, 426, { code: 'HERALD_ERR_PROTOCOL_BAD_FIELD', message: 'GET /ws must be a WebSocket upgrade' }, { Upgrade: 'websocket' });
+        sendJsonError(
+          res,
+          426,
+          { code: 'HERALD_ERR_PROTOCOL_BAD_FIELD', message: 'GET /ws must be a WebSocket upgrade' },
+          { Upgrade: 'websocket' },
+        );
         return;
       case '/': {
-        const body = JSON.stringify({ name: 'herald', version: VERSION, endpoints: ['/ws', '/api/<method>', '/health'] });
+        const body = JSON.stringify({
+          name: 'herald',
+          version: VERSION,
+          endpoints: ['/ws', '/api/<method>', '/health'],
+        });
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end(body);
         return;
@@ -186,7 +199,8 @@ export class HeraldServer {
   private async doClose(): Promise<void> {
     this.state = 'stopping';
     const server = this.http;
-    const closed = server !== undefined ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const closed =
+      server !== undefined ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     this.hub.shutdown(this.config.shutdown.reconnectJitter);
     const deadline = Date.now() + this.config.shutdown.timeout;
     while (this.ws.connectionCount > 0 && Date.now() < deadline) {

@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
+import { api, startServer, withTimeout, WsClient, type Frame, type TestServer } from './support/harness.js';
 
 let srv: TestServer | undefined;
 afterEach(async () => {
@@ -11,7 +11,7 @@ afterEach(async () => {
 interface Refused {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: any;
+  body: Frame;
 }
 
 /** Opens a WebSocket that the server must refuse; resolves with the HTTP answer to the upgrade. */
@@ -30,7 +30,7 @@ function refusedUpgrade(url: string, options: WebSocket.ClientOptions = {}): Pro
         res.on('data', (chunk: string) => (text += chunk));
         res.on('end', () => {
           req.destroy();
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) });
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) as Frame });
         });
       });
     }),

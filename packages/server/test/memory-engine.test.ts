@@ -20,7 +20,12 @@ describe('memory engine', () => {
   it('gives a new epoch after a restart, so old cursors are not recovered', async () => {
     const a = new MemoryEngine();
     await a.start({ onPublication: () => undefined });
-    const p = await a.publish({ channel: 'x', data: '1', history: { size: 10, ttlMs: 1000, metaTtlMs: 1000 }, idempotencyWindowMs: 1000 });
+    const p = await a.publish({
+      channel: 'x',
+      data: '1',
+      history: { size: 10, ttlMs: 1000, metaTtlMs: 1000 },
+      idempotencyWindowMs: 1000,
+    });
     await a.close();
     const b = new MemoryEngine();
     await b.start({ onPublication: () => undefined });
@@ -35,12 +40,24 @@ describe('memory engine', () => {
     const e = new MemoryEngine({ clock, sweepInterval: 1000 });
     await e.start({ onPublication: () => undefined });
     const policy = { size: 10, ttlMs: 1000, metaTtlMs: 5000 };
-    const first = await e.publish({ channel: 'idle', data: '1', history: policy, idempotencyWindowMs: 2000, idempotencyKey: 'k' });
+    const first = await e.publish({
+      channel: 'idle',
+      data: '1',
+      history: policy,
+      idempotencyWindowMs: 2000,
+      idempotencyKey: 'k',
+    });
     await e.subscribe('kept');
     await e.publish({ channel: 'kept', data: '1', history: policy, idempotencyWindowMs: 2000 });
     expect(e.streamCount).toBe(4); // idle, idle.**, kept, kept.**
     clock.advance(3000);
-    const again = await e.publish({ channel: 'idle', data: '2', history: policy, idempotencyWindowMs: 2000, idempotencyKey: 'k' });
+    const again = await e.publish({
+      channel: 'idle',
+      data: '2',
+      history: policy,
+      idempotencyWindowMs: 2000,
+      idempotencyKey: 'k',
+    });
     expect(again.duplicate).toBe(false);
     expect(again.position.offset).toBe(2);
     clock.advance(7000);

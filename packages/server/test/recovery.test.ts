@@ -95,7 +95,8 @@ class ChurningClient {
           for (const p of r.publications as Received[]) this.accept(p, r.epoch);
           if (r.publications.length === 0) {
             if (this.epoch === undefined) this.epoch = r.epoch;
-            if (r.offset !== this.offset && this.got.length > 0) this.errors.push(`reply offset ${r.offset} != ${this.offset}`);
+            if (r.offset !== this.offset && this.got.length > 0)
+              this.errors.push(`reply offset ${r.offset} != ${this.offset}`);
             if (this.got.length === 0) this.offset = r.offset;
           }
         } else if (f['push'] === 'pub') {
@@ -126,7 +127,11 @@ class ChurningClient {
   async settle(top: number): Promise<void> {
     void this.session(undefined);
     while (this.offset < top) {
-      await withTimeout(new Promise<void>((r) => this.waiters.push(r)), 10_000, `${this.stream} to reach ${top} (at ${this.offset})`);
+      await withTimeout(
+        new Promise<void>((r) => this.waiters.push(r)),
+        10_000,
+        `${this.stream} to reach ${top} (at ${this.offset})`,
+      );
     }
     this.stopped = true;
     this.ws?.close();
@@ -137,43 +142,51 @@ describe('recovery', () => {
   it.each([
     ['memory engine', () => srv],
     ['memory engine behind 0-5 ms of latency', () => latent],
-  ])('no gap and no duplicate for exact and subtree streams while a publisher never stops (%s)', async (_name, pick) => {
-    const srv = pick();
-    const rand = prng(12345);
-    const streams = ['race.a', 'race.**', 'race.b.**', 'race.b.c', 'race.a', 'race.**', 'race.b.**', 'race.**'];
-    const clients = streams.map((s, i) => new ChurningClient(srv.wsUrl, s, prng(1000 + i)));
-    // Every client starts from the beginning of its stream: cursor (epoch, 0).
-    for (const c of clients) c.epoch = (await api(srv.url, 'history', { channel: c.stream, limit: 0 })).body.epoch;
-    const channels = ['race.a', 'race.b', 'race.b.c', 'race.b.c.d'];
-    const total = 600;
-    let published = 0;
-    const publisher = (async () => {
-      for (let i = 0; i < total; i++) {
-        const channel = channels[Math.floor(rand() * channels.length)]!;
-        const r = await api(srv.url, 'publish', { channel, data: { i, channel } });
-        if (r.status !== 200) throw new Error(`publish failed ${JSON.stringify(r.body)}`);
-        published += 1;
-      }
-    })();
-    const churners = clients.map((c) => c.churn(() => published >= total));
-    await withTimeout(publisher, 60_000, 'publisher');
-    for (const c of clients) c.interrupt();
-    await withTimeout(Promise.all(churners), 30_000, 'churning clients');
+  ])(
+    'no gap and no duplicate for exact and subtree streams while a publisher never stops (%s)',
+    async (_name, pick) => {
+      const srv = pick();
+      const rand = prng(12345);
+      const streams = ['race.a', 'race.**', 'race.b.**', 'race.b.c', 'race.a', 'race.**', 'race.b.**', 'race.**'];
+      const clients = streams.map((s, i) => new ChurningClient(srv.wsUrl, s, prng(1000 + i)));
+      // Every client starts from the beginning of its stream: cursor (epoch, 0).
+      for (const c of clients) c.epoch = (await api(srv.url, 'history', { channel: c.stream, limit: 0 })).body.epoch;
+      const channels = ['race.a', 'race.b', 'race.b.c', 'race.b.c.d'];
+      const total = 600;
+      let published = 0;
+      const publisher = (async () => {
+        for (let i = 0; i < total; i++) {
+          const channel = channels[Math.floor(rand() * channels.length)]!;
+          const r = await api(srv.url, 'publish', { channel, data: { i, channel } });
+          if (r.status !== 200) throw new Error(`publish failed ${JSON.stringify(r.body)}`);
+          published += 1;
+        }
+      })();
+      const churners = clients.map((c) => c.churn(() => published >= total));
+      await withTimeout(publisher, 60_000, 'publisher');
+      for (const c of clients) c.interrupt();
+      await withTimeout(Promise.all(churners), 30_000, 'churning clients');
 
-    for (const c of clients) {
-      const h = await api(srv.url, 'history', { channel: c.stream, limit: 5000 });
-      expect(h.status).toBe(200);
-      await c.settle(h.body.offset);
-      expect(c.errors).toEqual([]);
-      const expected = (h.body.publications as Received[]).map((p) => ({ offset: p.offset, channel: p.channel, data: p.data }));
-      expect(expected.length).toBe(h.body.offset); // history holds the whole stream
-      expect(c.got).toEqual(expected);
-      expect(c.reconnects).toBeGreaterThan(3);
-    }
-    // Every publication is in the subtree stream of its namespace, exactly once.
-    const all = await api(srv.url, 'history', { channel: 'race.**', limit: 5000 });
-    expect(all.body.publications.map((p: Received) => (p.data as { i: number }).i)).toEqual([...Array(total).keys()]);
-  }, 120_000);
+      for (const c of clients) {
+        const h = await api(srv.url, 'history', { channel: c.stream, limit: 5000 });
+        expect(h.status).toBe(200);
+        await c.settle(h.body.offset);
+        expect(c.errors).toEqual([]);
+        const expected = (h.body.publications as Received[]).map((p) => ({
+          offset: p.offset,
+          channel: p.channel,
+          data: p.data,
+        }));
+        expect(expected.length).toBe(h.body.offset); // history holds the whole stream
+        expect(c.got).toEqual(expected);
+        expect(c.reconnects).toBeGreaterThan(3);
+      }
+      // Every publication is in the subtree stream of its namespace, exactly once.
+      const all = await api(srv.url, 'history', { channel: 'race.**', limit: 5000 });
+      expect(all.body.publications.map((p: Received) => (p.data as { i: number }).i)).toEqual([...Array(total).keys()]);
+    },
+    120_000,
+  );
 
   it('recovers exactly what was missed, then goes live', async () => {
     const a = await WsClient.connect(srv.wsUrl);
@@ -184,7 +197,11 @@ describe('recovery', () => {
     await api(srv.url, 'publish', { channel: 'rec.x.y', data: 2 });
     await api(srv.url, 'publish', { channel: 'rec.x', data: 3 });
     const b = await WsClient.connect(srv.wsUrl);
-    const r2 = await b.request({ cmd: 'subscribe', channel: 'rec.x.**', since: { epoch: r1['result'].epoch, offset: 1 } });
+    const r2 = await b.request({
+      cmd: 'subscribe',
+      channel: 'rec.x.**',
+      since: { epoch: r1['result'].epoch, offset: 1 },
+    });
     expect(r2['result']).toMatchObject({ recovered: true, offset: 3, epoch: r1['result'].epoch });
     expect(r2['result'].publications).toEqual([
       { channel: 'rec.x.y', offset: 2, data: 2 },
@@ -230,7 +247,11 @@ describe('recovery', () => {
       expect(r['result'].offset).toBe(1);
       await c.close();
       const d = await WsClient.connect(ns.wsUrl);
-      const same = await d.request({ cmd: 'subscribe', channel: 'nohist.x', since: { epoch: r['result'].epoch, offset: 1 } });
+      const same = await d.request({
+        cmd: 'subscribe',
+        channel: 'nohist.x',
+        since: { epoch: r['result'].epoch, offset: 1 },
+      });
       expect(same['result']).toMatchObject({ recovered: true, offset: 1 });
       await api(ns.url, 'publish', { channel: 'nohist.x', data: 2 });
       await d.waitFor((f) => f['push'] === 'pub' && f['offset'] === 2, 'live pub');

@@ -19,10 +19,10 @@ async function post(
   base: string,
   path: string,
   init: { headers?: Record<string, string>; body?: RequestInit['body']; method?: string; duplex?: 'half' } = {},
-): Promise<{ status: number; headers: Headers; body: any }> {
+): Promise<{ status: number; headers: Headers; body: Frame }> {
   const res = await fetch(`${base}${path}`, { method: init.method ?? 'POST', ...init } as RequestInit);
   const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text === '' ? undefined : JSON.parse(text) };
+  return { status: res.status, headers: res.headers, body: (text === '' ? {} : JSON.parse(text)) as Frame };
 }
 
 /** Polls `check` until it returns a value (not undefined), failing after `ms`. */
@@ -101,7 +101,7 @@ describe('server API: broadcast', () => {
 
   it('applies an idempotency key per channel', async () => {
     const first = await api(srv.url, 'broadcast', { channels: ['bci.a', 'bci.b'], data: 1, idempotencyKey: 'bk' });
-    expect(first.body.results.map((x: any) => [x.offset, x.duplicate])).toEqual([
+    expect(first.body.results.map((x: Frame) => [x['offset'], x['duplicate']])).toEqual([
       [1, false],
       [1, false],
     ]);
@@ -110,7 +110,7 @@ describe('server API: broadcast', () => {
       data: 1,
       idempotencyKey: 'bk',
     });
-    expect(again.body.results.map((x: any) => [x.channel, x.offset, x.duplicate])).toEqual([
+    expect(again.body.results.map((x: Frame) => [x['channel'], x['offset'], x['duplicate']])).toEqual([
       ['bci.a', 1, true],
       ['bci.b', 1, true],
       ['bci.c', 1, false],
@@ -136,14 +136,14 @@ describe('server API: history', () => {
     }
   });
 
-  const datas = (r: { body: any }) => r.body.publications.map((p: any) => p.data);
+  const datas = (r: { body: Frame }): unknown[] => (r.body['publications'] as Frame[]).map((p) => p['data']);
 
   it('reads forward, with the stream position', async () => {
     const r = await api(srv.url, 'history', { channel: 'hist.x' });
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ stream: 'hist.x', epoch, offset: 5 });
     expect(r.body.publications[0]).toEqual({ channel: 'hist.x', offset: 1, data: 1 });
-    expect(r.body.publications.map((p: any) => p.offset)).toEqual([1, 2, 3, 4, 5]);
+    expect(r.body.publications.map((p: Frame) => p['offset'])).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('reads in reverse and with a limit', async () => {
@@ -176,18 +176,18 @@ describe('server API: history', () => {
     await api(srv.url, 'publish', { channel: 'treeish', data: 'no' });
     const all = await api(srv.url, 'history', { channel: 'tree.**' });
     expect(all.body).toMatchObject({ stream: 'tree.**', offset: 3 });
-    expect(all.body.publications.map((p: any) => [p.channel, p.offset, p.data])).toEqual([
+    expect(all.body.publications.map((p: Frame) => [p['channel'], p['offset'], p['data']])).toEqual([
       ['tree', 1, 'a'],
       ['tree.b', 2, 'b'],
       ['tree.b.c', 3, 'c'],
     ]);
     const sub = await api(srv.url, 'history', { channel: 'tree.b.**' });
-    expect(sub.body.publications.map((p: any) => [p.channel, p.offset])).toEqual([
+    expect(sub.body.publications.map((p: Frame) => [p['channel'], p['offset']])).toEqual([
       ['tree.b', 1],
       ['tree.b.c', 2],
     ]);
     const exact = await api(srv.url, 'history', { channel: 'tree.b' });
-    expect(exact.body.publications.map((p: any) => [p.channel, p.offset])).toEqual([['tree.b', 1]]);
+    expect(exact.body.publications.map((p: Frame) => [p['channel'], p['offset']])).toEqual([['tree.b', 1]]);
   });
 
   it('refuses bad arguments with codes', async () => {

@@ -5,7 +5,12 @@ let srv: TestServer;
 beforeAll(async () => {
   srv = await startServer({
     limits: { maxSubscriptionsPerConnection: 3, maxFrameSize: 4096 },
-    namespaces: { chat: { clientPublish: true }, locked: { anonymousSubscribe: false }, nohist: { historySize: 0 }, small: { maxMessageSize: 64, clientPublish: true } },
+    namespaces: {
+      chat: { clientPublish: true },
+      locked: { anonymousSubscribe: false },
+      nohist: { historySize: 0 },
+      small: { maxMessageSize: 64, clientPublish: true },
+    },
   });
 });
 afterAll(async () => {
@@ -95,7 +100,11 @@ describe('WebSocket protocol', () => {
     expect(all['result']).toMatchObject({ stream: 'hist.x', offset: 4 });
     const rev = await c.request({ cmd: 'history', channel: 'hist.x', limit: 2, reverse: true });
     expect(rev['result'].publications.map((p: any) => p.data)).toEqual([4, 3]);
-    const since = await c.request({ cmd: 'history', channel: 'hist.x', since: { epoch: all['result'].epoch, offset: 2 } });
+    const since = await c.request({
+      cmd: 'history',
+      channel: 'hist.x',
+      since: { epoch: all['result'].epoch, offset: 2 },
+    });
     expect(since['result'].publications.map((p: any) => p.offset)).toEqual([3, 4]);
     const none = await c.request({ cmd: 'history', channel: 'nohist.x' });
     expect(none['error'].code).toBe('HERALD_ERR_HISTORY_DISABLED');
@@ -116,17 +125,34 @@ describe('WebSocket protocol', () => {
     c.sendRaw('[1,2]');
     await c.waitForCount((f) => f['error']?.code === 'HERALD_ERR_PROTOCOL_MALFORMED', 2, 'non-object error');
     expect((await c.request({ cmd: 'explode' }))['error'].code).toBe('HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND');
-    expect((await c.request({ cmd: 'subscribe', channel: 'bad channel' }))['error'].code).toBe('HERALD_ERR_CHANNEL_INVALID');
+    expect((await c.request({ cmd: 'subscribe', channel: 'bad channel' }))['error'].code).toBe(
+      'HERALD_ERR_CHANNEL_INVALID',
+    );
     expect((await c.request({ cmd: 'subscribe', channel: 'a.**.b' }))['error'].code).toBe('HERALD_ERR_CHANNEL_INVALID');
     expect((await c.request({ cmd: 'subscribe', channel: 42 }))['error'].code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
-    expect((await c.request({ cmd: 'subscribe', channel: 'a', chanel: 'x' }))['error'].code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
-    expect((await c.request({ cmd: 'subscribe', channel: 'a', since: { epoch: 1 } }))['error'].code).toBe('HERALD_ERR_CURSOR_INVALID');
-    expect((await c.request({ cmd: 'publish', channel: 'chat.**', data: 1 }))['error'].code).toBe('HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED');
-    expect((await c.request({ cmd: 'publish', channel: 'small.x', data: 'x'.repeat(100) }))['error'].code).toBe('HERALD_ERR_MESSAGE_TOO_LARGE');
-    expect((await c.request({ cmd: 'subscribe', channel: 'locked.x' }))['error'].code).toBe('HERALD_ERR_PERMISSION_DENIED');
-    expect((await c.request({ cmd: 'unsubscribe', channel: 'never.x' }))['error'].code).toBe('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED');
+    expect((await c.request({ cmd: 'subscribe', channel: 'a', chanel: 'x' }))['error'].code).toBe(
+      'HERALD_ERR_PROTOCOL_BAD_FIELD',
+    );
+    expect((await c.request({ cmd: 'subscribe', channel: 'a', since: { epoch: 1 } }))['error'].code).toBe(
+      'HERALD_ERR_CURSOR_INVALID',
+    );
+    expect((await c.request({ cmd: 'publish', channel: 'chat.**', data: 1 }))['error'].code).toBe(
+      'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED',
+    );
+    expect((await c.request({ cmd: 'publish', channel: 'small.x', data: 'x'.repeat(100) }))['error'].code).toBe(
+      'HERALD_ERR_MESSAGE_TOO_LARGE',
+    );
+    expect((await c.request({ cmd: 'subscribe', channel: 'locked.x' }))['error'].code).toBe(
+      'HERALD_ERR_PERMISSION_DENIED',
+    );
+    expect((await c.request({ cmd: 'unsubscribe', channel: 'never.x' }))['error'].code).toBe(
+      'HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED',
+    );
     c.sendRaw(JSON.stringify({ cmd: 'ping' }));
-    await c.waitFor((f) => f['error']?.code === 'HERALD_ERR_PROTOCOL_BAD_FIELD' && f['id'] === undefined, 'missing id error');
+    await c.waitFor(
+      (f) => f['error']?.code === 'HERALD_ERR_PROTOCOL_BAD_FIELD' && f['id'] === undefined,
+      'missing id error',
+    );
     // Still usable.
     expect((await c.request({ cmd: 'ping' }))['result']).toEqual({});
     await c.close();
@@ -168,7 +194,7 @@ describe('WebSocket protocol', () => {
   it('answers a plain GET /ws with 426 and unknown paths with 404', async () => {
     const r = await fetch(`${srv.url}/ws`);
     expect(r.status).toBe(426);
-    expect((await r.json()).error.code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
     const n = await fetch(`${srv.url}/nope`);
     expect(n.status).toBe(404);
     const h = await fetch(`${srv.url}/health`);

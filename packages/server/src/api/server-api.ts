@@ -73,7 +73,9 @@ export class ServerApi {
         const prefix = typeof pattern === 'string' && pattern.endsWith('*') ? pattern.slice(0, -1) : undefined;
         const list = hub
           .channels()
-          .filter((c) => pattern === undefined || (prefix !== undefined ? c.stream.startsWith(prefix) : c.stream === pattern));
+          .filter(
+            (c) => pattern === undefined || (prefix !== undefined ? c.stream.startsWith(prefix) : c.stream === pattern),
+          );
         return Promise.resolve(JSON.stringify({ channels: list }));
       },
       info: () => Promise.resolve(JSON.stringify({ nodes: [{ id: hub.nodeId, ...opts.info() }] })),
@@ -105,8 +107,16 @@ export class ServerApi {
   private async run(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     if (!this.keys.check(req.headers.authorization)) {
       req.resume();
-      this.opts.logger.info({ code: 'HERALD_ERR_API_UNAUTHORIZED', method: name, ip: req.socket.remoteAddress }, 'api: unauthorized');
-      sendJsonError(res, 401, { code: 'HERALD_ERR_API_UNAUTHORIZED', message: 'missing or wrong API key (Authorization: apikey <key>)' }, { 'WWW-Authenticate': 'apikey' });
+      this.opts.logger.info(
+        { code: 'HERALD_ERR_API_UNAUTHORIZED', method: name, ip: req.socket.remoteAddress },
+        'api: unauthorized',
+      );
+      sendJsonError(
+        res,
+        401,
+        { code: 'HERALD_ERR_API_UNAUTHORIZED', message: 'missing or wrong API key (Authorization: apikey <key>)' },
+        { 'WWW-Authenticate': 'apikey' },
+      );
       return;
     }
     const method = Object.prototype.hasOwnProperty.call(this.methods, name) ? this.methods[name] : undefined;
@@ -157,6 +167,7 @@ function optSince(v: unknown): StreamPosition | undefined {
   if (v === undefined) return undefined;
   if (isStreamPosition(v)) return v;
   const parsed = parseCursor(v);
-  if (parsed === undefined) throw new HeraldError('HERALD_ERR_CURSOR_INVALID', '"since" must be {"epoch","offset"} or "epoch:offset"');
+  if (parsed === undefined)
+    throw new HeraldError('HERALD_ERR_CURSOR_INVALID', '"since" must be {"epoch","offset"} or "epoch:offset"');
   return parsed;
 }

@@ -131,7 +131,8 @@ function subscribeOnce(
         }
         if (f['id'] === 1) {
           const r = f['result'] as { epoch: string; offset: number; recovered?: boolean; publications: unknown[] };
-          if (r.recovered === false) console.error('herald subscribe: could not recover every missed publication (recovered: false)');
+          if (r.recovered === false)
+            console.error('herald subscribe: could not recover every missed publication (recovered: false)');
           epoch = r.epoch;
           for (const p of r.publications) console.log(JSON.stringify(p));
           onCursor({ epoch, offset: r.offset });
@@ -144,7 +145,15 @@ function subscribeOnce(
         }
       }
     });
-    ws.on('error', (err) => done({ fatal: false, message: err.message, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }));
-    ws.on('close', (code) => done({ fatal: false, message: `connection closed (${code})`, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }));
+    ws.on('error', (err) =>
+      done({ fatal: false, message: err.message, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }),
+    );
+    ws.on('close', (code) =>
+      done({
+        fatal: false,
+        message: `connection closed (${code})`,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      }),
+    );
   });
 }

@@ -43,7 +43,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-
 main(process.argv.slice(2)).then(
   (code) => {
     if (code !== 0) process.exitCode = code;

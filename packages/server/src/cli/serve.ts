@@ -9,7 +9,9 @@ export async function runServe(argv: string[]): Promise<number> {
   try {
     const { flags, help } = parseServeFlags(argv);
     if (help) {
-      console.log('usage: herald serve [--config file] [--port N] [--host H] [--engine memory] [--api-key KEY] [--log-level L]');
+      console.log(
+        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory] [--api-key KEY] [--log-level L]',
+      );
       return 0;
     }
     loaded = await loadConfig({ configFile: flags.config, env: process.env, flags });
@@ -50,7 +52,9 @@ export async function runServe(argv: string[]): Promise<number> {
     address = await server.listen();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    console.error(`herald: cannot start: ${e.code === 'EADDRINUSE' ? `port ${config.port} is in use (set --port or HERALD_PORT)` : e.message}`);
+    console.error(
+      `herald: cannot start: ${e.code === 'EADDRINUSE' ? `port ${config.port} is in use (set --port or HERALD_PORT)` : e.message}`,
+    );
     await server.close().catch(() => undefined);
     return 1;
   }

@@ -25,7 +25,10 @@ export async function runCommand(hub: Hub, session: Session, cmd: Command): Prom
     case 'publish': {
       const policy = hub.policy(namespaceOf(cmd.channel));
       if (!policy.clientPublish) {
-        throw new HeraldError('HERALD_ERR_PERMISSION_DENIED', `clients may not publish to namespace "${namespaceOf(cmd.channel)}"`);
+        throw new HeraldError(
+          'HERALD_ERR_PERMISSION_DENIED',
+          `clients may not publish to namespace "${namespaceOf(cmd.channel)}"`,
+        );
       }
       const result = await hub.publish(cmd.channel, cmd.data, { idempotencyKey: cmd.idempotencyKey });
       return enc.reply(cmd.id, result);
@@ -33,7 +36,10 @@ export async function runCommand(hub: Hub, session: Session, cmd: Command): Prom
     case 'history': {
       const policy = hub.policy(namespaceOf(cmd.channel));
       if (!policy.clientHistory) {
-        throw new HeraldError('HERALD_ERR_PERMISSION_DENIED', `clients may not read history of namespace "${namespaceOf(cmd.channel)}"`);
+        throw new HeraldError(
+          'HERALD_ERR_PERMISSION_DENIED',
+          `clients may not read history of namespace "${namespaceOf(cmd.channel)}"`,
+        );
       }
       const { result, publications } = await hub.history(cmd.channel, {
         since: cmd.since,

@@ -51,7 +51,10 @@ export interface SubscribeOptions {
   readonly backlog?: number | undefined;
 }
 
-export type SubscribeReply = (result: Omit<SubscribeResult, 'publications'>, publications: readonly Publication[]) => void;
+export type SubscribeReply = (
+  result: Omit<SubscribeResult, 'publications'>,
+  publications: readonly Publication[],
+) => void;
 
 interface StreamState {
   readonly subs: Set<Subscription>;
@@ -106,7 +109,11 @@ export class Hub implements PublicationSink {
   createSession(transport: TransportConnection, encoder: FrameEncoder, init: Partial<SessionInit> = {}): Session {
     this.clientSeq += 1;
     const id = init.id ?? `${this.clientPrefix}-${this.clientSeq.toString(36)}`;
-    const session = new Session(this, transport, encoder, { id, userId: init.userId ?? '', remoteAddress: init.remoteAddress });
+    const session = new Session(this, transport, encoder, {
+      id,
+      userId: init.userId ?? '',
+      remoteAddress: init.remoteAddress,
+    });
     this.sessions.set(id, session);
     this.stats.connectionsTotal += 1;
     return session;
@@ -135,17 +142,27 @@ export class Hub implements PublicationSink {
 
   // ---- publish / history ----------------------------------------------------------------------
 
-  async publish(channel: unknown, data: unknown, opts: { idempotencyKey?: string | undefined } = {}): Promise<PublishResult> {
+  async publish(
+    channel: unknown,
+    data: unknown,
+    opts: { idempotencyKey?: string | undefined } = {},
+  ): Promise<PublishResult> {
     const check = checkChannel(channel, { allowSubtree: false });
     if (!check.ok) {
-      const code = typeof channel === 'string' && channel.endsWith('.**') ? 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED' : 'HERALD_ERR_CHANNEL_INVALID';
+      const code =
+        typeof channel === 'string' && channel.endsWith('.**')
+          ? 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED'
+          : 'HERALD_ERR_CHANNEL_INVALID';
       throw new HeraldError(code, check.reason);
     }
     const policy = this.policyOf(check.namespace);
     const json = encodeData(data);
     const size = Buffer.byteLength(json);
     if (size > policy.maxMessageSize) {
-      throw new HeraldError('HERALD_ERR_MESSAGE_TOO_LARGE', `data is ${size} bytes; namespace "${check.namespace}" allows ${policy.maxMessageSize}`);
+      throw new HeraldError(
+        'HERALD_ERR_MESSAGE_TOO_LARGE',
+        `data is ${size} bytes; namespace "${check.namespace}" allows ${policy.maxMessageSize}`,
+      );
     }
     const req = {
       channel: check.channel,
@@ -156,7 +173,12 @@ export class Hub implements PublicationSink {
     };
     const outcome = await this.engineCall('publish', () => this.engine.publish(req));
     if (!outcome.duplicate) this.stats.published += 1;
-    return { channel: check.channel, epoch: outcome.position.epoch, offset: outcome.position.offset, duplicate: outcome.duplicate };
+    return {
+      channel: check.channel,
+      epoch: outcome.position.epoch,
+      offset: outcome.position.offset,
+      duplicate: outcome.duplicate,
+    };
   }
 
   async history(
@@ -192,13 +214,19 @@ export class Hub implements PublicationSink {
     if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
     const policy = this.policyOf(check.namespace);
     if (session.anonymous && !policy.anonymousSubscribe) {
-      throw new HeraldError('HERALD_ERR_PERMISSION_DENIED', `anonymous clients may not subscribe to namespace "${check.namespace}"`);
+      throw new HeraldError(
+        'HERALD_ERR_PERMISSION_DENIED',
+        `anonymous clients may not subscribe to namespace "${check.namespace}"`,
+      );
     }
     if (session.subscriptions.has(stream)) {
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_ALREADY', `already subscribed to "${stream}"`);
     }
     if (session.subscriptions.size >= this.limits.maxSubscriptionsPerConnection) {
-      throw new HeraldError('HERALD_ERR_SUBSCRIBE_LIMIT', `at most ${this.limits.maxSubscriptionsPerConnection} subscriptions per connection`);
+      throw new HeraldError(
+        'HERALD_ERR_SUBSCRIBE_LIMIT',
+        `at most ${this.limits.maxSubscriptionsPerConnection} subscriptions per connection`,
+      );
     }
     if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the connection is closing');
     const sub = new Subscription(session, stream);
@@ -235,7 +263,8 @@ export class Hub implements PublicationSink {
 
   unsubscribe(session: Session, stream: string): void {
     const sub = session.subscriptions.get(stream);
-    if (sub === undefined) throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `not subscribed to "${stream}"`);
+    if (sub === undefined)
+      throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `not subscribed to "${stream}"`);
     this.removeSubscription(sub);
   }
 
@@ -251,7 +280,8 @@ export class Hub implements PublicationSink {
     let n = 0;
     for (const s of [...this.sessions.values()]) {
       const match =
-        (target.client !== undefined && s.id === target.client) || (target.user !== undefined && s.userId === target.user);
+        (target.client !== undefined && s.id === target.client) ||
+        (target.user !== undefined && s.userId === target.user);
       if (!match) continue;
       s.disconnect(reconnect ? 'FORCE_RECONNECT' : 'FORCE_DISCONNECT', { flushFirst: true });
       n += 1;
@@ -358,11 +388,15 @@ export class Hub implements PublicationSink {
     let fallback: HistoryOutcome | undefined;
     if (opts.since !== undefined) {
       const since = opts.since;
-      const h = await this.engineCall('history', () => this.engine.history({ stream, since, limit: policy.historySize }));
+      const h = await this.engineCall('history', () =>
+        this.engine.history({ stream, since, limit: policy.historySize }),
+      );
       const top = h.position.offset;
       const missed = top - since.offset;
       const ok =
-        h.position.epoch === since.epoch && missed >= 0 && (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
+        h.position.epoch === since.epoch &&
+        missed >= 0 &&
+        (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
       if (ok) return { position: h.position, publications: h.publications, recovered: true };
       recovered = false;
       fallback = h;
@@ -394,9 +428,15 @@ export class Hub implements PublicationSink {
         );
         if (sub.state !== 'recovering') return;
         const missed = h.position.offset - since.offset;
-        const ok = h.position.epoch === since.epoch && missed >= 0 && (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
+        const ok =
+          h.position.epoch === since.epoch &&
+          missed >= 0 &&
+          (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
         if (!ok) {
-          sub.session.disconnect('INSUFFICIENT_STATE', { reason: `publications of "${sub.stream}" were lost`, flushFirst: true });
+          sub.session.disconnect('INSUFFICIENT_STATE', {
+            reason: `publications of "${sub.stream}" were lost`,
+            flushFirst: true,
+          });
           return;
         }
         this.deliverRun(sub, h.publications);

@@ -4,7 +4,14 @@
  * bytes queued here plus those the transport has not yet flushed pass `maxQueueBytes`, the client is
  * too slow and is disconnected with `SLOW` (it then recovers from its cursors).
  */
-import { DisconnectCodes, HeraldError, splitFrames, decodeCommand, type DisconnectName, type ErrorBody } from '@herald/protocol';
+import {
+  DisconnectCodes,
+  HeraldError,
+  splitFrames,
+  decodeCommand,
+  type DisconnectName,
+  type ErrorBody,
+} from '@herald/protocol';
 import type { EncodeCache, FrameEncoder, NonPubPush } from './encoder.js';
 import type { Publication } from './engine.js';
 import type { Hub } from './hub.js';
@@ -81,7 +88,10 @@ export class Session {
       }
       const cmd = decoded.command;
       if (this.inflight.has(cmd.id)) {
-        this.sendError(cmd.id, { code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID', message: `command ${cmd.id} is still in flight` });
+        this.sendError(cmd.id, {
+          code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID',
+          message: `command ${cmd.id} is still in flight`,
+        });
         continue;
       }
       this.inflight.add(cmd.id);

@@ -38,7 +38,10 @@ export class Admission {
     }
     const origin = req.headers.origin;
     if (origin !== undefined && !this.anyOrigin && !this.origins.has(origin.toLowerCase())) {
-      return { status: 403, error: { code: 'HERALD_ERR_PERMISSION_DENIED', message: `origin ${origin.slice(0, 100)} is not allowed` } };
+      return {
+        status: 403,
+        error: { code: 'HERALD_ERR_PERMISSION_DENIED', message: `origin ${origin.slice(0, 100)} is not allowed` },
+      };
     }
     return undefined;
   }
@@ -61,7 +64,12 @@ export function rejectUpgrade(socket: Duplex, r: Refusal): void {
 }
 
 /** Writes a JSON error response (server API and HTTP transports). */
-export function sendJsonError(res: ServerResponse, status: number, error: ErrorBody, headers: Record<string, string> = {}): void {
+export function sendJsonError(
+  res: ServerResponse,
+  status: number,
+  error: ErrorBody,
+  headers: Record<string, string> = {},
+): void {
   const body = JSON.stringify({ error });
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers });
   res.end(body);

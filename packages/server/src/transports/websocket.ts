@@ -120,7 +120,12 @@ export class WebSocketTransport {
       this.conns.delete(conn);
       session.transportClosed();
     });
-    session.sendPush({ push: 'connected', client: session.id, version: PROTOCOL_VERSION, pingInterval: this.opts.pingInterval });
+    session.sendPush({
+      push: 'connected',
+      client: session.id,
+      version: PROTOCOL_VERSION,
+      pingInterval: this.opts.pingInterval,
+    });
   }
 
   /**

@@ -33,8 +33,19 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       await f.engine.start(sink);
       return { f, sink, uniq: `t${Math.random().toString(36).slice(2, 10)}` };
     }
-    const pub = (engine: Engine, channel: string, data: unknown, extra: Partial<{ idempotencyKey: string; history: HistoryPolicy }> = {}) =>
-      engine.publish({ channel, data: JSON.stringify(data), history: extra.history ?? POLICY, idempotencyWindowMs: 60_000, ...(extra.idempotencyKey ? { idempotencyKey: extra.idempotencyKey } : {}) });
+    const pub = (
+      engine: Engine,
+      channel: string,
+      data: unknown,
+      extra: Partial<{ idempotencyKey: string; history: HistoryPolicy }> = {},
+    ) =>
+      engine.publish({
+        channel,
+        data: JSON.stringify(data),
+        history: extra.history ?? POLICY,
+        idempotencyWindowMs: 60_000,
+        ...(extra.idempotencyKey ? { idempotencyKey: extra.idempotencyKey } : {}),
+      });
 
     it('assigns offsets 1, 2, 3 per stream, in the exact stream and every subtree stream above it', async () => {
       const { f, uniq } = await started();
@@ -68,10 +79,22 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
         const all = await e.history({ stream: `${uniq}.h`, limit: 10 });
         const epoch = all.position.epoch;
         expect(all.oldest).toBe(1);
-        expect((await e.history({ stream: `${uniq}.h`, since: { epoch, offset: 3 }, limit: 10 })).publications.map((p) => p.offset)).toEqual([4, 5]);
-        expect((await e.history({ stream: `${uniq}.h`, since: { epoch, offset: 1 }, limit: 2 })).publications.map((p) => p.offset)).toEqual([2, 3]);
-        expect((await e.history({ stream: `${uniq}.h`, limit: 2, reverse: true })).publications.map((p) => p.offset)).toEqual([5, 4]);
-        expect((await e.history({ stream: `${uniq}.h`, since: { epoch: 'other', offset: 1 }, limit: 10 })).publications).toEqual([]);
+        expect(
+          (await e.history({ stream: `${uniq}.h`, since: { epoch, offset: 3 }, limit: 10 })).publications.map(
+            (p) => p.offset,
+          ),
+        ).toEqual([4, 5]);
+        expect(
+          (await e.history({ stream: `${uniq}.h`, since: { epoch, offset: 1 }, limit: 2 })).publications.map(
+            (p) => p.offset,
+          ),
+        ).toEqual([2, 3]);
+        expect(
+          (await e.history({ stream: `${uniq}.h`, limit: 2, reverse: true })).publications.map((p) => p.offset),
+        ).toEqual([5, 4]);
+        expect(
+          (await e.history({ stream: `${uniq}.h`, since: { epoch: 'other', offset: 1 }, limit: 10 })).publications,
+        ).toEqual([]);
         const none = await e.history({ stream: `${uniq}.h`, limit: 0 });
         expect(none.publications).toEqual([]);
         expect(none.position).toEqual({ epoch, offset: 5 });
@@ -175,9 +198,14 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       const { f, uniq } = await started();
       try {
         const big = { ...POLICY, size: 500 };
-        const results = await Promise.all(Array.from({ length: 200 }, (_, i) => pub(f.engine, `${uniq}.c${i % 4}`, i, { history: big })));
+        const results = await Promise.all(
+          Array.from({ length: 200 }, (_, i) => pub(f.engine, `${uniq}.c${i % 4}`, i, { history: big })),
+        );
         for (let k = 0; k < 4; k++) {
-          const offs = results.filter((_, i) => i % 4 === k).map((r) => r.position.offset).sort((a, b) => a - b);
+          const offs = results
+            .filter((_, i) => i % 4 === k)
+            .map((r) => r.position.offset)
+            .sort((a, b) => a - b);
           expect(offs).toEqual([...Array(50).keys()].map((n) => n + 1));
         }
         const ns = await f.engine.history({ stream: `${uniq}.**`, limit: 500 });
