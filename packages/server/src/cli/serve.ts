@@ -1,4 +1,7 @@
 /** `herald serve`: load the config, start the server, print how to use it, stop gracefully. */
+import { existsSync } from 'node:fs';
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, parseServeFlags } from '../config/index.js';
 import { HeraldServer } from '../server.js';
 import { createLogger } from '../logging.js';
@@ -73,11 +76,19 @@ Herald ${VERSION} is running (engine: ${config.engine}, pid ${process.pid})
 ${keyLine}
 
 Listen (in another terminal):
-  npx herald subscribe 'chat.**' --url ${base}
+  ${cliCommand()} subscribe 'chat.**' --url ${base}
 Publish:
   curl -s -X POST ${base}/api/publish -H 'Authorization: apikey ${key}' -H 'Content-Type: application/json' -d '{"channel":"chat.room1","data":{"text":"hello"}}'
 `);
   logger.info({ port: address.port, host: config.host, engine: config.engine, version: VERSION }, 'listening');
 
   return exitCode;
+}
+
+/** How to run this CLI from the current directory: `./herald` in a checkout, else the script path. */
+function cliCommand(): string {
+  if (existsSync('herald') && existsSync('packages/server/dist/cli/main.js')) return './herald';
+  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+  const rel = relative(process.cwd(), main);
+  return `node ${rel.startsWith('..') ? main : rel}`;
 }
