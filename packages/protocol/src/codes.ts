@@ -68,6 +68,74 @@ export const ErrorCodes = {
     status: 400,
     description: 'History or recovery was requested on a namespace whose history size is 0.',
   },
+  HERALD_ERR_AUTH_TOKEN_REQUIRED: {
+    status: 401,
+    description:
+      'A connection token is needed and none was given (auth.anonymousConnect is false, or the action needs a user).',
+  },
+  HERALD_ERR_AUTH_TOKEN_TOO_LARGE: {
+    status: 401,
+    description: 'The token is longer than auth.maxTokenLength; it was rejected without being parsed.',
+  },
+  HERALD_ERR_AUTH_TOKEN_MALFORMED: {
+    status: 401,
+    description: 'The token is not a well-formed JWT (three base64url parts, a JSON header and JSON claims).',
+  },
+  HERALD_ERR_AUTH_TOKEN_ALGORITHM: {
+    status: 401,
+    description:
+      "The token's `alg` is not accepted: `none` never is; others must be in auth.algorithms and fit a configured key.",
+  },
+  HERALD_ERR_AUTH_TOKEN_INVALID: {
+    status: 401,
+    description:
+      "The token's signature does not verify with any configured key (wrong key, unknown `kid`, altered token).",
+  },
+  HERALD_ERR_AUTH_TOKEN_EXPIRED: {
+    status: 401,
+    description: 'The token is past its `exp`; get a new token from the application.',
+  },
+  HERALD_ERR_AUTH_TOKEN_NOT_YET_VALID: {
+    status: 401,
+    description: "The token's `nbf` (not before) is in the future.",
+  },
+  HERALD_ERR_AUTH_TOKEN_CLAIMS: {
+    status: 401,
+    description:
+      'A claim of the token is missing, of the wrong type or not the expected value (`sub`, `iss`, `aud`, `channels`, `channel`).',
+  },
+  HERALD_ERR_AUTH_KEYS_UNAVAILABLE: {
+    status: 503,
+    description: 'The keys at auth.jwksUrl could not be fetched or read, so tokens cannot be checked; retry later.',
+  },
+  HERALD_ERR_AUTH_SUBSCRIPTION_TOKEN_REQUIRED: {
+    status: 403,
+    description: "The channel's namespace requires a subscription token (requireSubscriptionToken) and none was given.",
+  },
+  HERALD_ERR_AUTH_SUBSCRIPTION_MISMATCH: {
+    status: 403,
+    description: 'The subscription token was issued for another channel or another user.',
+  },
+  HERALD_ERR_AUTH_RATE_LIMITED: {
+    status: 429,
+    description: 'Too many failed authentication attempts from this address (auth.maxFailuresPerMinute); retry later.',
+  },
+  HERALD_ERR_HOOK_DENIED: {
+    status: 403,
+    description: "The application's backend hook refused the action; the message carries its reason.",
+  },
+  HERALD_ERR_HOOK_TIMEOUT: {
+    status: 504,
+    description: "The application's backend hook did not answer within auth.hooks.timeout.",
+  },
+  HERALD_ERR_HOOK_UNAVAILABLE: {
+    status: 502,
+    description: 'The backend hook could not be reached, or answered with an HTTP status other than 200.',
+  },
+  HERALD_ERR_HOOK_BAD_RESPONSE: {
+    status: 502,
+    description: 'The backend hook answered with something other than the documented JSON (`{"allow": boolean, ...}`).',
+  },
   HERALD_ERR_API_UNAUTHORIZED: {
     status: 401,
     description: 'The server API request has no `Authorization: apikey <key>` header or the key is wrong.',
@@ -91,6 +159,15 @@ export const ErrorCodes = {
   HERALD_ERR_API_UNSUPPORTED_MEDIA_TYPE: {
     status: 415,
     description: 'The server API request body must be `application/json`.',
+  },
+  HERALD_ERR_SESSION_NOT_FOUND: {
+    status: 404,
+    description:
+      'The session id given to `POST /send` is unknown, malformed, or not valid on this server (a session id is only given to the client that opened the session).',
+  },
+  HERALD_ERR_TRANSPORT_DISABLED: {
+    status: 404,
+    description: 'This transport is switched off in the configuration (`transports.*`).',
   },
   HERALD_ERR_CONNECTION_LIMIT: {
     status: 503,
@@ -174,6 +251,18 @@ export const DisconnectCodes = {
     code: 3501,
     reconnect: false,
     description: 'The client broke the protocol (for example a binary frame on a JSON connection).',
+  },
+  UNAUTHORIZED: {
+    code: 3510,
+    reconnect: false,
+    description:
+      "The connection's token is missing, invalid or no longer accepted; connect again only with a new token.",
+  },
+  TOKEN_EXPIRED: {
+    code: 3511,
+    reconnect: false,
+    description:
+      "The connection's token expired and was not refreshed in time; get a new token from the application, then reconnect.",
   },
 } as const satisfies Record<string, DisconnectInfo>;
 

@@ -43,3 +43,41 @@ export function parseCursor(text: unknown): StreamPosition | undefined {
   if (!Number.isSafeInteger(offset)) return undefined;
   return { epoch, offset };
 }
+
+/**
+ * A cursor set: the positions of several streams in one string, used by the HTTP transports (the
+ * SSE event id / `Last-Event-ID`, and the `cursor` query parameter of `/sse`, `/stream`, `/poll`).
+ * Form: `<stream>;<epoch>;<offset>` joined by `,` (neither `;` nor `,` may appear in a channel name).
+ */
+export type CursorSet = Map<string, StreamPosition>;
+
+export const MAX_CURSOR_SET_LENGTH = 8192;
+
+export function formatCursorSet(set: ReadonlyMap<string, StreamPosition>): string {
+  let out = '';
+  for (const [stream, pos] of set) {
+    if (out !== '') out += ',';
+    out += `${stream};${pos.epoch};${pos.offset}`;
+  }
+  return out;
+}
+
+/**
+ * Parses a cursor set; returns undefined when malformed (stream names are checked by the caller
+ * with the channel grammar). A later entry for the same stream wins.
+ */
+export function parseCursorSet(text: unknown): CursorSet | undefined {
+  if (typeof text !== 'string' || text.length > MAX_CURSOR_SET_LENGTH) return undefined;
+  const set: CursorSet = new Map();
+  if (text === '') return set;
+  for (const part of text.split(',')) {
+    const bits = part.split(';');
+    if (bits.length !== 3) return undefined;
+    const [stream, epoch, off] = bits as [string, string, string];
+    if (stream === '' || !EPOCH.test(epoch) || !OFFSET.test(off)) return undefined;
+    const offset = Number(off);
+    if (!Number.isSafeInteger(offset)) return undefined;
+    set.set(stream, { epoch, offset });
+  }
+  return set;
+}

@@ -103,6 +103,8 @@ export interface ConnectedPush {
   push: 'connected';
   client: string;
   version: number;
+  /** HTTP transports only: the session id for `POST /send` (header `X-Herald-Session`). */
+  session?: string;
   /**
    * Server ping interval in ms. Server pings are WebSocket control frames that browsers answer
    * without showing them to scripts; a client that wants its own liveness check sends `ping`
@@ -124,7 +126,17 @@ export interface UnsubscribedPush {
   code: ErrorCode;
   reason: string;
 }
-export type Push = PubPush | ConnectedPush | DisconnectPush | UnsubscribedPush;
+/** HTTP streaming transports: a subscription named in the request (or added by `/send`) is active. */
+export interface SubscribedPush<T = unknown> {
+  push: 'subscribed';
+  stream: string;
+  epoch: string;
+  offset: number;
+  recovered?: boolean;
+  /** `/stream` only: recovered or backlog publications, oldest first (SSE sends them as events). */
+  publications?: PublicationFrame<T>[];
+}
+export type Push = PubPush | ConnectedPush | DisconnectPush | UnsubscribedPush | SubscribedPush;
 
 export type DecodeResult =
   { ok: true; command: Command } | { ok: false; id: number | undefined; code: ErrorCode; message: string };

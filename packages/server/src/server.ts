@@ -14,6 +14,13 @@ import { MemoryEngine } from './engines/memory/memory-engine.js';
 import { WebSocketTransport } from './transports/websocket.js';
 import { ServerApi } from './api/server-api.js';
 import { Admission, sendJsonError } from './http/admission.js';
+import { Cors } from './http/cors.js';
+import { SessionTokens } from './http/session-token.js';
+import { StreamingTransport } from './transports/http-streaming.js';
+import { sseFormat } from './transports/sse.js';
+import { httpStreamFormat } from './transports/http-stream.js';
+import { LongPollTransport } from './transports/long-poll.js';
+import { SendHandler } from './transports/send.js';
 import { namespaceOptions, type HeraldConfig } from './config/config.js';
 import { VERSION } from './version.js';
 
@@ -31,6 +38,10 @@ export class HeraldServer {
   readonly engine: Engine;
   readonly hub: Hub;
   readonly ws: WebSocketTransport;
+  readonly sse: StreamingTransport;
+  readonly stream: StreamingTransport;
+  readonly poll: LongPollTransport;
+  readonly send: SendHandler;
   readonly api: ServerApi;
   state: ServerState = 'created';
   private http: Server | undefined;
@@ -65,6 +76,28 @@ export class HeraldServer {
       pingInterval: config.heartbeat.pingInterval,
       pingTimeout: config.heartbeat.pingTimeout,
     });
+    const cors = new Cors({ allowedOrigins: config.allowedOrigins, credentials: config.http.corsCredentials });
+    const tokens = new SessionTokens(config.http.sessionSecret);
+    const streaming = {
+      hub: this.hub,
+      admission,
+      cors,
+      tokens,
+      heartbeatInterval: config.http.heartbeatInterval,
+      padding: config.http.padding,
+      maxChannels: config.http.maxChannelsPerRequest,
+    };
+    this.sse = new StreamingTransport(sseFormat(config.http.sseRetry), streaming);
+    this.stream = new StreamingTransport(httpStreamFormat(), streaming);
+    this.poll = new LongPollTransport({
+      hub: this.hub,
+      admission,
+      cors,
+      tokens,
+      pollTimeout: config.http.pollTimeout,
+      maxChannels: config.http.maxChannelsPerRequest,
+    });
+    this.send = new SendHandler({ hub: this.hub, cors, tokens, maxBodySize: config.limits.maxFrameSize });
     this.api = new ServerApi({
       hub: this.hub,
       logger: this.logger,
@@ -85,7 +118,7 @@ export class HeraldServer {
   /** Starts and listens on config.host:config.port (0 = ephemeral). */
   async listen(): Promise<AddressInfo> {
     await this.start();
-    const server = createServer({ keepAliveTimeout: 5_000 });
+    const server = createServer({ keepAliveTimeout: this.config.http.keepAliveTimeout });
     server.on('request', (req, res) => this.handleRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
     server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
@@ -117,6 +150,24 @@ export class HeraldServer {
       this.api.handle(req, res, path.slice(5));
       return;
     }
+    const t = this.config.transports;
+    switch (path) {
+      case '/sse':
+        if (t.sse) this.sse.handle(req, res);
+        else disabled(res, 'sse');
+        return;
+      case '/stream':
+        if (t.stream) this.stream.handle(req, res);
+        else disabled(res, 'stream');
+        return;
+      case '/poll':
+        if (t.poll) this.poll.handle(req, res);
+        else disabled(res, 'poll');
+        return;
+      case '/send':
+        this.send.handle(req, res);
+        return;
+    }
     req.resume();
     switch (path) {
       case '/health': {
@@ -142,7 +193,7 @@ export class HeraldServer {
         const body = JSON.stringify({
           name: 'herald',
           version: VERSION,
-          endpoints: ['/ws', '/api/<method>', '/health'],
+          endpoints: ['/ws', '/sse', '/stream', '/poll', '/send', '/api/<method>', '/health'],
         });
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end(body);
@@ -158,8 +209,17 @@ export class HeraldServer {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    if (path === '/ws') {
+    if (path === '/ws' && this.config.transports.websocket) {
       this.ws.handleUpgrade(req, socket, head);
+      return;
+    }
+    if (path === '/ws') {
+      const body = JSON.stringify({
+        error: { code: 'HERALD_ERR_TRANSPORT_DISABLED', message: 'WebSocket is switched off on this server' },
+      });
+      socket.end(
+        `HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
       return;
     }
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -175,6 +235,7 @@ export class HeraldServer {
       engine: this.engine.name,
       uptimeSeconds: Math.round((Date.now() - this.hub.startedAt) / 1000),
       connections: this.hub.sessions.size,
+      connectionsByTransport: this.connectionsByTransport(),
       subscriptions,
       streams: this.hub.channels().length,
       published: s.published,
@@ -185,6 +246,12 @@ export class HeraldServer {
       rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed,
     };
+  }
+
+  connectionsByTransport(): Record<string, number> {
+    const out: Record<string, number> = { websocket: 0, sse: 0, 'http-stream': 0, 'long-poll': 0 };
+    for (const s of this.hub.sessions.values()) out[s.transport.name] = (out[s.transport.name] ?? 0) + 1;
+    return out;
   }
 
   /**
@@ -207,6 +274,9 @@ export class HeraldServer {
       await new Promise((r) => setTimeout(r, 20));
     }
     this.ws.close();
+    this.sse.close();
+    this.stream.close();
+    this.poll.close();
     server?.closeIdleConnections();
     const forced = setTimeout(() => server?.closeAllConnections(), Math.max(0, deadline - Date.now()));
     await closed;
@@ -226,4 +296,11 @@ function createEngine(config: HeraldConfig): Engine {
       throw new Error(`unknown engine ${String(never)}`);
     }
   }
+}
+
+function disabled(res: ServerResponse, name: string): void {
+  sendJsonError(res, 404, {
+    code: 'HERALD_ERR_TRANSPORT_DISABLED',
+    message: `the ${name} transport is switched off on this server`,
+  });
 }

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SETTINGS } from '../src/config/schema.js';
 import {
   ConfigError,
   DEFAULT_CONFIG,
@@ -89,7 +90,9 @@ describe('defaults', () => {
     expect(ENV_VARIABLES.get('HERALD_HEARTBEAT_PING_INTERVAL')).toBe('heartbeat.pingInterval');
     expect(ENV_VARIABLES.get('HERALD_SHUTDOWN_RECONNECT_JITTER')).toBe('shutdown.reconnectJitter');
     expect(ENV_VARIABLES.get('HERALD_NAMESPACES')).toBe('namespaces');
-    expect(ENV_VARIABLES.size).toBe(17);
+    expect(ENV_VARIABLES.get('HERALD_HTTP_POLL_TIMEOUT')).toBe('http.pollTimeout');
+    // One variable per setting, plus HERALD_NAMESPACES.
+    expect(ENV_VARIABLES.size).toBe(SETTINGS.size + 1);
   });
 });
 

@@ -61,6 +61,34 @@ export interface ShutdownOptions {
   reconnectJitter: number;
 }
 
+/** Which transports the server offers (all on by default). */
+export interface TransportsOptions {
+  websocket: boolean;
+  sse: boolean;
+  stream: boolean;
+  poll: boolean;
+}
+
+/** Options of the HTTP transports (`/sse`, `/stream`, `/poll`, `/send`). */
+export interface HttpOptions {
+  /** Heartbeat on idle SSE/stream responses (an SSE comment or an empty line), in ms. */
+  heartbeatInterval: number;
+  /** How long a long-poll waits for a publication before answering empty, in ms (clients may ask less). */
+  pollTimeout: number;
+  /** Bytes of padding sent first on SSE/stream responses, for old proxies that buffer the start; 0 = none. */
+  padding: number;
+  /** SSE `retry:` hint: how long a browser waits before reconnecting, in ms. */
+  sseRetry: number;
+  /** Idle keep-alive timeout of HTTP/1.1 connections, in ms. */
+  keepAliveTimeout: number;
+  /** Channels one `/sse`, `/stream` or `/poll` request may name. */
+  maxChannelsPerRequest: number;
+  /** Secret that signs session ids for `POST /send` (and lets any node verify a poll session). Empty: random per process; set the same value on every node. */
+  sessionSecret: string;
+  /** Send `Access-Control-Allow-Credentials: true` to allowed origins (cookies on cross-origin requests). */
+  corsCredentials: boolean;
+}
+
 export interface HeraldConfig {
   host: string;
   /** 0 picks an ephemeral port (tests). */
@@ -76,6 +104,8 @@ export interface HeraldConfig {
   limits: LimitsOptions;
   heartbeat: HeartbeatOptions;
   shutdown: ShutdownOptions;
+  transports: TransportsOptions;
+  http: HttpOptions;
   /** Always has `default`; every other entry is `default` merged with that namespace's overrides. */
   namespaces: Record<string, NamespaceOptions>;
 }
@@ -118,6 +148,17 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
   },
   heartbeat: { pingInterval: 25_000, pingTimeout: 10_000 },
   shutdown: { timeout: 10_000, reconnectJitter: 5_000 },
+  transports: { websocket: true, sse: true, stream: true, poll: true },
+  http: {
+    heartbeatInterval: 15_000,
+    pollTimeout: 25_000,
+    padding: 0,
+    sseRetry: 2_000,
+    keepAliveTimeout: 5_000,
+    maxChannelsPerRequest: 32,
+    sessionSecret: '',
+    corsCredentials: false,
+  },
   namespaces: { [DEFAULT_NAMESPACE]: DEFAULT_NAMESPACE_OPTIONS },
 });
 
@@ -168,6 +209,17 @@ export interface ConfigInput {
   } | null;
   heartbeat?: { pingInterval?: DurationInput; pingTimeout?: DurationInput } | null;
   shutdown?: { timeout?: DurationInput; reconnectJitter?: DurationInput } | null;
+  transports?: { websocket?: boolean | string; sse?: boolean | string; stream?: boolean | string; poll?: boolean | string } | null;
+  http?: {
+    heartbeatInterval?: DurationInput;
+    pollTimeout?: DurationInput;
+    padding?: SizeInput;
+    sseRetry?: DurationInput;
+    keepAliveTimeout?: DurationInput;
+    maxChannelsPerRequest?: number | string;
+    sessionSecret?: string;
+    corsCredentials?: boolean | string;
+  } | null;
   /** `null` entries (an empty `chat:` in YAML) mean "the defaults". */
   namespaces?: Record<string, NamespaceInput | null> | null;
 }

@@ -293,6 +293,18 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
   'heartbeat.pingTimeout': setting(timer, (c, v) => void (c.heartbeat.pingTimeout = v)),
   'shutdown.timeout': setting(delay, (c, v) => void (c.shutdown.timeout = v)),
   'shutdown.reconnectJitter': setting(delay, (c, v) => void (c.shutdown.reconnectJitter = v)),
+  'transports.websocket': setting(bool, (c, v) => void (c.transports.websocket = v)),
+  'transports.sse': setting(bool, (c, v) => void (c.transports.sse = v)),
+  'transports.stream': setting(bool, (c, v) => void (c.transports.stream = v)),
+  'transports.poll': setting(bool, (c, v) => void (c.transports.poll = v)),
+  'http.heartbeatInterval': setting(timer, (c, v) => void (c.http.heartbeatInterval = v)),
+  'http.pollTimeout': setting(duration(1000, 300_000, 'a duration from 1s to 5m'), (c, v) => void (c.http.pollTimeout = v)),
+  'http.padding': setting(size(0, 65_536, 'a size from 0 to 64kb'), (c, v) => void (c.http.padding = v)),
+  'http.sseRetry': setting(delay, (c, v) => void (c.http.sseRetry = v)),
+  'http.keepAliveTimeout': setting(timer, (c, v) => void (c.http.keepAliveTimeout = v)),
+  'http.maxChannelsPerRequest': setting(integer(1, 1000, 'an integer from 1 to 1000'), (c, v) => void (c.http.maxChannelsPerRequest = v)),
+  'http.sessionSecret': setting(apiKey, (c, v) => void (c.http.sessionSecret = v)),
+  'http.corsCredentials': setting(bool, (c, v) => void (c.http.corsCredentials = v)),
 };
 
 const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> = {

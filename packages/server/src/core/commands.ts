@@ -3,24 +3,34 @@ import { HeraldError, namespaceOf, type Command } from '@herald/protocol';
 import type { Hub } from './hub.js';
 import type { Session } from './session.js';
 
+/** Where a command's encoded reply goes: the session's own queue (WebSocket) or a `/send` response. */
+export type ReplySink = (bytes: Uint8Array) => void;
+
 /**
- * Returns the encoded reply, or undefined when the reply was already queued (subscribe queues its
- * reply itself, so that it goes out before any live publication of the new subscription).
- * Rejects with a HeraldError for a refused command.
+ * Returns the encoded reply, or undefined when the reply was already handed to `sink` (subscribe
+ * replies from inside the hub, so that the reply goes out before any live publication of the new
+ * subscription). Rejects with a HeraldError for a refused command.
  */
-export async function runCommand(hub: Hub, session: Session, cmd: Command): Promise<Uint8Array | undefined> {
+export async function runCommand(hub: Hub, session: Session, cmd: Command, sink: ReplySink): Promise<Uint8Array | undefined> {
   const enc = session.encoder;
   switch (cmd.cmd) {
     case 'ping':
       return enc.reply(cmd.id, {});
     case 'subscribe': {
+      if (session.detached) {
+        const snap = await hub.snapshot(session, cmd.channel, { since: cmd.since, backlog: cmd.backlog });
+        return enc.reply(cmd.id, snap.result, snap.publications);
+      }
       await hub.subscribe(session, cmd.channel, { since: cmd.since, backlog: cmd.backlog }, (result, pubs) => {
-        session.enqueue(enc.reply(cmd.id, result, pubs), 'reply');
+        sink(enc.reply(cmd.id, result, pubs));
+        session.transport.subscribed?.(result);
       });
       return undefined;
     }
     case 'unsubscribe':
+      if (session.detached) return enc.reply(cmd.id, {});
       hub.unsubscribe(session, cmd.channel);
+      session.transport.unsubscribed?.(cmd.channel);
       return enc.reply(cmd.id, {});
     case 'publish': {
       const policy = hub.policy(namespaceOf(cmd.channel));

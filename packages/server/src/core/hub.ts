@@ -62,6 +62,14 @@ interface StreamState {
   readonly ready: Promise<void>;
 }
 
+/** The transport of a detached session: it never writes (replies go to the caller's sink). */
+const NO_TRANSPORT: TransportConnection = {
+  name: 'long-poll',
+  write: () => undefined,
+  bufferedAmount: () => 0,
+  close: () => undefined,
+};
+
 export class Hub implements PublicationSink {
   readonly engine: Engine;
   readonly logger: Logger;
@@ -107,8 +115,7 @@ export class Hub implements PublicationSink {
   // ---- sessions -------------------------------------------------------------------------------
 
   createSession(transport: TransportConnection, encoder: FrameEncoder, init: Partial<SessionInit> = {}): Session {
-    this.clientSeq += 1;
-    const id = init.id ?? `${this.clientPrefix}-${this.clientSeq.toString(36)}`;
+    const id = init.id ?? this.newClientId();
     const session = new Session(this, transport, encoder, {
       id,
       userId: init.userId ?? '',
@@ -119,10 +126,15 @@ export class Hub implements PublicationSink {
     return session;
   }
 
+  /** A session that runs commands for a client without a connection here (see `SessionInit.detached`). */
+  detachedSession(encoder: FrameEncoder, init: { id: string; userId?: string; remoteAddress?: string }): Session {
+    return new Session(this, NO_TRANSPORT, encoder, { ...init, userId: init.userId ?? '', detached: true });
+  }
+
   /** Forgets a session (disconnected or closed): drops its subscriptions. Idempotent. */
   detach(session: Session): void {
     for (const sub of session.subscriptions.values()) this.removeSubscription(sub);
-    this.sessions.delete(session.id);
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
   }
 
   scheduleFlush(session: Session): void {
@@ -210,15 +222,7 @@ export class Hub implements PublicationSink {
    * then the subscription goes live.
    */
   async subscribe(session: Session, stream: string, opts: SubscribeOptions, reply: SubscribeReply): Promise<void> {
-    const check = checkChannel(stream);
-    if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
-    const policy = this.policyOf(check.namespace);
-    if (session.anonymous && !policy.anonymousSubscribe) {
-      throw new HeraldError(
-        'HERALD_ERR_PERMISSION_DENIED',
-        `anonymous clients may not subscribe to namespace "${check.namespace}"`,
-      );
-    }
+    const policy = this.mayRead(session, stream);
     if (session.subscriptions.has(stream)) {
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_ALREADY', `already subscribed to "${stream}"`);
     }
@@ -259,6 +263,46 @@ export class Hub implements PublicationSink {
       session.logger.warn({ err, stream }, 'recovery after subscribe failed');
       session.disconnect('INSUFFICIENT_STATE', { reason: `could not recover "${stream}"`, flushFirst: true });
     }
+  }
+
+  /**
+   * What a subscription would start with (recovered publications, a backlog, or the position),
+   * without subscribing: for stateless long-poll sessions, whose streams live in the client's query.
+   */
+  async snapshot(
+    session: Session,
+    stream: string,
+    opts: SubscribeOptions,
+  ): Promise<{ result: Omit<SubscribeResult, 'publications'>; publications: Publication[] }> {
+    const policy = this.mayRead(session, stream);
+    const first = await this.initialRead(stream, policy, opts);
+    const result: Omit<SubscribeResult, 'publications'> = {
+      stream,
+      epoch: first.position.epoch,
+      offset: first.position.offset,
+      ...(first.recovered !== undefined ? { recovered: first.recovered } : {}),
+    };
+    return { result, publications: first.publications };
+  }
+
+  /** Checks that the session may read `stream`; returns its namespace policy. */
+  private mayRead(session: Session, stream: string): NamespacePolicy {
+    const check = checkChannel(stream);
+    if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
+    const policy = this.policyOf(check.namespace);
+    if (session.anonymous && !policy.anonymousSubscribe) {
+      throw new HeraldError(
+        'HERALD_ERR_PERMISSION_DENIED',
+        `anonymous clients may not subscribe to namespace "${check.namespace}"`,
+      );
+    }
+    return policy;
+  }
+
+  /** A new, unique client id. */
+  newClientId(): string {
+    this.clientSeq += 1;
+    return `${this.clientPrefix}-${this.clientSeq.toString(36)}`;
   }
 
   unsubscribe(session: Session, stream: string): void {

@@ -27,6 +27,11 @@ export interface SessionInit {
   /** User id from the token; '' for anonymous clients. */
   readonly userId: string;
   readonly remoteAddress?: string;
+  /**
+   * A detached session is not registered with the hub and holds no subscriptions: it runs the
+   * commands of `POST /send` for a stateless long-poll client (subscribe answers with a snapshot).
+   */
+  readonly detached?: boolean;
 }
 
 export interface DisconnectOptions {
@@ -40,6 +45,7 @@ export class Session {
   readonly id: string;
   readonly userId: string;
   readonly remoteAddress: string | undefined;
+  readonly detached: boolean;
   readonly subscriptions = new Map<string, Subscription>();
   readonly logger: Logger;
   state: SessionState = 'open';
@@ -59,6 +65,7 @@ export class Session {
     this.id = init.id;
     this.userId = init.userId;
     this.remoteAddress = init.remoteAddress;
+    this.detached = init.detached === true;
     this.logger = hub.logger.child({ client: init.id, transport: transport.name });
   }
 
@@ -68,7 +75,17 @@ export class Session {
 
   /** Handles one incoming transport message: one or more `\n`-separated JSON commands. */
   handleMessage(text: string): void {
-    if (this.state !== 'open') return;
+    void this.dispatch(text, (bytes) => this.enqueue(bytes, 'reply'), this.encoder);
+  }
+
+  /**
+   * Runs the commands of one message; each reply (or error) goes to `sink`, encoded by `encoder`.
+   * Resolves once every command has replied. Never rejects.
+   */
+  dispatch(text: string, sink: (bytes: Uint8Array) => void, encoder: FrameEncoder): Promise<void> {
+    if (this.state !== 'open') return Promise.resolve();
+    const running: Promise<void>[] = [];
+    const fail = (id: number | undefined, error: ErrorBody): void => sink(encoder.error(id, error));
     for (const frame of splitFrames(text)) {
       let value: unknown;
       try {
@@ -76,36 +93,36 @@ export class Session {
       } catch {
         this.hub.stats.badFrames += 1;
         this.logger.info({ code: 'HERALD_ERR_PROTOCOL_MALFORMED' }, 'malformed frame');
-        this.sendError(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message: 'frame is not valid JSON' });
+        fail(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message: 'frame is not valid JSON' });
         continue;
       }
       const decoded = decodeCommand(value);
       if (!decoded.ok) {
         this.hub.stats.badFrames += 1;
         this.logger.info({ code: decoded.code, id: decoded.id }, decoded.message);
-        this.sendError(decoded.id, { code: decoded.code, message: decoded.message });
+        fail(decoded.id, { code: decoded.code, message: decoded.message });
         continue;
       }
       const cmd = decoded.command;
       if (this.inflight.has(cmd.id)) {
-        this.sendError(cmd.id, {
-          code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID',
-          message: `command ${cmd.id} is still in flight`,
-        });
+        fail(cmd.id, { code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID', message: `command ${cmd.id} is still in flight` });
         continue;
       }
       this.inflight.add(cmd.id);
-      runCommand(this.hub, this, cmd).then(
-        (reply) => {
-          this.inflight.delete(cmd.id);
-          if (reply !== undefined) this.enqueue(reply, 'reply');
-        },
-        (err: unknown) => {
-          this.inflight.delete(cmd.id);
-          this.sendError(cmd.id, this.hub.toErrorBody(err, this.logger));
-        },
+      running.push(
+        runCommand(this.hub, this, cmd, sink).then(
+          (reply) => {
+            this.inflight.delete(cmd.id);
+            if (reply !== undefined) sink(reply);
+          },
+          (err: unknown) => {
+            this.inflight.delete(cmd.id);
+            fail(cmd.id, this.hub.toErrorBody(err, this.logger));
+          },
+        ),
       );
     }
+    return Promise.all(running).then(() => undefined);
   }
 
   sendError(id: number | undefined, error: ErrorBody): void {

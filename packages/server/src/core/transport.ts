@@ -3,6 +3,8 @@
  * transport owns reading from its socket and hands commands to its `Session`; the session writes
  * encoded frames through this interface and closes it. Nothing else crosses the boundary.
  */
+import type { SubscribeResult } from '@herald/protocol';
+
 export type TransportName = 'websocket' | 'sse' | 'http-stream' | 'long-poll';
 
 export interface TransportConnection {
@@ -16,4 +18,10 @@ export interface TransportConnection {
    * push). Must be idempotent; the transport reports the end through `Session.transportClosed()`.
    */
   close(code: number, reason: string): void;
+  /**
+   * Optional: told when a subscription was added or removed by a command (for example through
+   * `POST /send`), so that a transport that carries cursors itself (SSE event ids) can update them.
+   */
+  subscribed?(result: Omit<SubscribeResult, 'publications'>): void;
+  unsubscribed?(stream: string): void;
 }

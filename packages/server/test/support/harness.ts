@@ -31,6 +31,10 @@ export function testConfig(over: TestConfigInput = {}): HeraldConfig {
     limits: { ...base.limits, ...(over.limits ?? {}) },
     heartbeat: { ...base.heartbeat, ...(over.heartbeat ?? {}) },
     shutdown: { ...base.shutdown, ...(over.shutdown ?? {}) },
+    transports: { ...base.transports, ...(over.transports ?? {}) },
+    http: { ...base.http, ...(over.http ?? {}) },
+    transports: { ...base.transports, ...(over.transports ?? {}) },
+    http: { ...base.http, ...(over.http ?? {}) },
     namespaces,
   };
 }

@@ -1,0 +1,72 @@
+-- Herald: read a stream's position and history. Creates the stream's meta (a new epoch, top 0)
+-- when it has none, so that a stream read before its first publication keeps its epoch. Drops
+-- publications older than the stream's TTL first, so `oldest` is exact.
+--
+-- KEYS[1]  meta hash of the stream      KEYS[2]  history stream
+-- ARGV[1]  epoch to use if the meta is missing
+-- ARGV[2]  TTL of a meta created here (a stream only read so far), ms
+-- ARGV[3]  '1' when a since position is given   ARGV[4] since epoch   ARGV[5] since offset
+-- ARGV[6]  limit (0: position only)
+-- ARGV[7]  '1' for newest first
+-- Returns {epoch, top, oldest, entries}; entries as XRANGE returns them (id "<offset>-0").
+
+local meta = KEYS[1]
+local hist = KEYS[2]
+local m = redis.call('HMGET', meta, 'e', 't', 'l')
+local epoch, top, ttl = m[1], tonumber(m[2]), tonumber(m[3] or '0')
+if not epoch then
+  epoch = ARGV[1]
+  top = 0
+  ttl = 0
+  redis.call('DEL', hist)
+  redis.call('HSET', meta, 'e', epoch, 't', 0)
+  redis.call('PEXPIRE', meta, ARGV[2])
+end
+
+local first = redis.call('XRANGE', hist, '-', '+', 'COUNT', 1)[1]
+if first and ttl > 0 then
+  local t = redis.call('TIME')
+  local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - ttl
+  -- Entries are in publish (time) order: trim the expired head, 100 entries at a time.
+  local from = '-'
+  while first and tonumber(first[2][2]) <= cutoff do
+    local batch = redis.call('XRANGE', hist, from, '+', 'COUNT', 100)
+    local keep = nil
+    for _, e in ipairs(batch) do
+      if tonumber(e[2][2]) > cutoff then
+        keep = e
+        break
+      end
+    end
+    if keep then
+      redis.call('XTRIM', hist, 'MINID', keep[1])
+      first = keep
+    elseif #batch < 100 then
+      redis.call('DEL', hist)
+      first = nil
+    else
+      from = '(' .. batch[#batch][1]
+    end
+  end
+end
+
+local oldest = top + 1
+if first then
+  oldest = tonumber(string.match(first[1], '^(%d+)'))
+end
+
+local limit = tonumber(ARGV[6])
+local entries = {}
+local sinceOk = ARGV[3] ~= '1' or ARGV[4] == epoch
+if limit > 0 and first and sinceOk then
+  local low = '-'
+  if ARGV[3] == '1' then
+    low = '(' .. ARGV[5] .. '-0'
+  end
+  if ARGV[7] == '1' then
+    entries = redis.call('XREVRANGE', hist, '+', low, 'COUNT', limit)
+  else
+    entries = redis.call('XRANGE', hist, low, '+', 'COUNT', limit)
+  end
+end
+return {epoch, top, oldest, entries}

@@ -1,0 +1,188 @@
+/**
+ * What the two streaming HTTP transports (`GET /sse`, `GET /stream`) share: admission, the query,
+ * anti-buffering headers, initial padding, heartbeats on idle responses, the session, and the
+ * subscriptions named in the request. Each transport brings its wire format (`StreamFormat`).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCodes, HeraldError, PROTOCOL_VERSION, type SubscribeResult } from '@herald/protocol';
+import type { FrameEncoder } from '../core/encoder.js';
+import type { Publication } from '../core/engine.js';
+import type { Hub } from '../core/hub.js';
+import type { Session } from '../core/session.js';
+import type { TransportConnection, TransportName } from '../core/transport.js';
+import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
+import { sendJsonError, type Admission } from '../http/admission.js';
+import type { Cors } from '../http/cors.js';
+import { parseTransportQuery } from '../http/query.js';
+import type { SessionTokens } from '../http/session-token.js';
+
+/** An encoder for one streaming connection, with the frames only streams have. */
+export interface StreamEncoder extends FrameEncoder {
+  /** A subscription is active: its position, then (SSE) its recovered/backlog publications. */
+  subscribed(result: Omit<SubscribeResult, 'publications'>, publications: readonly Publication[]): Uint8Array;
+  /** A subscription ended (error or unsubscribe). */
+  unsubscribed(stream: string, error?: { code: string; message: string }): Uint8Array;
+}
+
+export interface StreamFormat {
+  readonly name: Extract<TransportName, 'sse' | 'http-stream'>;
+  readonly contentType: string;
+  readonly heartbeat: Uint8Array;
+  /** Bytes written first: `bytes` of padding (0 = none) and, for SSE, the `retry:` hint. */
+  preamble(paddingBytes: number): Uint8Array;
+  /** The encoder of one connection (SSE tracks the connection's cursors for its event ids). */
+  encoder(): StreamEncoder;
+  /** Reads the cursor a reconnecting client sends in a header (SSE: Last-Event-ID). */
+  lastEventId?(req: IncomingMessage): string | undefined;
+}
+
+export interface StreamingTransportOptions {
+  readonly hub: Hub;
+  readonly admission: Admission;
+  readonly cors: Cors;
+  readonly tokens: SessionTokens;
+  readonly heartbeatInterval: number;
+  readonly padding: number;
+  readonly maxChannels: number;
+  readonly clock?: Clock;
+}
+
+class ResponseConnection implements TransportConnection {
+  lastWrite: number;
+  session: Session | undefined;
+  private ended = false;
+
+  constructor(
+    readonly name: StreamFormat['name'],
+    readonly res: ServerResponse,
+    readonly encoder: StreamEncoder,
+    private readonly clock: Clock,
+  ) {
+    this.lastWrite = clock.now();
+  }
+
+  write(data: Uint8Array): void {
+    if (this.ended || data.byteLength === 0) return;
+    this.lastWrite = this.clock.now();
+    this.res.write(data);
+  }
+
+  bufferedAmount(): number {
+    return this.res.writableLength + (this.res.socket?.writableLength ?? 0);
+  }
+
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.res.end();
+  }
+
+  subscribed(result: Omit<SubscribeResult, 'publications'>): void {
+    this.session?.enqueue(this.encoder.subscribed(result, []));
+  }
+
+  unsubscribed(stream: string): void {
+    this.session?.enqueue(this.encoder.unsubscribed(stream));
+  }
+}
+
+export class StreamingTransport {
+  private readonly conns = new Set<ResponseConnection>();
+  private readonly clock: Clock;
+  private readonly beat: TimerHandle;
+
+  constructor(
+    private readonly format: StreamFormat,
+    private readonly opts: StreamingTransportOptions,
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.beat = this.clock.setInterval(() => this.heartbeat(), Math.max(1, Math.floor(opts.heartbeatInterval / 2)));
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const cors = this.opts.cors.headers(req);
+    if (req.method === 'OPTIONS') {
+      this.opts.cors.preflight(req, res);
+      return;
+    }
+    req.resume();
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJsonError(res, 405, { code: 'HERALD_ERR_API_METHOD_NOT_ALLOWED', message: 'use GET' }, { Allow: 'GET', ...cors });
+      return;
+    }
+    const refusal = this.opts.admission.check(req);
+    if (refusal !== undefined) {
+      sendJsonError(res, refusal.status, refusal.error, cors);
+      return;
+    }
+    let query;
+    try {
+      query = parseTransportQuery(req.url ?? '/', {
+        maxChannels: this.opts.maxChannels,
+        lastEventId: this.format.lastEventId?.(req),
+        requireChannel: false,
+      });
+    } catch (err) {
+      const e = err instanceof HeraldError ? err : new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', 'bad request');
+      this.opts.hub.logger.info({ code: e.code, transport: this.format.name }, e.message);
+      sendJsonError(res, ErrorCodes[e.code].status, e.toJSON(), cors);
+      return;
+    }
+    res.writeHead(200, {
+      'Content-Type': this.format.contentType,
+      'Cache-Control': 'no-cache, no-transform',
+      'X-Accel-Buffering': 'no',
+      ...(req.httpVersionMajor === 1 && req.httpVersionMinor === 1 ? { Connection: 'keep-alive' } : {}),
+      ...cors,
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    req.socket.setKeepAlive(true, 30_000);
+    req.socket.setNoDelay(true);
+    const encoder = this.format.encoder();
+    const conn = new ResponseConnection(this.format.name, res, encoder, this.clock);
+    this.conns.add(conn);
+    const hub = this.opts.hub;
+    const session = hub.createSession(conn, encoder, { remoteAddress: req.socket.remoteAddress });
+    conn.session = session;
+    res.on('close', () => {
+      this.conns.delete(conn);
+      session.transportClosed();
+    });
+    res.on('error', () => undefined);
+    conn.write(this.format.preamble(this.opts.padding));
+    session.sendPush({
+      push: 'connected',
+      client: session.id,
+      version: PROTOCOL_VERSION,
+      pingInterval: this.opts.heartbeatInterval,
+      session: this.opts.tokens.issue(session.id),
+    });
+    for (const stream of query.streams) {
+      const since = query.cursors.get(stream);
+      hub
+        .subscribe(session, stream, { since, backlog: query.backlog }, (result, pubs) => {
+          session.enqueue(encoder.subscribed(result, pubs), 'reply');
+        })
+        .catch((err: unknown) => {
+          session.enqueue(encoder.unsubscribed(stream, hub.toErrorBody(err, session.logger)));
+        });
+    }
+  }
+
+  private heartbeat(): void {
+    const due = this.clock.now() - this.opts.heartbeatInterval;
+    for (const conn of this.conns) if (conn.lastWrite <= due) conn.write(this.format.heartbeat);
+  }
+
+  close(): void {
+    this.beat.cancel();
+    for (const conn of this.conns) conn.close();
+  }
+}

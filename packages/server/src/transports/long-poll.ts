@@ -1,0 +1,218 @@
+/**
+ * Long-polling (`GET /poll`): answers at once when a stream has publications after the request's
+ * cursor, otherwise holds the request until one arrives or the timeout passes, and answers with the
+ * cursor to send next. Stateless: the cursor (and the signed session id) is all the state, so any
+ * node can answer the next poll. Each poll is a short-lived hub session subscribed from the cursor,
+ * which gives it the hub's guarantees: nothing published between two polls is lost or doubled.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  ErrorCodes,
+  HeraldError,
+  formatCursorSet,
+  type ErrorBody,
+  type StreamPosition,
+  type SubscribeResult,
+} from '@herald/protocol';
+import type { EncodeCache, FrameEncoder, NonPubPush } from '../core/encoder.js';
+import { jsonEncoder } from '../core/encoder.js';
+import type { Publication } from '../core/engine.js';
+import type { Hub } from '../core/hub.js';
+import type { Session } from '../core/session.js';
+import type { TransportConnection } from '../core/transport.js';
+import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
+import { sendJsonError, type Admission } from '../http/admission.js';
+import type { Cors } from '../http/cors.js';
+import { parseTransportQuery } from '../http/query.js';
+import type { SessionTokens } from '../http/session-token.js';
+
+export interface LongPollOptions {
+  readonly hub: Hub;
+  readonly admission: Admission;
+  readonly cors: Cors;
+  readonly tokens: SessionTokens;
+  /** Longest hold, in ms (a request may ask less with `timeout=<seconds>`). */
+  readonly pollTimeout: number;
+  readonly maxChannels: number;
+  readonly clock?: Clock;
+}
+
+/** What the response says of each stream: its position (and recovery), or why it was refused. */
+type StreamState = Omit<SubscribeResult, 'publications'> | { stream: string; error: ErrorBody };
+
+/** One poll request: collects publications (encoded once, shared) and answers once. */
+class PollConnection implements TransportConnection, FrameEncoder {
+  readonly name = 'long-poll' as const;
+  readonly pubs: Uint8Array[] = [];
+  readonly streams = new Map<string, StreamState>();
+  readonly cursors = new Map<string, StreamPosition>();
+  disconnect: NonPubPush | undefined;
+  answered = false;
+  session: Session | undefined;
+  timer: TimerHandle | undefined;
+
+  constructor(
+    readonly clientId: string,
+    readonly token: string,
+    private readonly res: ServerResponse,
+    private readonly headers: Record<string, string>,
+  ) {}
+
+  // -- TransportConnection: publications arrive through the session's queue ----------------------
+  write(): void {
+    // Frames are collected by the encoder methods below; a write means something arrived.
+    if (this.pubs.length > 0 || this.disconnect !== undefined) this.answer();
+  }
+  bufferedAmount(): number {
+    return 0;
+  }
+  close(): void {
+    this.answer();
+  }
+
+  // -- FrameEncoder: record instead of encoding a byte stream -------------------------------------
+  publication(pub: Publication, cache: EncodeCache): Uint8Array {
+    this.cursors.set(pub.stream, { epoch: pub.epoch, offset: pub.offset });
+    this.pubs.push(jsonEncoder.publication(pub, cache));
+    return EMPTY;
+  }
+  reply(): Uint8Array {
+    return EMPTY;
+  }
+  error(): Uint8Array {
+    return EMPTY;
+  }
+  push(push: NonPubPush): Uint8Array {
+    if (push.push === 'disconnect') this.disconnect = push;
+    return Buffer.from(' ');
+  }
+  join(): Uint8Array {
+    return Buffer.from(' ');
+  }
+
+  subscribedWith(result: Omit<SubscribeResult, 'publications'>, pubs: readonly Publication[]): void {
+    const start = pubs.length > 0 ? (pubs[0] as Publication).offset - 1 : result.offset;
+    this.streams.set(result.stream, result);
+    this.cursors.set(result.stream, { epoch: result.epoch, offset: start });
+    for (const pub of pubs) this.publication(pub, {});
+  }
+
+  answer(): void {
+    if (this.answered) return;
+    this.answered = true;
+    this.timer?.cancel();
+    const streams: Record<string, StreamState> = {};
+    for (const [name, st] of this.streams) streams[name] = st;
+    let body =
+      `{"client":${JSON.stringify(this.clientId)},"session":${JSON.stringify(this.token)},` +
+      `"cursor":${JSON.stringify(formatCursorSet(this.cursors))},"streams":${JSON.stringify(streams)},`;
+    if (this.disconnect !== undefined) body += `"disconnect":${JSON.stringify(this.disconnect)},`;
+    const pubs = Buffer.concat([Buffer.from(`${body}"publications":[`), ...join(this.pubs), Buffer.from(']}')]);
+    if (!this.res.destroyed) {
+      this.res.writeHead(200, {
+        'Content-Type': 'application/json',
+        'Content-Length': pubs.byteLength,
+        'Cache-Control': 'no-cache, no-transform',
+        'X-Accel-Buffering': 'no',
+        ...this.headers,
+      });
+      this.res.end(pubs);
+    }
+    this.session?.transportClosed();
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+const COMMA = Buffer.from(',');
+
+function join(parts: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  parts.forEach((p, i) => {
+    if (i > 0) out.push(COMMA);
+    out.push(p);
+  });
+  return out;
+}
+
+export class LongPollTransport {
+  private readonly clock: Clock;
+  /** The open poll of each client id, so that a newer poll answers the older one. */
+  private readonly open = new Map<string, PollConnection>();
+
+  constructor(private readonly opts: LongPollOptions) {
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  get connectionCount(): number {
+    return this.open.size;
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const cors = this.opts.cors.headers(req);
+    if (req.method === 'OPTIONS') {
+      this.opts.cors.preflight(req, res);
+      return;
+    }
+    req.resume();
+    if (req.method !== 'GET') {
+      sendJsonError(res, 405, { code: 'HERALD_ERR_API_METHOD_NOT_ALLOWED', message: 'use GET' }, { Allow: 'GET', ...cors });
+      return;
+    }
+    const refusal = this.opts.admission.check(req);
+    if (refusal !== undefined) {
+      sendJsonError(res, refusal.status, refusal.error, cors);
+      return;
+    }
+    const hub = this.opts.hub;
+    let query;
+    try {
+      query = parseTransportQuery(req.url ?? '/', { maxChannels: this.opts.maxChannels, requireChannel: true });
+    } catch (err) {
+      const e = err instanceof HeraldError ? err : new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', 'bad request');
+      hub.logger.info({ code: e.code, transport: 'long-poll' }, e.message);
+      sendJsonError(res, ErrorCodes[e.code].status, e.toJSON(), cors);
+      return;
+    }
+    let clientId = query.session === undefined ? undefined : this.opts.tokens.verify(query.session);
+    if (query.session !== undefined && clientId === undefined) {
+      sendJsonError(res, 404, { code: 'HERALD_ERR_SESSION_NOT_FOUND', message: 'unknown or invalid session id' }, cors);
+      return;
+    }
+    clientId ??= hub.newClientId();
+    this.open.get(clientId)?.answer(); // one open poll per client: the newer one takes over
+    const conn = new PollConnection(clientId, this.opts.tokens.issue(clientId), res, cors);
+    this.open.set(clientId, conn);
+    const session = hub.createSession(conn, conn, { id: clientId, remoteAddress: req.socket.remoteAddress });
+    conn.session = session;
+    const finished = (): void => {
+      if (this.open.get(clientId) === conn) this.open.delete(clientId);
+      conn.timer?.cancel();
+      session.transportClosed();
+    };
+    res.on('close', finished);
+    const hold = Math.min(query.timeoutMs ?? this.opts.pollTimeout, this.opts.pollTimeout);
+    let immediate = false;
+    const subscribes = query.streams.map((stream) => {
+      const since = query.cursors.get(stream);
+      if (since === undefined) immediate = true; // a first poll answers with the position at once
+      return hub
+        .subscribe(session, stream, { since, backlog: query.backlog }, (result, pubs) => {
+          if (result.recovered === false) immediate = true;
+          conn.subscribedWith(result, pubs);
+        })
+        .catch((err: unknown) => {
+          immediate = true;
+          conn.streams.set(stream, { stream, error: hub.toErrorBody(err, session.logger) });
+        });
+    });
+    void Promise.all(subscribes).then(() => {
+      if (conn.answered) return;
+      if (immediate || conn.pubs.length > 0 || hold === 0) conn.answer();
+      else conn.timer = this.clock.setTimeout(() => conn.answer(), hold);
+    });
+  }
+
+  close(): void {
+    for (const conn of this.open.values()) conn.answer();
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * `POST /send`: client → server commands for a session opened by `/sse`, `/stream` or `/poll` —
+ * the bidirectional emulation that gives every transport the WebSocket's commands. The session id
+ * (header `X-Herald-Session` or `?session=`) is the signed id the client got in its first
+ * event/line/response. The body holds one or more commands (`\n`-separated JSON, as on /ws); the
+ * response holds their replies, one JSON object per line (`application/x-ndjson`).
+ *
+ * A session streaming from this node (SSE, HTTP stream) runs the commands itself, so `subscribe`
+ * adds a stream to the running response. A long-poll client has no lasting session: its commands
+ * run detached, and `subscribe` answers with the position (and recovery/backlog) to poll from.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCodes, HeraldError } from '@herald/protocol';
+import { jsonEncoder } from '../core/encoder.js';
+import type { Hub } from '../core/hub.js';
+import { sendJsonError } from '../http/admission.js';
+import { readBody } from '../http/body.js';
+import type { Cors } from '../http/cors.js';
+import type { SessionTokens } from '../http/session-token.js';
+
+export interface SendOptions {
+  readonly hub: Hub;
+  readonly cors: Cors;
+  readonly tokens: SessionTokens;
+  readonly maxBodySize: number;
+}
+
+export class SendHandler {
+  constructor(private readonly opts: SendOptions) {}
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const cors = this.opts.cors.headers(req);
+    if (req.method === 'OPTIONS') {
+      this.opts.cors.preflight(req, res);
+      return;
+    }
+    this.run(req, res, cors).catch((err: unknown) => {
+      const body = this.opts.hub.toErrorBody(err);
+      if (!res.headersSent) sendJsonError(res, ErrorCodes[body.code].status, body, cors);
+      else res.destroy();
+    });
+  }
+
+  private async run(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
+    if (req.method !== 'POST') {
+      req.resume();
+      sendJsonError(res, 405, { code: 'HERALD_ERR_API_METHOD_NOT_ALLOWED', message: 'use POST' }, { Allow: 'POST', ...cors });
+      return;
+    }
+    if (!this.opts.cors.allowed(req.headers.origin)) {
+      req.resume();
+      sendJsonError(res, 403, { code: 'HERALD_ERR_PERMISSION_DENIED', message: 'origin not allowed' });
+      return;
+    }
+    const header = req.headers['x-herald-session'];
+    const q = (req.url ?? '').indexOf('?');
+    const token = (Array.isArray(header) ? header[0] : header) ?? new URLSearchParams(q === -1 ? '' : (req.url ?? '').slice(q + 1)).get('session') ?? undefined;
+    const clientId = this.opts.tokens.verify(token);
+    if (clientId === undefined) {
+      req.resume();
+      this.opts.hub.logger.info({ code: 'HERALD_ERR_SESSION_NOT_FOUND' }, 'send: invalid session id');
+      throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'unknown or invalid session id (X-Herald-Session)');
+    }
+    const raw = await readBody(req, this.opts.maxBodySize);
+    const hub = this.opts.hub;
+    const live = hub.sessions.get(clientId);
+    const streaming = live !== undefined && (live.transport.name === 'sse' || live.transport.name === 'http-stream');
+    if (live !== undefined && !streaming && live.transport.name !== 'long-poll') {
+      throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'this session does not take commands over /send');
+    }
+    const session = streaming ? live : hub.detachedSession(jsonEncoder, { id: clientId, userId: live?.userId ?? '' });
+    if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is closed');
+    const replies: Uint8Array[] = [];
+    await session.dispatch(raw.toString('utf8'), (bytes) => replies.push(bytes, NL), jsonEncoder);
+    const body = Buffer.concat(replies);
+    res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Content-Length': body.byteLength, ...cors });
+    res.end(body);
+  }
+}
+
+const NL = Buffer.from('\n');

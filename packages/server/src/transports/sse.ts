@@ -1,0 +1,87 @@
+/**
+ * Server-Sent Events (`GET /sse`): works with a bare `new EventSource(url)`. Publications are
+ * default (`message`) events whose data is the publication JSON and whose `id` is the cursor set of
+ * every stream of the connection, so the browser's automatic reconnect (`Last-Event-ID`) resumes
+ * all of them exactly. Control events are typed: `connected`, `subscribed`, `unsubscribed`,
+ * `disconnect`.
+ */
+import type { IncomingMessage } from 'node:http';
+import { formatCursorSet, type StreamPosition } from '@herald/protocol';
+import type { EncodeCache, NonPubPush } from '../core/encoder.js';
+import { jsonEncoder } from '../core/encoder.js';
+import type { Publication } from '../core/engine.js';
+import type { StreamEncoder, StreamFormat } from './http-streaming.js';
+
+function pubData(pub: Publication): string {
+  return (
+    `{"stream":${JSON.stringify(pub.stream)},"channel":${JSON.stringify(pub.channel)},` +
+    `"epoch":"${pub.epoch}","offset":${pub.offset},"data":${pub.data}}`
+  );
+}
+
+class SseEncoder implements StreamEncoder {
+  /** Position of every stream of this connection after the last event written. */
+  private readonly cursors = new Map<string, StreamPosition>();
+
+  private idLine(): string {
+    return `id: ${formatCursorSet(this.cursors)}\n`;
+  }
+
+  publication(pub: Publication, cache: EncodeCache): Uint8Array {
+    this.cursors.set(pub.stream, { epoch: pub.epoch, offset: pub.offset });
+    let shared = cache.sse;
+    if (shared === undefined) {
+      shared = Buffer.from(`data: ${pubData(pub)}\n\n`);
+      cache.sse = shared;
+    }
+    return Buffer.concat([Buffer.from(this.idLine()), shared]);
+  }
+
+  subscribed(result: { stream: string; epoch: string; offset: number; recovered?: boolean }, pubs: readonly Publication[]): Uint8Array {
+    const start = pubs.length > 0 ? (pubs[0] as Publication).offset - 1 : result.offset;
+    this.cursors.set(result.stream, { epoch: result.epoch, offset: start });
+    const parts: Uint8Array[] = [Buffer.from(`event: subscribed\n${this.idLine()}data: ${JSON.stringify(result)}\n\n`)];
+    for (const pub of pubs) parts.push(this.publication(pub, {}));
+    return Buffer.concat(parts);
+  }
+
+  unsubscribed(stream: string, error?: { code: string; message: string }): Uint8Array {
+    this.cursors.delete(stream);
+    const body = error === undefined ? { stream } : { stream, code: error.code, reason: error.message };
+    return Buffer.from(`event: unsubscribed\n${this.idLine()}data: ${JSON.stringify(body)}\n\n`);
+  }
+
+  reply(id: number, result: object, publications?: readonly Publication[]): Uint8Array {
+    return Buffer.from(`event: reply\ndata: ${Buffer.from(jsonEncoder.reply(id, result, publications)).toString()}\n\n`);
+  }
+
+  error(id: number | undefined, error: { code: string; message: string }): Uint8Array {
+    return Buffer.from(`event: reply\ndata: ${JSON.stringify(id === undefined ? { error } : { id, error })}\n\n`);
+  }
+
+  push(push: NonPubPush): Uint8Array {
+    const retry = push.push === 'disconnect' && push.retryAfterMs !== undefined ? `retry: ${push.retryAfterMs}\n` : '';
+    return Buffer.from(`${retry}event: ${push.push}\ndata: ${JSON.stringify(push)}\n\n`);
+  }
+
+  join(frames: readonly Uint8Array[]): Uint8Array {
+    return Buffer.concat(frames as Uint8Array[]);
+  }
+}
+
+export function sseFormat(retryMs: number): StreamFormat {
+  return {
+    name: 'sse',
+    contentType: 'text/event-stream; charset=utf-8',
+    heartbeat: Buffer.from(':\n\n'),
+    preamble(padding) {
+      const pad = padding > 0 ? `:${' '.repeat(padding)}\n` : '';
+      return Buffer.from(`${pad}retry: ${retryMs}\n\n`);
+    },
+    encoder: () => new SseEncoder(),
+    lastEventId(req: IncomingMessage) {
+      const v = req.headers['last-event-id'];
+      return Array.isArray(v) ? v[0] : v;
+    },
+  };
+}
