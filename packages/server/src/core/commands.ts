@@ -1,5 +1,6 @@
 /** Runs one decoded client command against the hub and encodes its reply. */
 import { HeraldError, namespaceOf, type Command } from '@herald/protocol';
+import type { FrameEncoder } from './encoder.js';
 import type { Hub } from './hub.js';
 import type { Session } from './session.js';
 
@@ -11,8 +12,13 @@ export type ReplySink = (bytes: Uint8Array) => void;
  * replies from inside the hub, so that the reply goes out before any live publication of the new
  * subscription). Rejects with a HeraldError for a refused command.
  */
-export async function runCommand(hub: Hub, session: Session, cmd: Command, sink: ReplySink): Promise<Uint8Array | undefined> {
-  const enc = session.encoder;
+export async function runCommand(
+  hub: Hub,
+  session: Session,
+  cmd: Command,
+  sink: ReplySink,
+  enc: FrameEncoder,
+): Promise<Uint8Array | undefined> {
   switch (cmd.cmd) {
     case 'ping':
       return enc.reply(cmd.id, {});

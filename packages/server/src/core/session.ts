@@ -110,7 +110,7 @@ export class Session {
       }
       this.inflight.add(cmd.id);
       running.push(
-        runCommand(this.hub, this, cmd, sink).then(
+        runCommand(this.hub, this, cmd, sink, encoder).then(
           (reply) => {
             this.inflight.delete(cmd.id);
             if (reply !== undefined) sink(reply);

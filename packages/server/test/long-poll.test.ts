@@ -1,0 +1,144 @@
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { NdjsonReader, send } from './support/http-clients.js';
+
+let srv: TestServer;
+beforeAll(async () => {
+  srv = await startServer({ http: { pollTimeout: 2000 }, namespaces: { chat: { clientPublish: true } } });
+});
+afterAll(async () => {
+  await srv.close();
+});
+
+async function poll(query: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${srv.url}/poll?${query}`);
+  return { status: res.status, body: await res.json() };
+}
+
+async function pollSessions(): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (srv.server.connectionsByTransport()['long-poll'] === 0) {
+    if (Date.now() > deadline) throw new Error('the poll never reached the server');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('GET /poll', () => {
+  it('answers a first poll at once with the position, then holds until a publication arrives', async () => {
+    const first = await poll('channel=lp.a');
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ publications: [], streams: { 'lp.a': { stream: 'lp.a', offset: 0 } } });
+    expect(first.body.cursor).toBe(`lp.a;${first.body.streams['lp.a'].epoch};0`);
+    const waiting = poll(`channel=lp.a&cursor=${encodeURIComponent(first.body.cursor)}&session=${first.body.session}`);
+    await pollSessions();
+    await api(srv.url, 'publish', { channel: 'lp.a', data: { n: 1 } });
+    const second = await withTimeout(waiting, 5000, 'held poll to answer');
+    expect(second.body.publications).toMatchObject([{ stream: 'lp.a', offset: 1, data: { n: 1 } }]);
+    expect(second.body.client).toBe(first.body.client);
+    expect(second.body.cursor).toBe(`lp.a;${first.body.streams['lp.a'].epoch};1`);
+    expect(srv.server.connectionsByTransport()['long-poll']).toBe(0);
+  });
+
+  it('delivers what was published between polls from history, subtree streams included', async () => {
+    const first = await poll('channel=lp2.**&channel=lp2.x');
+    await api(srv.url, 'publish', { channel: 'lp2.x', data: 1 });
+    await api(srv.url, 'publish', { channel: 'lp2.y', data: 2 });
+    const next = await poll(`channel=lp2.**&channel=lp2.x&cursor=${encodeURIComponent(first.body.cursor)}`);
+    expect(next.body.publications.map((p: any) => [p.stream, p.offset, p.data])).toEqual([
+      ['lp2.**', 1, 1],
+      ['lp2.**', 2, 2],
+      ['lp2.x', 1, 1],
+    ]);
+    expect(next.body.streams['lp2.**'].recovered).toBe(true);
+  });
+
+  it('answers empty with the same cursor at the timeout', async () => {
+    const first = await poll('channel=lp.quiet');
+    const again = await poll(`channel=lp.quiet&timeout=0.2&cursor=${encodeURIComponent(first.body.cursor)}`);
+    expect(again.body.publications).toEqual([]);
+    expect(again.body.cursor).toBe(first.body.cursor);
+  });
+
+  it('says recovered: false for a cursor outside history and answers at once', async () => {
+    const r = await poll('channel=lp.old&cursor=oldEpoch:7');
+    expect(r.body.streams['lp.old']).toMatchObject({ recovered: false });
+  });
+
+  it('lets a newer poll of the same client take over an older one', async () => {
+    const first = await poll('channel=lp.t');
+    const q = `channel=lp.t&cursor=${encodeURIComponent(first.body.cursor)}&session=${first.body.session}`;
+    const older = poll(q);
+    await pollSessions();
+    const newer = poll(q);
+    const o = await withTimeout(older, 5000, 'older poll answered');
+    expect(o.body.publications).toEqual([]);
+    await api(srv.url, 'publish', { channel: 'lp.t', data: 'x' });
+    const n = await withTimeout(newer, 5000, 'newer poll');
+    expect(n.body.publications).toHaveLength(1);
+  });
+
+  it('refuses bad input with codes', async () => {
+    expect((await poll('')).body.error.code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
+    expect((await poll('channel=a&session=forged.abc')).body.error.code).toBe('HERALD_ERR_SESSION_NOT_FOUND');
+    expect((await poll('channel=a&cursor=zzz')).body.error.code).toBe('HERALD_ERR_CURSOR_INVALID');
+    expect((await poll('channel=a&timeout=abc')).body.error.code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
+  });
+
+  it('runs /send commands for a poll session: publish, history, subscribe as a snapshot', async () => {
+    const first = await poll('channel=chat.lp');
+    const session = first.body.session as string;
+    const r = await send(
+      srv.url,
+      session,
+      [
+        JSON.stringify({ id: 1, cmd: 'publish', channel: 'chat.lp', data: 'hello' }),
+        JSON.stringify({ id: 2, cmd: 'ping' }),
+      ].join('\n'),
+    );
+    expect(r.lines.find((l) => l.id === 1).result).toMatchObject({ channel: 'chat.lp', offset: 1 });
+    const snap = await send(srv.url, session, JSON.stringify({ id: 3, cmd: 'subscribe', channel: 'chat.lp', backlog: 5 }));
+    expect(snap.lines[0].result).toMatchObject({ stream: 'chat.lp', offset: 1, publications: [{ offset: 1, data: 'hello' }] });
+    const bad = await send(srv.url, session, '{oops\n{"id":9,"cmd":"nope"}');
+    expect(bad.lines.map((l) => l.error.code)).toEqual(['HERALD_ERR_PROTOCOL_MALFORMED', 'HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND']);
+    const forged = await send(srv.url, `${first.body.client}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA`, '{"id":1,"cmd":"ping"}');
+    expect(forged.status).toBe(404);
+    expect(forged.lines[0].error.code).toBe('HERALD_ERR_SESSION_NOT_FOUND');
+    const none = await fetch(`${srv.url}/send`, { method: 'POST', body: '{"id":1,"cmd":"ping"}' });
+    expect(none.status).toBe(404);
+  });
+});
+
+describe('GET /stream', () => {
+  it('streams NDJSON lines: connected, subscribed with recovered publications, then pubs', async () => {
+    await api(srv.url, 'publish', { channel: 'st.a', data: 1 });
+    const pos = await api(srv.url, 'history', { channel: 'st.a', limit: 0 });
+    await api(srv.url, 'publish', { channel: 'st.a', data: 2 });
+    const r = new NdjsonReader(`${srv.url}/stream?channel=st.a&cursor=${pos.body.epoch}:1`);
+    await r.waitFor((l) => l.some((f) => f['push'] === 'subscribed'), 'subscribed line');
+    expect(r.headers?.get('content-type')).toBe('application/x-ndjson; charset=utf-8');
+    expect(r.items[0]).toMatchObject({ push: 'connected' });
+    expect(r.items[1]).toMatchObject({ push: 'subscribed', stream: 'st.a', recovered: true, offset: 2, publications: [{ offset: 2, data: 2 }] });
+    await api(srv.url, 'publish', { channel: 'st.a', data: 3 });
+    await r.waitFor((l) => l.some((f) => f['push'] === 'pub'), 'pub line');
+    expect(r.pubs()[0]).toMatchObject({ stream: 'st.a', offset: 3, data: 3 });
+    r.close();
+  });
+
+  it('works with curl -N', async () => {
+    const child = spawn('curl', ['-sN', `${srv.url}/stream?channel=st.curl`]);
+    let out = '';
+    const got = new Promise<void>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('"push":"subscribed"') && !out.includes('published')) {
+          out += ' published';
+          void api(srv.url, 'publish', { channel: 'st.curl', data: 'via curl' });
+        }
+        if (out.includes('"data":"via curl"')) resolve();
+      });
+    });
+    await withTimeout(got, 10_000, 'curl to print the publication');
+    child.kill();
+  });
+});
