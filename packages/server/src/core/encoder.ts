@@ -9,6 +9,8 @@ import type { Publication } from './engine.js';
 /** One slot per wire format; filled lazily, shared by every session receiving the publication. */
 export interface EncodeCache {
   json?: Uint8Array;
+  /** `json` framed as one WebSocket text message (header + payload), written as is to sockets. */
+  wsFrame?: Uint8Array;
   /** `json` with a trailing newline (HTTP streaming). */
   ndjson?: Uint8Array;
   sse?: Uint8Array;

@@ -21,7 +21,7 @@ import type { Engine, HistoryOutcome, Publication, PublicationSink } from './eng
 import type { Logger } from './logger.js';
 import type { HubLimits, NamespacePolicy } from './policy.js';
 import { Session, type SessionInit } from './session.js';
-import { Subscription } from './subscription.js';
+import { NO_BUFFER, Subscription } from './subscription.js';
 import type { TransportConnection } from './transport.js';
 
 export interface HubOptions {
@@ -373,6 +373,9 @@ export class Hub implements PublicationSink {
       const st = this.streams.get(name);
       if (st === undefined) continue;
       for (const sub of st.subs) {
+        // A subscription still recovering may have read history before the loss: its drain must
+        // read again (the drain loop checks `overflowed` after every step).
+        if (sub.state === 'recovering') sub.overflowed = true;
         if (sub.state !== 'live') continue;
         sub.state = 'recovering';
         sub.overflowed = true;
@@ -495,7 +498,10 @@ export class Hub implements PublicationSink {
         }
         if (pub.offset === sub.offset + 1) this.deliverOne(sub, pub);
       }
-      if (!sub.overflowed && sub.buffer.length === 0) sub.state = 'live';
+      if (!sub.overflowed && sub.buffer.length === 0) {
+        sub.state = 'live';
+        sub.buffer = NO_BUFFER;
+      }
     }
   }
 

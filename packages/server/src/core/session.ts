@@ -47,14 +47,16 @@ export class Session {
   readonly remoteAddress: string | undefined;
   readonly detached: boolean;
   readonly subscriptions = new Map<string, Subscription>();
-  readonly logger: Logger;
+  private log: Logger | undefined;
   state: SessionState = 'open';
-  private queue: Uint8Array[] = [];
+  /** Frames waiting for the next flush; made on demand and dropped after (idle sessions hold none). */
+  private queue: Uint8Array[] | undefined;
   private queuedBytes = 0;
   private scheduled = false;
   /** Extra queue room granted to large replies still draining (see `enqueue`). */
   private burst = 0;
-  private readonly inflight = new Set<number>();
+  /** Ids of commands still running (made on first command: most subscribers send one or two). */
+  private inflight: Set<number> | undefined;
 
   constructor(
     private readonly hub: Hub,
@@ -66,7 +68,12 @@ export class Session {
     this.userId = init.userId;
     this.remoteAddress = init.remoteAddress;
     this.detached = init.detached === true;
-    this.logger = hub.logger.child({ client: init.id, transport: transport.name });
+  }
+
+  /** A child logger with the client id, made on first use (most sessions never log). */
+  get logger(): Logger {
+    this.log ??= this.hub.logger.child({ client: this.id, transport: this.transport.name });
+    return this.log;
   }
 
   get anonymous(): boolean {
@@ -104,19 +111,22 @@ export class Session {
         continue;
       }
       const cmd = decoded.command;
-      if (this.inflight.has(cmd.id)) {
+      const inflight = (this.inflight ??= new Set());
+      if (inflight.has(cmd.id)) {
         fail(cmd.id, { code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID', message: `command ${cmd.id} is still in flight` });
         continue;
       }
-      this.inflight.add(cmd.id);
+      inflight.add(cmd.id);
       running.push(
         runCommand(this.hub, this, cmd, sink, encoder).then(
           (reply) => {
-            this.inflight.delete(cmd.id);
+            inflight.delete(cmd.id);
+            if (inflight.size === 0 && this.inflight === inflight) this.inflight = undefined;
             if (reply !== undefined) sink(reply);
           },
           (err: unknown) => {
-            this.inflight.delete(cmd.id);
+            inflight.delete(cmd.id);
+            if (inflight.size === 0 && this.inflight === inflight) this.inflight = undefined;
             fail(cmd.id, this.hub.toErrorBody(err, this.logger));
           },
         ),
@@ -144,7 +154,7 @@ export class Session {
    */
   enqueue(bytes: Uint8Array, kind: 'reply' | 'push' = 'push'): void {
     if (this.state !== 'open') return;
-    this.queue.push(bytes);
+    (this.queue ??= []).push(bytes);
     this.queuedBytes += bytes.byteLength;
     const pending = this.queuedBytes + this.transport.bufferedAmount();
     const limit = this.hub.limits.maxQueueBytes;
@@ -164,10 +174,10 @@ export class Session {
   /** Writes everything queued as one batch. Called by the hub's flush loop. */
   flush(): void {
     this.scheduled = false;
-    const n = this.queue.length;
-    if (n === 0) return;
-    const data = n === 1 ? (this.queue[0] as Uint8Array) : this.encoder.join(this.queue);
-    this.queue = [];
+    const queue = this.queue;
+    if (queue === undefined || queue.length === 0) return;
+    const data = queue.length === 1 ? (queue[0] as Uint8Array) : this.encoder.join(queue);
+    this.queue = undefined;
     this.queuedBytes = 0;
     if (this.state === 'closed') return;
     this.transport.write(data);
@@ -179,12 +189,12 @@ export class Session {
     const info = DisconnectCodes[name];
     const reason = opts.reason ?? name.toLowerCase();
     if (opts.flushFirst !== true) {
-      this.queue = [];
+      this.queue = undefined;
       this.queuedBytes = 0;
     }
     const push: NonPubPush = { push: 'disconnect', code: info.code, reason, reconnect: info.reconnect };
     if (opts.retryAfterMs !== undefined) push.retryAfterMs = opts.retryAfterMs;
-    this.queue.push(this.encoder.push(push));
+    (this.queue ??= []).push(this.encoder.push(push));
     this.flush();
     this.state = 'closing';
     this.logger.debug({ code: info.code, reason }, 'disconnect');
@@ -196,7 +206,7 @@ export class Session {
   transportClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.queue = [];
+    this.queue = undefined;
     this.queuedBytes = 0;
     this.hub.detach(this);
   }

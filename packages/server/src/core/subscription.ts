@@ -15,7 +15,7 @@ export class Subscription {
   epoch = '';
   /** Offset of the last publication delivered (or the position the subscriber starts after). */
   offset = 0;
-  /** Live publications that arrived while recovering, in arrival order. */
+  /** Live publications that arrived while recovering, in arrival order (`NO_BUFFER` when live). */
   buffer: Publication[] = [];
   /** The buffer hit its bound: the hub re-reads history after the current recovery. */
   overflowed = false;
@@ -25,3 +25,6 @@ export class Subscription {
     readonly stream: string,
   ) {}
 }
+
+/** The buffer of every live subscription: never written to (live publications are delivered). */
+export const NO_BUFFER: Publication[] = [];

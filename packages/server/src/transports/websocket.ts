@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { PROTOCOL_VERSION, DisconnectCodes } from '@herald/protocol';
-import { jsonEncoder } from '../core/encoder.js';
+import { wsFrameEncoder } from './ws-frame.js';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
 import type { Session } from '../core/session.js';
@@ -34,17 +34,22 @@ class WsConnection implements TransportConnection {
   /** The heartbeat round whose ping this connection has not answered yet; 0 when none is pending. */
   awaitingRound = 0;
   session: Session | undefined;
+  transport: WebSocketTransport | undefined;
   private closeTimer: TimerHandle | undefined;
 
   constructor(
     readonly ws: WebSocket,
+    /** The upgraded socket: frames from `wsFrameEncoder` are complete, so they are written as is. */
+    private readonly socket: Duplex,
     private readonly clock: Clock,
     private readonly closeTimeout: number,
   ) {}
 
   write(data: Uint8Array): void {
     if (this.ws.readyState !== 1) return;
-    this.ws.send(data, { binary: false });
+    // ws writes its own frames (pings, close) synchronously and whole (no compression is
+    // negotiated), so frames written here never interleave with them.
+    this.socket.write(data);
   }
 
   bufferedAmount(): number {
@@ -92,34 +97,21 @@ export class WebSocketTransport {
       rejectUpgrade(socket, refusal);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req, socket));
   }
 
-  private onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const conn = new WsConnection(ws, this.clock, this.opts.closeTimeout ?? 5_000);
+  private onConnection(ws: WebSocket, req: IncomingMessage, socket: Duplex): void {
+    const conn = new WsConnection(ws, socket, this.clock, this.opts.closeTimeout ?? 5_000);
     this.conns.add(conn);
-    const session = this.opts.hub.createSession(conn, jsonEncoder, { remoteAddress: req.socket.remoteAddress });
+    const session = this.opts.hub.createSession(conn, wsFrameEncoder, { remoteAddress: req.socket.remoteAddress });
     conn.session = session;
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      conn.awaitingRound = 0;
-      if (isBinary) {
-        session.logger.info({ code: DisconnectCodes.BAD_REQUEST.code }, 'binary frame on a JSON connection');
-        session.disconnect('BAD_REQUEST', { reason: 'binary frames are not supported' });
-        return;
-      }
-      session.handleMessage(rawToString(data));
-    });
-    ws.on('pong', () => {
-      conn.awaitingRound = 0;
-    });
-    ws.on('error', (err: Error & { code?: string }) => {
-      session.logger.info({ code: err.code, err: err.message }, 'websocket error');
-    });
-    ws.on('close', () => {
-      conn.closed();
-      this.conns.delete(conn);
-      session.transportClosed();
-    });
+    conn.transport = this;
+    // Shared listeners (no closures per connection: idle memory per connection matters at 100k).
+    (ws as OwnedSocket)[CONN] = conn;
+    ws.on('message', onMessage);
+    ws.on('pong', onPong);
+    ws.on('error', onError);
+    ws.on('close', onClose);
     session.sendPush({
       push: 'connected',
       client: session.id,
@@ -156,6 +148,13 @@ export class WebSocketTransport {
     }
   }
 
+  /** A connection ended (either side). */
+  forget(conn: WsConnection): void {
+    conn.closed();
+    this.conns.delete(conn);
+    conn.session?.transportClosed();
+  }
+
   /** Destroys every socket that is still open (end of a graceful shutdown). */
   terminateAll(): void {
     for (const conn of this.conns) conn.ws.terminate();
@@ -168,6 +167,35 @@ export class WebSocketTransport {
     this.terminateAll();
     this.wss.close();
   }
+}
+
+const CONN = Symbol('herald.connection');
+type OwnedSocket = WebSocket & { [CONN]: WsConnection };
+
+function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  const conn = (this as OwnedSocket)[CONN];
+  const session = conn.session;
+  conn.awaitingRound = 0;
+  if (session === undefined) return;
+  if (isBinary) {
+    session.logger.info({ code: DisconnectCodes.BAD_REQUEST.code }, 'binary frame on a JSON connection');
+    session.disconnect('BAD_REQUEST', { reason: 'binary frames are not supported' });
+    return;
+  }
+  session.handleMessage(rawToString(data));
+}
+
+function onPong(this: WebSocket): void {
+  (this as OwnedSocket)[CONN].awaitingRound = 0;
+}
+
+function onError(this: WebSocket, err: Error & { code?: string }): void {
+  (this as OwnedSocket)[CONN].session?.logger.info({ code: err.code, err: err.message }, 'websocket error');
+}
+
+function onClose(this: WebSocket): void {
+  const conn = (this as OwnedSocket)[CONN];
+  conn.transport?.forget(conn);
 }
 
 function rawToString(data: RawData): string {

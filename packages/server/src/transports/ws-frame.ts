@@ -1,0 +1,45 @@
+/**
+ * The WebSocket fast path: a publication is framed once (RFC 6455 header + JSON payload) and the
+ * same bytes are written to every subscriber's socket, instead of `ws.send` building a header and
+ * issuing two writes per subscriber. Server frames are never masked, so the bytes are identical for
+ * every connection. Frames queued for one connection in the same tick go out in one socket write.
+ */
+import type { EncodeCache, FrameEncoder, NonPubPush } from '../core/encoder.js';
+import { jsonEncoder } from '../core/encoder.js';
+import type { Publication } from '../core/engine.js';
+
+/** Frames `payload` as one final text frame (opcode 1, FIN set, no mask). */
+export function textFrame(payload: Uint8Array): Buffer {
+  const len = payload.byteLength;
+  const headerLen = len < 126 ? 2 : len < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(headerLen + len);
+  frame[0] = 0x81;
+  if (len < 126) {
+    frame[1] = len;
+  } else if (len < 65_536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(len, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+    frame.writeUInt32BE(len >>> 0, 6);
+  }
+  frame.set(payload, headerLen);
+  return frame;
+}
+
+/** Herald's JSON protocol, each frame already a complete WebSocket message. */
+export const wsFrameEncoder: FrameEncoder = {
+  publication(pub: Publication, cache: EncodeCache) {
+    let frame = cache.wsFrame;
+    if (frame === undefined) {
+      frame = textFrame(jsonEncoder.publication(pub, cache));
+      cache.wsFrame = frame;
+    }
+    return frame;
+  },
+  reply: (id, result, publications) => textFrame(jsonEncoder.reply(id, result, publications)),
+  error: (id, error) => textFrame(jsonEncoder.error(id, error)),
+  push: (push: NonPubPush) => textFrame(jsonEncoder.push(push)),
+  join: (frames) => Buffer.concat(frames as Uint8Array[]),
+};
