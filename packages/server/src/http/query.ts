@@ -30,19 +30,26 @@ export function parseTransportQuery(
   for (const raw of params.getAll('channel')) {
     for (const name of raw.split(',')) {
       const check = checkChannel(name);
-      if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', `channel "${name.slice(0, 64)}": ${check.reason}`);
+      if (!check.ok)
+        throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', `channel "${name.slice(0, 64)}": ${check.reason}`);
       if (!streams.includes(name)) streams.push(name);
     }
   }
   // Cursors: Last-Event-ID (SSE reconnects) wins over the `cursor` parameter (first connect).
   const cursors: CursorSet = new Map();
-  const texts = [params.get('cursor') ?? undefined, opts.lastEventId].filter((t): t is string => t !== undefined && t !== '');
+  const texts = [params.get('cursor') ?? undefined, opts.lastEventId].filter(
+    (t): t is string => t !== undefined && t !== '',
+  );
   for (const text of texts) {
     const set = parseCursorSet(text);
     if (set !== undefined) {
       for (const [stream, pos] of set) {
         const check = checkChannel(stream);
-        if (!check.ok) throw new HeraldError('HERALD_ERR_CURSOR_INVALID', `cursor names an invalid channel "${stream.slice(0, 64)}"`);
+        if (!check.ok)
+          throw new HeraldError(
+            'HERALD_ERR_CURSOR_INVALID',
+            `cursor names an invalid channel "${stream.slice(0, 64)}"`,
+          );
         cursors.set(stream, pos);
         if (!streams.includes(stream)) streams.push(stream);
       }

@@ -28,7 +28,10 @@ const ndjsonEncoder: StreamEncoder = {
     return Buffer.from(`${withPublications({ push: 'subscribed', ...result }, pubs)}\n`);
   },
   unsubscribed(stream, error) {
-    const body = error === undefined ? { push: 'unsubscribed', stream } : { push: 'unsubscribed', stream, code: error.code, reason: error.message };
+    const body =
+      error === undefined
+        ? { push: 'unsubscribed', stream }
+        : { push: 'unsubscribed', stream, code: error.code, reason: error.message };
     return Buffer.from(`${JSON.stringify(body)}\n`);
   },
   reply: (id, result, pubs) => line(jsonEncoder.reply(id, result, pubs)),

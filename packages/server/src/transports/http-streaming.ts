@@ -4,16 +4,16 @@
  * subscriptions named in the request. Each transport brings its wire format (`StreamFormat`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ErrorCodes, HeraldError, PROTOCOL_VERSION, type SubscribeResult } from '@herald/protocol';
+import { PROTOCOL_VERSION, type SubscribeResult } from '@herald/protocol';
 import type { FrameEncoder } from '../core/encoder.js';
 import type { Publication } from '../core/engine.js';
 import type { Hub } from '../core/hub.js';
 import type { Session } from '../core/session.js';
 import type { TransportConnection, TransportName } from '../core/transport.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
-import { sendJsonError, type Admission } from '../http/admission.js';
+import type { Admission } from '../http/admission.js';
 import type { Cors } from '../http/cors.js';
-import { parseTransportQuery } from '../http/query.js';
+import { acceptTransportRequest } from '../http/accept.js';
 import type { SessionTokens } from '../http/session-token.js';
 
 /** An encoder for one streaming connection, with the frames only streams have. */
@@ -104,34 +104,18 @@ export class StreamingTransport {
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
-    const cors = this.opts.cors.headers(req);
-    if (req.method === 'OPTIONS') {
-      this.opts.cors.preflight(req, res);
-      return;
-    }
-    req.resume();
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJsonError(res, 405, { code: 'HERALD_ERR_API_METHOD_NOT_ALLOWED', message: 'use GET' }, { Allow: 'GET', ...cors });
-      return;
-    }
-    const refusal = this.opts.admission.check(req);
-    if (refusal !== undefined) {
-      sendJsonError(res, refusal.status, refusal.error, cors);
-      return;
-    }
-    let query;
-    try {
-      query = parseTransportQuery(req.url ?? '/', {
-        maxChannels: this.opts.maxChannels,
-        lastEventId: this.format.lastEventId?.(req),
-        requireChannel: false,
-      });
-    } catch (err) {
-      const e = err instanceof HeraldError ? err : new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', 'bad request');
-      this.opts.hub.logger.info({ code: e.code, transport: this.format.name }, e.message);
-      sendJsonError(res, ErrorCodes[e.code].status, e.toJSON(), cors);
-      return;
-    }
+    const accepted = acceptTransportRequest(req, res, {
+      admission: this.opts.admission,
+      cors: this.opts.cors,
+      logger: this.opts.hub.logger,
+      transport: this.format.name,
+      maxChannels: this.opts.maxChannels,
+      requireChannel: false,
+      methods: ['GET', 'HEAD'],
+      lastEventId: this.format.lastEventId?.(req),
+    });
+    if (accepted === undefined) return;
+    const { query, cors } = accepted;
     res.writeHead(200, {
       'Content-Type': this.format.contentType,
       'Cache-Control': 'no-cache, no-transform',

@@ -6,14 +6,7 @@
  * which gives it the hub's guarantees: nothing published between two polls is lost or doubled.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import {
-  ErrorCodes,
-  HeraldError,
-  formatCursorSet,
-  type ErrorBody,
-  type StreamPosition,
-  type SubscribeResult,
-} from '@herald/protocol';
+import { formatCursorSet, type ErrorBody, type StreamPosition, type SubscribeResult } from '@herald/protocol';
 import type { EncodeCache, FrameEncoder, NonPubPush } from '../core/encoder.js';
 import { jsonEncoder } from '../core/encoder.js';
 import type { Publication } from '../core/engine.js';
@@ -23,7 +16,7 @@ import type { TransportConnection } from '../core/transport.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { sendJsonError, type Admission } from '../http/admission.js';
 import type { Cors } from '../http/cors.js';
-import { parseTransportQuery } from '../http/query.js';
+import { acceptTransportRequest } from '../http/accept.js';
 import type { SessionTokens } from '../http/session-token.js';
 
 export interface LongPollOptions {
@@ -148,31 +141,18 @@ export class LongPollTransport {
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
-    const cors = this.opts.cors.headers(req);
-    if (req.method === 'OPTIONS') {
-      this.opts.cors.preflight(req, res);
-      return;
-    }
-    req.resume();
-    if (req.method !== 'GET') {
-      sendJsonError(res, 405, { code: 'HERALD_ERR_API_METHOD_NOT_ALLOWED', message: 'use GET' }, { Allow: 'GET', ...cors });
-      return;
-    }
-    const refusal = this.opts.admission.check(req);
-    if (refusal !== undefined) {
-      sendJsonError(res, refusal.status, refusal.error, cors);
-      return;
-    }
     const hub = this.opts.hub;
-    let query;
-    try {
-      query = parseTransportQuery(req.url ?? '/', { maxChannels: this.opts.maxChannels, requireChannel: true });
-    } catch (err) {
-      const e = err instanceof HeraldError ? err : new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', 'bad request');
-      hub.logger.info({ code: e.code, transport: 'long-poll' }, e.message);
-      sendJsonError(res, ErrorCodes[e.code].status, e.toJSON(), cors);
-      return;
-    }
+    const accepted = acceptTransportRequest(req, res, {
+      admission: this.opts.admission,
+      cors: this.opts.cors,
+      logger: hub.logger,
+      transport: 'long-poll',
+      maxChannels: this.opts.maxChannels,
+      requireChannel: false,
+      methods: ['GET'],
+    });
+    if (accepted === undefined) return;
+    const { query, cors } = accepted;
     let clientId = query.session === undefined ? undefined : this.opts.tokens.verify(query.session);
     if (query.session !== undefined && clientId === undefined) {
       sendJsonError(res, 404, { code: 'HERALD_ERR_SESSION_NOT_FOUND', message: 'unknown or invalid session id' }, cors);
@@ -191,7 +171,8 @@ export class LongPollTransport {
     };
     res.on('close', finished);
     const hold = Math.min(query.timeoutMs ?? this.opts.pollTimeout, this.opts.pollTimeout);
-    let immediate = false;
+    // A poll without channels is a handshake: it answers at once with a session id for /send.
+    let immediate = query.streams.length === 0;
     const subscribes = query.streams.map((stream) => {
       const since = query.cursors.get(stream);
       if (since === undefined) immediate = true; // a first poll answers with the position at once

@@ -44,7 +44,12 @@ export class SendHandler {
   private async run(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<void> {
     if (req.method !== 'POST') {
       req.resume();
-      sendJsonError(res, 405, { code: 'HERALD_ERR_API_METHOD_NOT_ALLOWED', message: 'use POST' }, { Allow: 'POST', ...cors });
+      sendJsonError(
+        res,
+        405,
+        { code: 'HERALD_ERR_API_METHOD_NOT_ALLOWED', message: 'use POST' },
+        { Allow: 'POST', ...cors },
+      );
       return;
     }
     if (!this.opts.cors.allowed(req.headers.origin)) {
@@ -54,7 +59,10 @@ export class SendHandler {
     }
     const header = req.headers['x-herald-session'];
     const q = (req.url ?? '').indexOf('?');
-    const token = (Array.isArray(header) ? header[0] : header) ?? new URLSearchParams(q === -1 ? '' : (req.url ?? '').slice(q + 1)).get('session') ?? undefined;
+    const token =
+      (Array.isArray(header) ? header[0] : header) ??
+      new URLSearchParams(q === -1 ? '' : (req.url ?? '').slice(q + 1)).get('session') ??
+      undefined;
     const clientId = this.opts.tokens.verify(token);
     if (clientId === undefined) {
       req.resume();

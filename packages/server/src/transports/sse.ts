@@ -37,7 +37,10 @@ class SseEncoder implements StreamEncoder {
     return Buffer.concat([Buffer.from(this.idLine()), shared]);
   }
 
-  subscribed(result: { stream: string; epoch: string; offset: number; recovered?: boolean }, pubs: readonly Publication[]): Uint8Array {
+  subscribed(
+    result: { stream: string; epoch: string; offset: number; recovered?: boolean },
+    pubs: readonly Publication[],
+  ): Uint8Array {
     const start = pubs.length > 0 ? (pubs[0] as Publication).offset - 1 : result.offset;
     this.cursors.set(result.stream, { epoch: result.epoch, offset: start });
     const parts: Uint8Array[] = [Buffer.from(`event: subscribed\n${this.idLine()}data: ${JSON.stringify(result)}\n\n`)];
@@ -52,7 +55,9 @@ class SseEncoder implements StreamEncoder {
   }
 
   reply(id: number, result: object, publications?: readonly Publication[]): Uint8Array {
-    return Buffer.from(`event: reply\ndata: ${Buffer.from(jsonEncoder.reply(id, result, publications)).toString()}\n\n`);
+    return Buffer.from(
+      `event: reply\ndata: ${Buffer.from(jsonEncoder.reply(id, result, publications)).toString()}\n\n`,
+    );
   }
 
   error(id: number | undefined, error: { code: string; message: string }): Uint8Array {
