@@ -181,6 +181,15 @@ export const ErrorCodes = {
     status: 503,
     description: 'The engine (memory or Redis) could not complete the operation; retry later.',
   },
+  HERALD_ERR_CLIENT_DISCONNECTED: {
+    status: 503,
+    description:
+      'Client SDK: the connection dropped before the reply came, or the client stopped reconnecting; a publish may or may not have been applied (retry it with an idempotencyKey).',
+  },
+  HERALD_ERR_CLIENT_CLOSED: {
+    status: 410,
+    description: 'Client SDK: the client was closed with close(); its commands and subscriptions have ended.',
+  },
   HERALD_ERR_TIMEOUT: {
     status: 504,
     description: 'The operation did not complete in time.',

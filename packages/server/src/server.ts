@@ -3,18 +3,22 @@
  * graceful shutdown. Embeddable: `handleRequest` and `handleUpgrade` serve from any http.Server;
  * `listen()` makes one.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Hub } from './core/hub.js';
 import type { Engine } from './core/engine.js';
 import type { Logger } from './core/logger.js';
 import { silentLogger } from './core/logger.js';
 import { MemoryEngine } from './engines/memory/memory-engine.js';
+import { RedisEngine } from './engines/redis/redis-engine.js';
+import { RedisIngest } from './engines/redis/ingest.js';
 import { WebSocketTransport } from './transports/websocket.js';
 import { ServerApi } from './api/server-api.js';
 import { Admission, sendJsonError } from './http/admission.js';
 import { Cors } from './http/cors.js';
+import { HttpListener } from './http/listener.js';
 import { SessionTokens } from './http/session-token.js';
 import { StreamingTransport } from './transports/http-streaming.js';
 import { sseFormat } from './transports/sse.js';
@@ -44,13 +48,15 @@ export class HeraldServer {
   readonly send: SendHandler;
   readonly api: ServerApi;
   state: ServerState = 'created';
-  private http: Server | undefined;
+  private listener: HttpListener | undefined;
   private stopping: Promise<void> | undefined;
+  /** Publishing by Redis PUBLISH (redis.ingestChannel), when the Redis engine is used. */
+  private ingest: RedisIngest | undefined;
 
   constructor(config: HeraldConfig, opts: HeraldServerOptions = {}) {
     this.config = config;
     this.logger = opts.logger ?? silentLogger;
-    this.engine = opts.engine ?? createEngine(config);
+    this.engine = opts.engine ?? createEngine(config, this.logger);
     this.hub = new Hub({
       engine: this.engine,
       logger: this.logger,
@@ -112,34 +118,51 @@ export class HeraldServer {
     if (this.state !== 'created') return;
     this.state = 'starting';
     await this.hub.start();
+    if (this.engine instanceof RedisEngine && this.config.redis.ingestChannel !== '') {
+      this.ingest = new RedisIngest({
+        engine: this.engine,
+        channel: this.config.redis.ingestChannel,
+        publish: (channel, data, idempotencyKey) => this.hub.publish(channel, data, { idempotencyKey }),
+        logger: this.logger.child({ component: 'ingest' }),
+      });
+      await this.ingest.start();
+    }
     this.state = 'running';
   }
 
-  /** Starts and listens on config.host:config.port (0 = ephemeral). */
+  /**
+   * Starts and listens on config.host:config.port (0 = ephemeral): HTTP/1.1; with `tls`, HTTP/2 and
+   * HTTP/1.1 over TLS (ALPN); with `http.h2c`, cleartext HTTP/2 beside HTTP/1.1 (see http/listener.ts).
+   */
   async listen(): Promise<AddressInfo> {
     await this.start();
-    const server = createServer({ keepAliveTimeout: this.config.http.keepAliveTimeout });
-    server.on('request', (req, res) => this.handleRequest(req, res));
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
-    server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
-      this.logger.debug({ code: err.code }, 'http client error');
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else socket.destroy();
+    const { tls } = this.config;
+    const listener = new HttpListener({
+      tls: tls.cert !== '' ? { cert: await readFile(tls.cert), key: await readFile(tls.key) } : undefined,
+      h2c: this.config.http.h2c,
+      keepAliveTimeout: this.config.http.keepAliveTimeout,
+      handlers: {
+        request: (req, res) => this.handleRequest(req, res),
+        upgrade: (req, socket, head) => this.handleUpgrade(req, socket, head),
+        clientError: (err, socket) => {
+          this.logger.debug({ code: err.code }, 'http client error');
+          if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+          else socket.destroy();
+        },
+        handlerError: (err) => this.logger.error({ err }, 'http request handler failed'),
+      },
     });
-    this.http = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.config.port, this.config.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return server.address() as AddressInfo;
+    this.listener = listener;
+    return listener.listen(this.config.port, this.config.host);
   }
 
   get address(): AddressInfo | undefined {
-    const a = this.http?.address();
-    return a !== null && typeof a === 'object' ? a : undefined;
+    return this.listener?.address;
+  }
+
+  /** The server accepting TCP connections once `listen()` ran (it emits `connection` per connection). */
+  get httpServer(): NetServer | undefined {
+    return this.listener?.server;
   }
 
   handleRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -186,7 +209,8 @@ export class HeraldServer {
           res,
           426,
           { code: 'HERALD_ERR_PROTOCOL_BAD_FIELD', message: 'GET /ws must be a WebSocket upgrade' },
-          { Upgrade: 'websocket' },
+          // `Upgrade` is a connection header, forbidden in HTTP/2 (WebSocket goes over HTTP/1.1).
+          req.httpVersionMajor === 1 ? { Upgrade: 'websocket' } : {},
         );
         return;
       case '/': {
@@ -245,6 +269,8 @@ export class HeraldServer {
       badFrames: s.badFrames,
       rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed,
+      ...(this.engine instanceof RedisEngine ? { redis: this.engine.status() } : {}),
+      ...(this.ingest !== undefined ? { ingest: { ...this.ingest.stats } } : {}),
     };
   }
 
@@ -265,9 +291,8 @@ export class HeraldServer {
 
   private async doClose(): Promise<void> {
     this.state = 'stopping';
-    const server = this.http;
-    const closed =
-      server !== undefined ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const server = this.listener;
+    const closed = server !== undefined ? server.close() : Promise.resolve();
     this.hub.shutdown(this.config.shutdown.reconnectJitter);
     const deadline = Date.now() + this.config.shutdown.timeout;
     while (this.ws.connectionCount > 0 && Date.now() < deadline) {
@@ -281,16 +306,26 @@ export class HeraldServer {
     const forced = setTimeout(() => server?.closeAllConnections(), Math.max(0, deadline - Date.now()));
     await closed;
     clearTimeout(forced);
+    await this.ingest?.close();
     await this.engine.close();
     this.state = 'stopped';
     this.logger.info('stopped');
   }
 }
 
-function createEngine(config: HeraldConfig): Engine {
+function createEngine(config: HeraldConfig, logger: Logger): Engine {
   switch (config.engine) {
     case 'memory':
       return new MemoryEngine();
+    case 'redis':
+      return new RedisEngine({
+        urls: config.redis.urls,
+        cluster: config.redis.cluster,
+        prefix: config.redis.prefix,
+        connectTimeout: config.redis.connectTimeout,
+        commandTimeout: config.redis.commandTimeout,
+        logger: logger.child({ component: 'redis' }),
+      });
     default: {
       const never: never = config.engine;
       throw new Error(`unknown engine ${String(never)}`);

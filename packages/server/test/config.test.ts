@@ -67,6 +67,8 @@ describe('defaults', () => {
       clientPublish: false,
       clientHistory: true,
       maxMessageSize: 65_536,
+      requireSubscriptionToken: false,
+      hooks: [],
     });
     expect(Object.isFrozen(DEFAULT_CONFIG)).toBe(true);
     expect(Object.isFrozen(DEFAULT_CONFIG.limits)).toBe(true);
@@ -360,12 +362,12 @@ describe('validation', () => {
     expect(ok.config.namespaces['default']?.historyMetaTtl).toBe(172_800_000);
   });
 
-  it('gives a clear message for the redis engine, which is not available yet', async () => {
-    const err = await configError(loadConfig({ env: { HERALD_ENGINE: 'redis' } }));
-    expect(err.message).toContain('engine "redis" is not available yet');
+  it('gives a clear message for the nats engine, which is not available yet', async () => {
+    const err = await configError(loadConfig({ env: { HERALD_ENGINE: 'nats' } }));
+    expect(err.message).toContain('engine "nats" is not available yet');
     expect(err.issues).toEqual([expect.objectContaining({ path: 'engine', source: 'HERALD_ENGINE' })]);
     const other = await configError(loadConfig({ env: {}, flags: { engine: 'postgres' } }));
-    expect(other.message).toBe('engine: must be one of "memory", got "postgres" (from --engine)');
+    expect(other.message).toBe('engine: must be one of "memory", "redis", got "postgres" (from --engine)');
   });
 
   it('accepts port 0 (ephemeral) and numbers written as strings', () => {

@@ -78,8 +78,17 @@ describe('GET /poll', () => {
     expect(n.body.publications).toHaveLength(1);
   });
 
+  it('answers a poll without channels at once: a handshake that gives a session id for /send', async () => {
+    const hello = await poll('timeout=5');
+    expect(hello.status).toBe(200);
+    expect(hello.body).toMatchObject({ cursor: '', streams: {}, publications: [] });
+    expect(typeof hello.body.session).toBe('string');
+    const r = await send(srv.url, hello.body.session, JSON.stringify({ id: 1, cmd: 'ping' }));
+    expect(r.lines).toEqual([{ id: 1, result: {} }]);
+  });
+
   it('refuses bad input with codes', async () => {
-    expect((await poll('')).body.error.code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
+    expect((await poll('channel=a&backlog=x')).body.error.code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
     expect((await poll('channel=a&session=forged.abc')).body.error.code).toBe('HERALD_ERR_SESSION_NOT_FOUND');
     expect((await poll('channel=a&cursor=zzz')).body.error.code).toBe('HERALD_ERR_CURSOR_INVALID');
     expect((await poll('channel=a&timeout=abc')).body.error.code).toBe('HERALD_ERR_PROTOCOL_BAD_FIELD');
@@ -97,11 +106,26 @@ describe('GET /poll', () => {
       ].join('\n'),
     );
     expect(r.lines.find((l) => l.id === 1).result).toMatchObject({ channel: 'chat.lp', offset: 1 });
-    const snap = await send(srv.url, session, JSON.stringify({ id: 3, cmd: 'subscribe', channel: 'chat.lp', backlog: 5 }));
-    expect(snap.lines[0].result).toMatchObject({ stream: 'chat.lp', offset: 1, publications: [{ offset: 1, data: 'hello' }] });
+    const snap = await send(
+      srv.url,
+      session,
+      JSON.stringify({ id: 3, cmd: 'subscribe', channel: 'chat.lp', backlog: 5 }),
+    );
+    expect(snap.lines[0].result).toMatchObject({
+      stream: 'chat.lp',
+      offset: 1,
+      publications: [{ offset: 1, data: 'hello' }],
+    });
     const bad = await send(srv.url, session, '{oops\n{"id":9,"cmd":"nope"}');
-    expect(bad.lines.map((l) => l.error.code)).toEqual(['HERALD_ERR_PROTOCOL_MALFORMED', 'HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND']);
-    const forged = await send(srv.url, `${first.body.client}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA`, '{"id":1,"cmd":"ping"}');
+    expect(bad.lines.map((l) => l.error.code)).toEqual([
+      'HERALD_ERR_PROTOCOL_MALFORMED',
+      'HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND',
+    ]);
+    const forged = await send(
+      srv.url,
+      `${first.body.client}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA`,
+      '{"id":1,"cmd":"ping"}',
+    );
     expect(forged.status).toBe(404);
     expect(forged.lines[0].error.code).toBe('HERALD_ERR_SESSION_NOT_FOUND');
     const none = await fetch(`${srv.url}/send`, { method: 'POST', body: '{"id":1,"cmd":"ping"}' });
@@ -118,7 +142,13 @@ describe('GET /stream', () => {
     await r.waitFor((l) => l.some((f) => f['push'] === 'subscribed'), 'subscribed line');
     expect(r.headers?.get('content-type')).toBe('application/x-ndjson; charset=utf-8');
     expect(r.items[0]).toMatchObject({ push: 'connected' });
-    expect(r.items[1]).toMatchObject({ push: 'subscribed', stream: 'st.a', recovered: true, offset: 2, publications: [{ offset: 2, data: 2 }] });
+    expect(r.items[1]).toMatchObject({
+      push: 'subscribed',
+      stream: 'st.a',
+      recovered: true,
+      offset: 2,
+      publications: [{ offset: 2, data: 2 }],
+    });
     await api(srv.url, 'publish', { channel: 'st.a', data: 3 });
     await r.waitFor((l) => l.some((f) => f['push'] === 'pub'), 'pub line');
     expect(r.pubs()[0]).toMatchObject({ stream: 'st.a', offset: 3, data: 3 });

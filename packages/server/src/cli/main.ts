@@ -1,17 +1,19 @@
 #!/usr/bin/env node
 /**
- * The `herald` command: `serve`, `publish`, `subscribe`. Run `herald help` for usage.
+ * The `herald` command: `serve`, `publish`, `subscribe`, `token`. Run `herald help` for usage.
  */
 import { runServe } from './serve.js';
 import { runPublish, runSubscribe } from './client-commands.js';
+import { runToken } from './token.js';
 import { VERSION } from '../version.js';
 
 const USAGE = `herald ${VERSION} — real-time messaging server
 
 Usage:
-  herald serve [--config file] [--port N] [--host H] [--engine memory] [--api-key KEY] [--log-level L]
+  herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L]
   herald publish <channel> <json> [--url URL] [--api-key KEY] [--idempotency-key K]
   herald subscribe <channel|pattern.**> [--url URL] [--backlog N]
+  herald token --sub ID [--subscribe P] [--publish P] [--ttl 1h] [--info JSON] [--private-key F]  (dev tokens; --help)
   herald version | help
 
 Environment: HERALD_URL (default http://localhost:8080) and HERALD_API_KEY for publish/subscribe;
@@ -26,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
       return runPublish(rest);
     case 'subscribe':
       return runSubscribe(rest);
+    case 'token':
+      return runToken(rest);
     case 'version':
     case '--version':
     case '-v':

@@ -13,7 +13,7 @@ export async function runServe(argv: string[]): Promise<number> {
     const { flags, help } = parseServeFlags(argv);
     if (help) {
       console.log(
-        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory] [--api-key KEY] [--log-level L]',
+        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L]',
       );
       return 0;
     }
@@ -62,7 +62,8 @@ export async function runServe(argv: string[]): Promise<number> {
     return 1;
   }
   const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
-  const base = `http://${host}:${address.port}`;
+  const secure = config.tls.cert !== '';
+  const base = `${secure ? 'https' : 'http'}://${host}:${address.port}`;
   const key = generatedApiKey ?? '<your API key>';
   const keyLine =
     generatedApiKey !== undefined
@@ -70,7 +71,7 @@ export async function runServe(argv: string[]): Promise<number> {
       : 'API key:     configured (apiKeys / HERALD_API_KEYS)';
   console.log(`
 Herald ${VERSION} is running (engine: ${config.engine}, pid ${process.pid})
-  WebSocket   ws://${host}:${address.port}/ws
+  WebSocket   ${secure ? 'wss' : 'ws'}://${host}:${address.port}/ws
   Server API  ${base}/api/{publish,broadcast,history,channels,info,disconnect}
   Health      ${base}/health
 ${keyLine}

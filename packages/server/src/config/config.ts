@@ -5,14 +5,14 @@
  */
 
 /**
- * Engines this build can run. Adding one (for example `'redis'`) is one entry here, plus its
+ * Engines this build can run. Adding one (for example `'nats'`) is one entry here, plus its
  * implementation.
  */
-export const ENGINES = ['memory'] as const;
+export const ENGINES = ['memory', 'redis'] as const;
 export type EngineName = (typeof ENGINES)[number];
 
 /** Engines that are designed but not built yet: naming one gives a clear "not available yet" error. */
-export const PLANNED_ENGINES: readonly string[] = ['redis', 'nats'];
+export const PLANNED_ENGINES: readonly string[] = ['nats'];
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -33,6 +33,10 @@ export interface NamespaceOptions {
   clientHistory: boolean;
   /** Largest JSON data of one publication, in bytes. */
   maxMessageSize: number;
+  /** Every subscription needs a subscription token (a JWT for that channel and user) from the application. */
+  requireSubscriptionToken: boolean;
+  /** Which actions on this namespace's channels are first asked of the backend (auth.hooks.url). */
+  hooks: NamespaceHookEvent[];
 }
 
 export interface LimitsOptions {
@@ -87,6 +91,105 @@ export interface HttpOptions {
   sessionSecret: string;
   /** Send `Access-Control-Allow-Credentials: true` to allowed origins (cookies on cross-origin requests). */
   corsCredentials: boolean;
+  /** Without TLS, also serve cleartext HTTP/2 by prior knowledge (h2c) on the same port as HTTP/1.1. */
+  h2c: boolean;
+}
+
+/** TLS on the client port: HTTP/2 with ALPN (`h2`), falling back to HTTP/1.1 (and WebSocket). */
+export interface TlsOptions {
+  /** Path of the PEM certificate chain (server certificate first); '' = no TLS. */
+  cert: string;
+  /** Path of the PEM private key of that certificate; '' = no TLS. */
+  key: string;
+}
+
+/** JWS algorithms Herald can verify (`none` is never one). */
+export const JWT_ALGORITHMS = [
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
+export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
+
+/** Namespace actions a backend hook can decide (connect and rpc are not per namespace). */
+export const NAMESPACE_HOOK_EVENTS = ['subscribe', 'publish'] as const;
+export type NamespaceHookEvent = (typeof NAMESPACE_HOOK_EVENTS)[number];
+
+/** A public key that verifies tokens: PEM text (read from a file when one was named). */
+export interface PublicKeyOption {
+  /** Matched against a token's `kid` header; '' matches any token. */
+  kid: string;
+  pem: string;
+}
+
+/** Backend hooks: Herald asks the application over HTTP (docs/auth.md). */
+export interface HooksOptions {
+  /** Base URL; calls go to `<url>/connect`, `/subscribe`, `/publish`, `/rpc`. '' = no hooks. */
+  url: string;
+  /** Sent as `Authorization: apikey <key>` with every hook call; '' = none. */
+  apiKey: string;
+  /** How long a hook call may take, in ms. */
+  timeout: number;
+  /** Persistent connections to the backend at most. */
+  maxConnections: number;
+  /** Ask the backend before accepting every connection. */
+  connect: boolean;
+  /** Forward client `rpc` calls to the backend. */
+  rpc: boolean;
+}
+
+/** Connection tokens, subscription tokens and hooks (docs/auth.md). */
+export interface AuthOptions {
+  /** HS256/384/512 secret (at least 32 bytes); '' = none. */
+  hmacSecret: string;
+  publicKeys: PublicKeyOption[];
+  /** JWKS URL of the token issuer; '' = none. */
+  jwksUrl: string;
+  /** How long a fetched JWKS is used, in ms. */
+  jwksCacheTtl: number;
+  /** Least time between two JWKS fetches (an unknown `kid` fetches again at most this often), in ms. */
+  jwksCooldown: number;
+  /** Algorithms accepted at all; each key type narrows them further. */
+  algorithms: JwtAlgorithm[];
+  /** Required `iss` claim; '' = not checked. */
+  issuer: string;
+  /** Required `aud` claim; '' = not checked. */
+  audience: string;
+  /** Leeway for `exp` and `nbf`, in ms. */
+  clockTolerance: number;
+  /** Longest token accepted, in bytes; longer ones are refused unparsed. */
+  maxTokenLength: number;
+  /** Whether clients may connect without a token (what they may then do is per namespace). */
+  anonymousConnect: boolean;
+  /** Failed authentications allowed per remote address and minute; 0 = no limit. */
+  maxFailuresPerMinute: number;
+  hooks: HooksOptions;
+}
+
+/** The Redis engine (`engine: redis`): where Redis is and how Herald uses it (docs/scaling.md). */
+export interface RedisOptions {
+  /** One URL per independent shard (`redis://host:port/db`, `rediss://` for TLS), or seed nodes of a cluster. */
+  urls: string[];
+  /** The URLs are nodes of a Redis Cluster (7.0+): keys routed by slot, live publications by sharded pub/sub. */
+  cluster: boolean;
+  /** Prefix of every key and pub/sub channel Herald uses, so several deployments can share a Redis. */
+  prefix: string;
+  /** Redis pub/sub channel the backend may PUBLISH `{channel, data, idempotencyKey?}` to; empty: off. */
+  ingestChannel: string;
+  /** How long connecting to a Redis server may take, in ms. */
+  connectTimeout: number;
+  /** How long a Redis command may wait for its reply before the operation fails, in ms. */
+  commandTimeout: number;
 }
 
 export interface HeraldConfig {
@@ -106,6 +209,9 @@ export interface HeraldConfig {
   shutdown: ShutdownOptions;
   transports: TransportsOptions;
   http: HttpOptions;
+  tls: TlsOptions;
+  auth: AuthOptions;
+  redis: RedisOptions;
   /** Always has `default`; every other entry is `default` merged with that namespace's overrides. */
   namespaces: Record<string, NamespaceOptions>;
 }
@@ -128,6 +234,8 @@ export const DEFAULT_NAMESPACE_OPTIONS: NamespaceOptions = deepFreeze({
   clientPublish: false,
   clientHistory: true,
   maxMessageSize: 65_536,
+  requireSubscriptionToken: false,
+  hooks: [],
 });
 
 /** The defaults, deep-frozen: copy before changing (`structuredClone(DEFAULT_CONFIG)`). */
@@ -158,6 +266,31 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
     maxChannelsPerRequest: 32,
     sessionSecret: '',
     corsCredentials: false,
+    h2c: false,
+  },
+  tls: { cert: '', key: '' },
+  auth: {
+    hmacSecret: '',
+    publicKeys: [],
+    jwksUrl: '',
+    jwksCacheTtl: 600_000,
+    jwksCooldown: 30_000,
+    algorithms: [...JWT_ALGORITHMS],
+    issuer: '',
+    audience: '',
+    clockTolerance: 0,
+    maxTokenLength: 8192,
+    anonymousConnect: true,
+    maxFailuresPerMinute: 30,
+    hooks: { url: '', apiKey: '', timeout: 5_000, maxConnections: 32, connect: false, rpc: false },
+  },
+  redis: {
+    urls: ['redis://127.0.0.1:6379'],
+    cluster: false,
+    prefix: 'herald',
+    ingestChannel: '',
+    connectTimeout: 5_000,
+    commandTimeout: 5_000,
   },
   namespaces: { [DEFAULT_NAMESPACE]: DEFAULT_NAMESPACE_OPTIONS },
 });
@@ -184,6 +317,9 @@ export interface NamespaceInput {
   clientPublish?: boolean | string;
   clientHistory?: boolean | string;
   maxMessageSize?: SizeInput;
+  requireSubscriptionToken?: boolean | string;
+  /** A list, or one comma-separated string, of `subscribe`, `publish`. */
+  hooks?: string[] | string;
 }
 
 /**
@@ -209,7 +345,12 @@ export interface ConfigInput {
   } | null;
   heartbeat?: { pingInterval?: DurationInput; pingTimeout?: DurationInput } | null;
   shutdown?: { timeout?: DurationInput; reconnectJitter?: DurationInput } | null;
-  transports?: { websocket?: boolean | string; sse?: boolean | string; stream?: boolean | string; poll?: boolean | string } | null;
+  transports?: {
+    websocket?: boolean | string;
+    sse?: boolean | string;
+    stream?: boolean | string;
+    poll?: boolean | string;
+  } | null;
   http?: {
     heartbeatInterval?: DurationInput;
     pollTimeout?: DurationInput;
@@ -219,6 +360,41 @@ export interface ConfigInput {
     maxChannelsPerRequest?: number | string;
     sessionSecret?: string;
     corsCredentials?: boolean | string;
+    h2c?: boolean | string;
+  } | null;
+  /** Paths of PEM files. */
+  tls?: { cert?: string; key?: string } | null;
+  auth?: {
+    hmacSecret?: string;
+    /** Each entry PEM text or a file path, or `{kid, key}` with `key` PEM text or a file path. */
+    publicKeys?: Array<string | { kid?: string; key: string }> | string;
+    jwksUrl?: string;
+    jwksCacheTtl?: DurationInput;
+    jwksCooldown?: DurationInput;
+    algorithms?: string[] | string;
+    issuer?: string;
+    audience?: string;
+    clockTolerance?: DurationInput;
+    maxTokenLength?: SizeInput;
+    anonymousConnect?: boolean | string;
+    maxFailuresPerMinute?: number | string;
+    hooks?: {
+      url?: string;
+      apiKey?: string;
+      timeout?: DurationInput;
+      maxConnections?: number | string;
+      connect?: boolean | string;
+      rpc?: boolean | string;
+    } | null;
+  } | null;
+  redis?: {
+    /** A list, or one comma-separated string. */
+    urls?: string[] | string;
+    cluster?: boolean | string;
+    prefix?: string;
+    ingestChannel?: string;
+    connectTimeout?: DurationInput;
+    commandTimeout?: DurationInput;
   } | null;
   /** `null` entries (an empty `chat:` in YAML) mean "the defaults". */
   namespaces?: Record<string, NamespaceInput | null> | null;

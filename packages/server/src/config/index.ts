@@ -4,9 +4,16 @@ export {
   DEFAULT_NAMESPACE,
   DEFAULT_NAMESPACE_OPTIONS,
   ENGINES,
+  JWT_ALGORITHMS,
   LOG_LEVELS,
+  NAMESPACE_HOOK_EVENTS,
   PLANNED_ENGINES,
   namespaceOptions,
+  type AuthOptions,
+  type HooksOptions,
+  type JwtAlgorithm,
+  type NamespaceHookEvent,
+  type PublicKeyOption,
   type ConfigInput,
   type DurationInput,
   type EngineName,
@@ -18,6 +25,7 @@ export {
   type NamespaceOptions,
   type ShutdownOptions,
   type SizeInput,
+  type TlsOptions,
 } from './config.js';
 export { formatDuration, formatSize, parseDuration, parseSize } from './duration.js';
 export {

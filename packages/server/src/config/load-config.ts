@@ -18,6 +18,7 @@ import {
   type NamespaceOptions,
 } from './config.js';
 import { formatDuration } from './duration.js';
+import { tlsKeyMatches } from './tls-files.js';
 import {
   ConfigError,
   ENV_VARIABLES,
@@ -42,6 +43,8 @@ export interface FlagValues {
   apiKey?: string[];
   logLevel?: string;
   config?: string;
+  /** `--redis <url>`, repeatable (or comma-separated): `redis.urls`. */
+  redis?: string[];
 }
 
 export interface LoadConfigOptions {
@@ -199,6 +202,7 @@ const FLAG_SETTINGS = [
   ['engine', 'engine', '--engine'],
   ['apiKey', 'apiKeys', '--api-key'],
   ['logLevel', 'logLevel', '--log-level'],
+  ['redis', 'redis.urls', '--redis'],
 ] as const satisfies ReadonlyArray<readonly [keyof FlagValues, string, string]>;
 
 function readFlags(c: Collector, flags: Partial<FlagValues>): void {
@@ -294,8 +298,19 @@ function finish(c: Collector): LoadedConfig {
   // fromEntries defines own properties: a namespace named `__proto__` stays an ordinary entry.
   config.namespaces = Object.fromEntries(entries);
   checkNamespaces(c, config);
+  checkAuth(c, config);
+  checkTls(c, config);
 
   if (c.issues.length > 0) throw new ConfigError(c.issues);
+  if (config.engine !== 'redis') {
+    const redis = [...c.settings].filter(([p]) => p.startsWith('redis.'));
+    if (redis.length > 0) {
+      const from = [...new Set(redis.map(([, a]) => a.source))].join(', ');
+      c.warnings.push(
+        `redis settings (from ${from}) are ignored: the engine is "${config.engine}" (set engine to "redis")`,
+      );
+    }
+  }
   const result: LoadedConfig = { config, warnings: c.warnings };
   if (config.apiKeys.length === 0) {
     const key = randomBytes(24).toString('base64url');
@@ -303,6 +318,48 @@ function finish(c: Collector): LoadedConfig {
     result.generatedApiKey = key;
   }
   return result;
+}
+
+/** TLS needs both files, and the key must be the certificate's; h2c is for cleartext only. */
+function checkTls(c: Collector, config: HeraldConfig): void {
+  const { cert, key } = config.tls;
+  const sourceOf = (settingPath: string): string => c.settings.get(settingPath)?.source ?? 'defaults';
+  // A file that failed its own check was not applied (it reads as ''): that issue says enough.
+  if (c.issues.some((i) => i.path === 'tls.cert' || i.path === 'tls.key')) return;
+  if ((cert === '') !== (key === '')) {
+    const missing = cert === '' ? 'tls.cert' : 'tls.key';
+    const given = cert === '' ? 'tls.key' : 'tls.cert';
+    c.issue(missing, `is needed too: ${given} is set, and TLS needs both a certificate and its key`, sourceOf(given));
+    return;
+  }
+  if (cert === '') return;
+  if (!tlsKeyMatches(cert, key)) {
+    c.issue(
+      'tls.key',
+      'is not the private key of the certificate in tls.cert',
+      `${sourceOf('tls.key')} and ${sourceOf('tls.cert')}`,
+    );
+  }
+  if (config.http.h2c) {
+    c.warnings.push('http.h2c is ignored with TLS: HTTP/2 is negotiated by ALPN on the TLS port');
+  }
+}
+
+/** Hooks need a URL: an event switched on without `auth.hooks.url` would have nowhere to go. */
+function checkAuth(c: Collector, config: HeraldConfig): void {
+  if (config.auth.hooks.url !== '') return;
+  const sourceOf = (settingPath: string): string => c.settings.get(settingPath)?.source ?? 'defaults';
+  for (const key of ['connect', 'rpc'] as const) {
+    if (config.auth.hooks[key]) {
+      c.issue(`auth.hooks.${key}`, 'needs auth.hooks.url (the backend to ask)', sourceOf(`auth.hooks.${key}`));
+    }
+  }
+  for (const [name, options] of Object.entries(config.namespaces)) {
+    // A namespace that inherits `hooks` from default is reported once, as default.
+    const own = c.namespaces.get(name)?.get('hooks');
+    if (options.hooks.length === 0 || own === undefined) continue;
+    c.issue(`namespaces.${name}.hooks`, 'needs auth.hooks.url (the backend to ask)', own.source);
+  }
 }
 
 /** Checks between options of a namespace (each option alone was checked where it was read). */
@@ -371,6 +428,7 @@ const SERVE_OPTIONS = {
   engine: { type: 'string' },
   'api-key': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
+  redis: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -418,6 +476,7 @@ export function parseServeFlags(argv: string[]): { flags: Partial<FlagValues>; h
     else if (name === 'host') flags.host = value;
     else if (name === 'engine') flags.engine = value;
     else if (name === 'log-level') flags.logLevel = value;
+    else if (name === 'redis') (flags.redis ??= []).push(...value.split(',').filter((u) => u.trim() !== ''));
     else (flags.apiKey ??= []).push(value);
   }
   if (issues.length > 0) throw new ConfigError(issues);

@@ -6,13 +6,20 @@
 import {
   DEFAULT_CONFIG,
   ENGINES,
+  JWT_ALGORITHMS,
   LOG_LEVELS,
+  NAMESPACE_HOOK_EVENTS,
   PLANNED_ENGINES,
   type EngineName,
   type HeraldConfig,
+  type JwtAlgorithm,
+  type NamespaceHookEvent,
   type NamespaceOptions,
+  type PublicKeyOption,
 } from './config.js';
 import { parseDuration, parseSize } from './duration.js';
+import { MIN_HMAC_SECRET_BYTES, parsePublicKey, readPem } from './pem.js';
+import { checkTlsFile, type TlsFileKind } from './tls-files.js';
 
 /** One wrong value. `path` is the setting (`limits.maxConnections`, `apiKeys[1]`); `source` where it came from. */
 export interface ConfigIssue {
@@ -238,6 +245,186 @@ const origin: Check<string> = (raw) => {
   return ok(`${url.protocol}//${url.host}`);
 };
 
+/** A Redis URL as quoted in messages: the password replaced by `***`. */
+function redactUrl(raw: unknown): string {
+  return typeof raw === 'string' ? show(raw.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, '$1***@')) : show(raw);
+}
+
+/** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. Never quotes a password. */
+const redisUrl: Check<string> = (raw) => {
+  const expected =
+    'must be a URL like "redis://127.0.0.1:6379", "redis://:password@host:6379/0" or "rediss://host:6380"';
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') {
+    return bad(`${expected}, got ${redactUrl(raw)}`);
+  }
+  if (!/^\/?(\d{1,2})?$/.test(url.pathname) || url.search !== '' || url.hash !== '') {
+    return bad(`${expected} (the path may only be a database number), got ${redactUrl(raw)}`);
+  }
+  return ok(text);
+};
+
+/** Key prefix: no `{` or `}` (they would change Redis Cluster hash tags), no spaces. */
+const redisPrefix: Check<string> = (raw) => {
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  if (/^[A-Za-z0-9_:.@~=+-]{1,64}$/.test(text)) return ok(text);
+  return bad(`must be 1-64 characters of letters, digits and _ : . @ ~ = + -, got ${show(raw)}`);
+};
+
+/** A Redis pub/sub channel name for ingestion, or empty (off). */
+const ingestChannel: Check<string> = (raw) => {
+  const text = typeof raw === 'string' ? raw.trim() : undefined;
+  if (text !== undefined && /^[\x21-\x7e]{0,255}$/.test(text)) return ok(text);
+  return bad(
+    `must be a Redis channel name (printable, no spaces, at most 255 characters) or "" to turn ingestion off, got ${show(raw)}`,
+  );
+};
+
+/** '' (no TLS) or the path of a readable PEM file of that kind. */
+function tlsFile(kind: TlsFileKind): Check<string> {
+  return (raw) => {
+    if (raw === '') return ok('');
+    if (typeof raw !== 'string' || raw.trim() === '') return bad(`must be the path of a PEM file, got ${show(raw)}`);
+    try {
+      checkTlsFile(kind, raw.trim());
+      return ok(raw.trim());
+    } catch (err) {
+      return bad(err instanceof Error ? err.message : String(err));
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Auth checks (docs/auth.md). Secrets and keys are never quoted: messages end up in logs.
+
+function typeName(raw: unknown): string {
+  return raw === null ? 'null' : Array.isArray(raw) ? 'a list' : typeof raw;
+}
+
+const hmacSecret: Check<string> = (raw) => {
+  if (typeof raw !== 'string') return bad(`must be a string, got ${typeName(raw)}`);
+  if (raw === '') return ok('');
+  const bytes = Buffer.byteLength(raw);
+  if (bytes < MIN_HMAC_SECRET_BYTES) {
+    return bad(
+      `is too short: an HMAC secret needs at least ${MIN_HMAC_SECRET_BYTES} bytes (RFC 7518), got ${bytes} ` +
+        '(make one with `openssl rand -base64 32`)',
+    );
+  }
+  return ok(raw);
+};
+
+const KEY_ENTRY_HINT = 'PEM text, a PEM file path, or {kid, key}';
+
+/** One public key: PEM text or a file path, or `{kid, key}` with `key` PEM text or a file path. */
+function publicKey(raw: unknown): Checked<PublicKeyOption> {
+  let kid = '';
+  let key: unknown = raw;
+  if (isPlainObject(raw)) {
+    const extra = Object.keys(raw).filter((k) => k !== 'kid' && k !== 'key');
+    if (extra.length > 0) return bad(`has unknown key ${JSON.stringify(extra[0])}; an entry is ${KEY_ENTRY_HINT}`);
+    if (raw['kid'] !== undefined) {
+      if (typeof raw['kid'] !== 'string' || raw['kid'] === '')
+        return { ok: false, problems: [{ sub: '.kid', message: 'must be a non-empty string' }] };
+      kid = raw['kid'];
+    }
+    key = raw['key'];
+    if (typeof key !== 'string')
+      return { ok: false, problems: [{ sub: '.key', message: `must be ${KEY_ENTRY_HINT.slice(0, -14)}` }] };
+  }
+  if (typeof key !== 'string') return bad(`must be ${KEY_ENTRY_HINT}, got ${typeName(raw)}`);
+  try {
+    const pem = readPem(key);
+    parsePublicKey(pem);
+    return ok({ kid, pem });
+  } catch (err) {
+    return bad(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** A list of public keys; from the environment, one comma-separated string of PEM texts or paths. */
+const publicKeys: Check<PublicKeyOption[]> = (raw) => {
+  let items: unknown[];
+  if (Array.isArray(raw)) items = raw;
+  else if (typeof raw === 'string')
+    items = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+  else return bad(`must be a list of ${KEY_ENTRY_HINT} (or a comma-separated string), got ${typeName(raw)}`);
+  const values: PublicKeyOption[] = [];
+  const problems: Problem[] = [];
+  items.forEach((x, i) => {
+    const r = publicKey(x);
+    if (r.ok) values.push(r.value);
+    else for (const p of r.problems) problems.push({ sub: `[${i}]${p.sub ?? ''}`, message: p.message });
+  });
+  const kids = values.map((v) => v.kid).filter((k) => k !== '');
+  const twice = kids.find((k, i) => kids.indexOf(k) !== i);
+  if (twice !== undefined) problems.push({ message: `kid ${JSON.stringify(twice)} is used by two keys` });
+  return problems.length > 0 ? { ok: false, problems } : ok(values);
+};
+
+/** '' (none) or an http(s) URL without credentials in it. */
+function httpUrl(what: string): Check<string> {
+  return (raw) => {
+    if (raw === '') return ok('');
+    const text = typeof raw === 'string' ? raw.trim() : '';
+    let url: URL | undefined;
+    try {
+      url = new URL(text);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      return bad(`must be an http(s) URL (${what}), got ${show(raw)}`);
+    }
+    if (url.username !== '' || url.password !== '') return bad('must not hold a user name or password');
+    if (url.hash !== '') return bad('must not have a #fragment');
+    return ok(url.href);
+  };
+}
+
+const algorithm: Check<string> = (raw) => {
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  if (text.toLowerCase() === 'none') return bad('"none" (unsigned tokens) can never be accepted');
+  const found = JWT_ALGORITHMS.find((a) => a.toLowerCase() === text.toLowerCase());
+  return found !== undefined ? ok(found) : bad(`must be one of ${JWT_ALGORITHMS.join(', ')}, got ${show(raw)}`);
+};
+
+const algorithms: Check<JwtAlgorithm[]> = (raw) => {
+  const r = list(algorithm)(raw);
+  if (!r.ok) return r;
+  if (r.value.length === 0) return bad(`must name at least one algorithm (${JWT_ALGORITHMS.join(', ')})`);
+  return ok([...new Set(r.value)] as JwtAlgorithm[]);
+};
+
+const text: Check<string> = (raw) =>
+  typeof raw === 'string' ? ok(raw.trim()) : bad(`must be a string, got ${typeName(raw)}`);
+
+const hookEvent: Check<string> = (raw) => {
+  const t = typeof raw === 'string' ? raw.trim().toLowerCase() : '';
+  return (NAMESPACE_HOOK_EVENTS as readonly string[]).includes(t)
+    ? ok(t)
+    : bad(
+        `must be one of ${NAMESPACE_HOOK_EVENTS.join(', ')} (connect and rpc are auth.hooks.connect and auth.hooks.rpc), got ${show(raw)}`,
+      );
+};
+
+const hookEvents: Check<NamespaceHookEvent[]> = (raw) => {
+  const r = list(hookEvent)(raw);
+  return r.ok ? ok([...new Set(r.value)] as NamespaceHookEvent[]) : r;
+};
+
+/** '' (none) or an API key (at least 16 characters). */
+const optionalKey: Check<string> = (raw) => (raw === '' ? ok('') : apiKey(raw));
+
 // ---------------------------------------------------------------------------------------------------
 // The table of settings.
 
@@ -298,13 +485,70 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
   'transports.stream': setting(bool, (c, v) => void (c.transports.stream = v)),
   'transports.poll': setting(bool, (c, v) => void (c.transports.poll = v)),
   'http.heartbeatInterval': setting(timer, (c, v) => void (c.http.heartbeatInterval = v)),
-  'http.pollTimeout': setting(duration(1000, 300_000, 'a duration from 1s to 5m'), (c, v) => void (c.http.pollTimeout = v)),
+  'http.pollTimeout': setting(
+    duration(1000, 300_000, 'a duration from 1s to 5m'),
+    (c, v) => void (c.http.pollTimeout = v),
+  ),
   'http.padding': setting(size(0, 65_536, 'a size from 0 to 64kb'), (c, v) => void (c.http.padding = v)),
   'http.sseRetry': setting(delay, (c, v) => void (c.http.sseRetry = v)),
   'http.keepAliveTimeout': setting(timer, (c, v) => void (c.http.keepAliveTimeout = v)),
-  'http.maxChannelsPerRequest': setting(integer(1, 1000, 'an integer from 1 to 1000'), (c, v) => void (c.http.maxChannelsPerRequest = v)),
+  'http.maxChannelsPerRequest': setting(
+    integer(1, 1000, 'an integer from 1 to 1000'),
+    (c, v) => void (c.http.maxChannelsPerRequest = v),
+  ),
   'http.sessionSecret': setting(apiKey, (c, v) => void (c.http.sessionSecret = v)),
   'http.corsCredentials': setting(bool, (c, v) => void (c.http.corsCredentials = v)),
+  'http.h2c': setting(bool, (c, v) => void (c.http.h2c = v)),
+  'tls.cert': setting(tlsFile('cert'), (c, v) => void (c.tls.cert = v)),
+  'tls.key': setting(tlsFile('key'), (c, v) => void (c.tls.key = v)),
+  'auth.hmacSecret': setting(hmacSecret, (c, v) => void (c.auth.hmacSecret = v)),
+  'auth.publicKeys': setting(publicKeys, (c, v) => void (c.auth.publicKeys = v)),
+  'auth.jwksUrl': setting(httpUrl('the JWKS of the token issuer'), (c, v) => void (c.auth.jwksUrl = v)),
+  'auth.jwksCacheTtl': setting(
+    duration(1_000, 7 * DAY, 'a duration from 1s to 7d'),
+    (c, v) => void (c.auth.jwksCacheTtl = v),
+  ),
+  'auth.jwksCooldown': setting(duration(0, DAY, 'a duration from 0 to 1d'), (c, v) => void (c.auth.jwksCooldown = v)),
+  'auth.algorithms': setting(algorithms, (c, v) => void (c.auth.algorithms = v)),
+  'auth.issuer': setting(text, (c, v) => void (c.auth.issuer = v)),
+  'auth.audience': setting(text, (c, v) => void (c.auth.audience = v)),
+  'auth.clockTolerance': setting(
+    duration(0, 3_600_000, 'a duration from 0 to 1h'),
+    (c, v) => void (c.auth.clockTolerance = v),
+  ),
+  'auth.maxTokenLength': setting(
+    size(256, 1024 ** 2, 'a size from 256b to 1mb'),
+    (c, v) => void (c.auth.maxTokenLength = v),
+  ),
+  'auth.anonymousConnect': setting(bool, (c, v) => void (c.auth.anonymousConnect = v)),
+  'auth.maxFailuresPerMinute': setting(
+    integer(0, 1_000_000, 'an integer from 0 (no limit) to 1000000'),
+    (c, v) => void (c.auth.maxFailuresPerMinute = v),
+  ),
+  'auth.hooks.url': setting(httpUrl('the base URL of the backend hooks'), (c, v) => void (c.auth.hooks.url = v)),
+  'auth.hooks.apiKey': setting(optionalKey, (c, v) => void (c.auth.hooks.apiKey = v)),
+  'auth.hooks.timeout': setting(
+    duration(1, 300_000, 'a duration from 1ms to 5m'),
+    (c, v) => void (c.auth.hooks.timeout = v),
+  ),
+  'auth.hooks.maxConnections': setting(
+    integer(1, 1024, 'an integer from 1 to 1024'),
+    (c, v) => void (c.auth.hooks.maxConnections = v),
+  ),
+  'auth.hooks.connect': setting(bool, (c, v) => void (c.auth.hooks.connect = v)),
+  'auth.hooks.rpc': setting(bool, (c, v) => void (c.auth.hooks.rpc = v)),
+  'redis.urls': setting(
+    (raw) => {
+      const r = list(redisUrl)(raw);
+      return r.ok && r.value.length === 0 ? bad('must list at least one Redis URL') : r;
+    },
+    (c, v) => void (c.redis.urls = v),
+  ),
+  'redis.cluster': setting(bool, (c, v) => void (c.redis.cluster = v)),
+  'redis.prefix': setting(redisPrefix, (c, v) => void (c.redis.prefix = v)),
+  'redis.ingestChannel': setting(ingestChannel, (c, v) => void (c.redis.ingestChannel = v)),
+  'redis.connectTimeout': setting(timer, (c, v) => void (c.redis.connectTimeout = v)),
+  'redis.commandTimeout': setting(timer, (c, v) => void (c.redis.commandTimeout = v)),
 };
 
 const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> = {
@@ -315,6 +559,8 @@ const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> =
   clientPublish: option(bool, (o, v) => void (o.clientPublish = v)),
   clientHistory: option(bool, (o, v) => void (o.clientHistory = v)),
   maxMessageSize: option(size(1, 16 * 1024 ** 2, 'a size from 1 byte to 16mb'), (o, v) => void (o.maxMessageSize = v)),
+  requireSubscriptionToken: option(bool, (o, v) => void (o.requireSubscriptionToken = v)),
+  hooks: option(hookEvents, (o, v) => void (o.hooks = v)),
 };
 
 /** Every setting outside `namespaces`, by dotted path. */

@@ -76,8 +76,8 @@ export function parseTransportQuery(
     cursors,
     backlog: intParam(params, 'backlog', 0, 1000),
     timeoutMs: secondsParam(params, 'timeout'),
-    session: params.get('session') ?? undefined,
-    token: params.get('token') ?? undefined,
+    session: params.get('session') || undefined,
+    token: params.get('token') || undefined,
   };
 }
 

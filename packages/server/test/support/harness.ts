@@ -33,8 +33,6 @@ export function testConfig(over: TestConfigInput = {}): HeraldConfig {
     shutdown: { ...base.shutdown, ...(over.shutdown ?? {}) },
     transports: { ...base.transports, ...(over.transports ?? {}) },
     http: { ...base.http, ...(over.http ?? {}) },
-    transports: { ...base.transports, ...(over.transports ?? {}) },
-    http: { ...base.http, ...(over.http ?? {}) },
     namespaces,
   };
 }

@@ -1,0 +1,148 @@
+/**
+ * `npm run bench -- <scenario> [options]`: runs a scenario against Herald and its peers, prints the
+ * tables, and writes `bench/results/<date>-<scenario>.md` with an SVG chart.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pinning, workDir } from './launch.js';
+import { machine } from './machine.js';
+import { loadAverage, waitQuiet } from './proc.js';
+import { profileMarkdown, summarize } from './profile.js';
+import { markdownReport, terminalReport } from './report.js';
+import { SCENARIO_IDS, runScenario, scenario, type ScenarioResult, type ScenarioSpec } from './scenarios.js';
+import { rateChart } from './svg.js';
+import { REPO_ROOT, TARGETS } from './targets.js';
+
+const USAGE = `usage: npm run bench -- <scenario...> [options]
+scenarios: ${SCENARIO_IDS.join(', ')}, quick (S2 + S4 at N=2,000), all (S1-S7)
+           profile <file.cpuprofile>   summarise a CPU profile
+options:
+  --n N              subscribers (default 10000; quick: 2000)
+  --targets a,b      only these targets (${TARGETS.map((t) => t.id).join(', ')})
+  --measure S        seconds measured per step (default: per scenario)
+  --rates a,b,...    publications per second of each step (default: per scenario)
+  --warmup S         seconds of warm-up before each measured window (default: per scenario)
+  --profile          run Herald with --cpu-prof and summarise where its time goes
+  --retries K        measure a step again up to K times when other processes used the cores (default 2)
+  --wait-quiet MIN   first wait up to MIN minutes for the machine to be quiet (< 10 % busy)
+  --payload BYTES    payload size (default: ~40 bytes: sequence number and timestamp)
+  --no-save          print only; write nothing to bench/results/
+  --out DIR          results folder (default bench/results)`;
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      n: { type: 'string' },
+      targets: { type: 'string' },
+      measure: { type: 'string' },
+      warmup: { type: 'string' },
+      rates: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      payload: { type: 'string' },
+      retries: { type: 'string' },
+      'wait-quiet': { type: 'string' },
+      'no-save': { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help || positionals.length === 0) {
+    console.log(USAGE);
+    return positionals.length === 0 && !values.help ? 2 : 0;
+  }
+  if (positionals[0] === 'profile') {
+    const file = positionals[1];
+    if (file === undefined) throw new Error('usage: npm run bench -- profile <file.cpuprofile>');
+    console.log(profileMarkdown(summarize(file), file));
+    return 0;
+  }
+  const quick = positionals.includes('quick');
+  const ids = positionals.flatMap((p) => (p === 'all' ? [...SCENARIO_IDS] : p === 'quick' ? ['s2', 's4'] : [p]));
+  const n = values.n !== undefined ? Number(values.n) : quick ? 2000 : 10_000;
+  if (!Number.isInteger(n) || n < 1 || n > 15_000)
+    throw new Error('--n must be an integer from 1 to 15000 (file descriptors)');
+  const targets = values.targets?.split(',').map((s) => s.trim());
+  const seconds = (v: string | undefined, fallback: number): number => (v === undefined ? fallback : Number(v) * 1000);
+  const specs: ScenarioSpec[] = ids.map((id) => {
+    let spec = scenario(id, n, targets);
+    if (quick && spec.kind === 'rates') spec = { ...spec, warmupMs: 1500, measureMs: 5000 };
+    const rates = values.rates?.split(',').map(Number) ?? spec.rates;
+    if (rates.some((r) => !(r > 0))) throw new Error('--rates must be positive numbers');
+    return {
+      ...spec,
+      rates: spec.kind === 'rates' || spec.kind === 'nodes' ? rates : spec.rates,
+      warmupMs: seconds(values.warmup, spec.warmupMs),
+      measureMs: seconds(values.measure, spec.measureMs),
+    };
+  });
+
+  const pin = pinning();
+  const log = (line: string): void => console.log(line);
+  if (pin.generator !== undefined) {
+    // The orchestrator sits with the load generator, away from the server's core.
+    execFileSync('taskset', ['-pc', String(pin.generator), String(process.pid)], { stdio: 'ignore' });
+  } else log('warning: one core only: server and load generator share it; figures are indicative');
+  const m = machine(REPO_ROOT);
+  log(`machine: ${m.nproc} cores, ${m.cpu}, Node ${m.node}, commit ${m.commit}, load ${m.loadBefore.toFixed(2)}`);
+  if (m.loadBefore > 0.5)
+    log(`warning: load average ${m.loadBefore.toFixed(2)}: other work is running, figures will be noisy`);
+  log(`server on core ${pin.server ?? '-'}, load generator on core ${pin.generator ?? '-'}; logs in ${workDir()}`);
+
+  if (values['wait-quiet'] !== undefined) {
+    log(`waiting up to ${values['wait-quiet']} min for a quiet machine ...`);
+    const busy = await waitQuiet(0.1, Number(values['wait-quiet']) * 60_000);
+    log(`machine ${(busy * 100).toFixed(0)}% busy: starting`);
+  }
+  const profileDir = values.profile ? join(workDir(), 'profiles') : undefined;
+  if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
+  const payloadBytes = values.payload !== undefined ? Number(values.payload) : 0;
+  const results: ScenarioResult[] = [];
+  for (const spec of specs) {
+    log(`\n${spec.title}: N = ${spec.n}`);
+    const retries = values.retries !== undefined ? Number(values.retries) : 2;
+    const r = await runScenario(spec, { pin, log, profileDir, payloadBytes, retries });
+    results.push(r);
+    console.log(terminalReport(r));
+  }
+  m.loadAfter = loadAverage();
+
+  let profile: string | undefined;
+  if (profileDir !== undefined) {
+    const files = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
+    const windows = results.flatMap((r) => r.steps.filter((s) => s.target.startsWith('herald')).map((s) => s.window));
+    profile = files
+      .map((f) => profileMarkdown(summarize(join(profileDir, f), windows), join(profileDir, f)))
+      .join('\n\n');
+    if (profile !== '') console.log(`\n${profile}`);
+  }
+
+  if (!values['no-save']) {
+    const dir = values.out ?? join(REPO_ROOT, 'bench', 'results');
+    mkdirSync(dir, { recursive: true });
+    const stem = `${m.date.slice(0, 10)}-${quick ? 'quick' : ids.join('-')}${n !== 10_000 && !quick ? `-n${n}` : ''}`;
+    const charts = new Map<string, string>();
+    for (const r of results) {
+      if (r.steps.length === 0) continue;
+      const svg = `${stem}-${r.spec.id}.svg`;
+      writeFileSync(join(dir, svg), rateChart(`${r.spec.title} — N = ${r.spec.n}`, r.steps));
+      charts.set(r.spec.id, svg);
+    }
+    const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
+    const file = join(dir, `${stem}.md`);
+    writeFileSync(file, markdownReport(results, m, command, charts, profile));
+    writeFileSync(join(dir, `${stem}.json`), `${JSON.stringify({ machine: m, results }, null, 1)}\n`);
+    log(`\nresults: ${file}`);
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,260 @@
+/**
+ * The publisher side of the load generator, run as its own process. Publishes at a fixed rate over
+ * HTTP/1.1 keep-alive connections (hand-rolled, like the subscriber clients, so that the generator's
+ * core measures the server and not Node's HTTP client), one request in flight per connection.
+ *
+ * Channel `c` always goes through connection `c % sockets`: publications to one channel therefore
+ * reach the server in sequence-number order (one after the other, or pipelined on that connection),
+ * which the subscribers' lost/duplicate accounting relies on. Each payload gets its sequence number and its
+ * `process.hrtime.bigint()` timestamp when its request is written (so latency does not include time
+ * spent queued in the publisher; a publisher that falls behind shows as `achievedRate` < rate).
+ */
+import { connect, type Socket } from 'node:net';
+import { channelName, type Envelope, type PublisherReply, type PublisherRequest, type PubSpec } from './messages.js';
+import type { PublishResult } from './messages.js';
+import { payload } from './scan.js';
+
+const HOST = '127.0.0.1';
+/** Publications waiting in the publisher beyond which the scheduler stops adding more. */
+const MAX_QUEUED = 20_000;
+
+class Connection {
+  inFlight = 0;
+  readonly queue: number[] = [];
+  private socket: Socket | undefined;
+  private buf = '';
+
+  constructor(
+    private readonly port: number,
+    /** Requests in flight at once (HTTP/1.1 pipelining; responses come back in request order). */
+    private readonly depth: number,
+    private readonly done: (conn: Connection, status: number, body: string) => void,
+  ) {}
+
+  get free(): boolean {
+    return this.inFlight < this.depth;
+  }
+
+  send(request: string): void {
+    this.inFlight++;
+    if (this.socket === undefined || this.socket.destroyed) this.open();
+    this.socket!.write(request);
+  }
+
+  close(): void {
+    this.socket?.destroy();
+  }
+
+  private open(): void {
+    const socket = connect({ host: HOST, port: this.port });
+    socket.setNoDelay(true);
+    this.buf = '';
+    socket.on('data', (chunk: Buffer) => this.data(chunk.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (this.socket === socket) this.socket = undefined;
+      while (this.inFlight > 0) this.finish(0, 'connection closed');
+    });
+    this.socket = socket;
+  }
+
+  private data(text: string): void {
+    this.buf += text;
+    for (;;) {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const head = this.buf.slice(0, end).toLowerCase();
+      const m = /content-length: *(\d+)/.exec(head);
+      let bodyEnd: number;
+      if (m !== null) {
+        bodyEnd = end + 4 + Number(m[1]);
+        if (this.buf.length < bodyEnd) return;
+      } else if (head.includes('transfer-encoding: chunked')) {
+        const empty = this.buf.startsWith('0\r\n\r\n', end + 4);
+        const term = empty ? -1 : this.buf.indexOf('\r\n0\r\n\r\n', end);
+        if (term === -1 && !empty) return;
+        bodyEnd = empty ? end + 9 : term + 7;
+      } else bodyEnd = end + 4;
+      const body = this.buf.slice(end + 4, bodyEnd);
+      this.buf = this.buf.slice(bodyEnd);
+      this.finish(Number(head.slice(9, 12)), body);
+    }
+  }
+
+  private finish(status: number, body: string): void {
+    this.inFlight--;
+    this.done(this, status, body);
+  }
+}
+
+class Publisher {
+  private spec: PubSpec | undefined;
+  private seqs: number[] = [];
+  private conns: Connection[] = [];
+  private padding = '';
+  private sent = 0;
+  private failed = 0;
+  private inFlight = 0;
+  private queued = 0;
+  private errors: string[] = [];
+  private idle: (() => void) | undefined;
+  private wake: (() => void) | undefined;
+
+  configure(spec: PubSpec, channels: number, sockets: number, pipeline: number, payloadBytes: number): void {
+    this.spec = spec;
+    this.seqs = new Array<number>(channels).fill(0);
+    for (const c of this.conns) c.close();
+    this.conns = Array.from({ length: Math.max(1, Math.min(sockets, channels)) }, () => {
+      return new Connection(spec.port, pipeline, (conn, status, body) => this.onResponse(conn, status, body));
+    });
+    this.padding = 'x'.repeat(Math.max(0, payloadBytes - 40));
+  }
+
+  private request(ch: number): string {
+    const spec = this.spec!;
+    const seq = ++this.seqs[ch]!;
+    const data = payload(seq, process.hrtime.bigint(), this.padding);
+    const name = channelName(ch);
+    const body = spec.style === 'herald' ? `{"channel":"${name}","data":${data}}` : data;
+    let headers = '';
+    for (const [k, v] of Object.entries(spec.headers)) headers += `${k}: ${v}\r\n`;
+    return (
+      `POST ${spec.path.replace('{ch}', name)} HTTP/1.1\r\nHost: ${HOST}:${spec.port}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`
+    );
+  }
+
+  private enqueue(ch: number): void {
+    const conn = this.conns[ch % this.conns.length]!;
+    this.queued++;
+    if (conn.free && conn.queue.length === 0) this.dispatch(conn, ch);
+    else conn.queue.push(ch);
+  }
+
+  private dispatch(conn: Connection, ch: number): void {
+    this.queued--;
+    this.inFlight++;
+    conn.send(this.request(ch));
+  }
+
+  private onResponse(conn: Connection, status: number, body: string): void {
+    this.inFlight--;
+    if (status >= 200 && status < 300) this.sent++;
+    else {
+      this.failed++;
+      const e = `HTTP ${status}: ${body.slice(0, 160)}`;
+      if (this.errors.length < 5 && !this.errors.includes(e)) this.errors.push(e);
+    }
+    while (conn.free && conn.queue.length > 0) this.dispatch(conn, conn.queue.shift()!);
+    this.wake?.();
+    if (this.inFlight === 0 && this.queued === 0) this.idle?.();
+  }
+
+  private async settle(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0 && this.queued === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.idle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.idle = undefined;
+  }
+
+  private result(t0: number, cpu0: NodeJS.CpuUsage, durationMs: number): PublishResult {
+    const cpu = process.cpuUsage(cpu0);
+    const ms = performance.now() - t0;
+    return {
+      sent: this.sent,
+      failed: this.failed,
+      ms,
+      achievedRate: (this.sent + this.failed) / (Math.max(durationMs, 1) / 1000),
+      final: this.seqs.slice(),
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      errors: this.errors.splice(0),
+    };
+  }
+
+  /** Publishes `rate` per second for `durationMs`, channels in round-robin order. */
+  async run(rate: number, durationMs: number): Promise<PublishResult> {
+    this.sent = 0;
+    this.failed = 0;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const channels = this.seqs.length;
+    const total = Math.floor((rate * durationMs) / 1000);
+    let scheduled = 0;
+    let rr = 0;
+    while (scheduled < total) {
+      const elapsed = performance.now() - t0;
+      if (elapsed >= durationMs) break;
+      const due = Math.min(total, Math.floor((elapsed * rate) / 1000) + 1);
+      while (scheduled < due && this.queued < MAX_QUEUED) {
+        this.enqueue(rr);
+        rr = (rr + 1) % channels;
+        scheduled++;
+      }
+      const nextAt = (scheduled * 1000) / rate;
+      const wait = Math.max(0, Math.min(20, nextAt - (performance.now() - t0)));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        if (this.queued >= MAX_QUEUED) {
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        }
+      });
+      this.wake = undefined;
+    }
+    // Publications the publisher could not even queue in time are not sent.
+    for (const c of this.conns) this.queued -= c.queue.splice(0).length;
+    await this.settle(10_000);
+    return this.result(t0, cpu0, durationMs);
+  }
+
+  /** `count` publications to each of channels 0..channels-1, as fast as the connections allow. */
+  async burst(count: number, channels: number): Promise<PublishResult> {
+    this.sent = 0;
+    this.failed = 0;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < count; i++) for (let ch = 0; ch < channels; ch++) this.enqueue(ch);
+    await this.settle(120_000);
+    const ms = performance.now() - t0;
+    return this.result(t0, cpu0, ms);
+  }
+
+  close(): void {
+    for (const c of this.conns) c.close();
+  }
+}
+
+const pub = new Publisher();
+
+async function handle(req: PublisherRequest): Promise<PublisherReply> {
+  switch (req.type) {
+    case 'config':
+      pub.configure(req.spec, req.channels, req.sockets, req.pipeline, req.payloadBytes);
+      return { done: true };
+    case 'run':
+      return pub.run(req.rate, req.durationMs);
+    case 'burst':
+      return pub.burst(req.count, req.channels);
+    case 'close':
+      pub.close();
+      return { done: true };
+  }
+}
+
+process.on('message', (msg: Envelope<PublisherRequest>) => {
+  handle(msg.body).then(
+    (body) => {
+      process.send?.({ id: msg.id, body });
+      if (msg.body.type === 'close') setImmediate(() => process.exit(0));
+    },
+    (err: unknown) => process.send?.({ id: msg.id, body: { error: String(err) } }),
+  );
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,109 @@
+/**
+ * Starting the processes of a run: servers pinned to one core, the load generator to the other,
+ * each with its file-descriptor limit raised to the hard limit (10,000 connections need more than the
+ * usual soft limit of 1024). Every child is stopped by its own pid.
+ */
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { createServer, connect } from 'node:net';
+import { join } from 'node:path';
+import { waitExit } from './ipc.js';
+
+/** Cores for the server and for the load generator, or none when there is a single core. */
+export interface Pinning {
+  readonly server: number | undefined;
+  readonly generator: number | undefined;
+}
+
+export function pinning(): Pinning {
+  return availableParallelism() >= 2 ? { server: 0, generator: 1 } : { server: undefined, generator: undefined };
+}
+
+let runDir: string | undefined;
+
+/** A per-run folder for logs, configs and profiles. */
+export function workDir(): string {
+  if (runDir === undefined) {
+    runDir = join(tmpdir(), `herald-bench-${process.pid}`);
+    mkdirSync(runDir, { recursive: true });
+  }
+  return runDir;
+}
+
+export interface SpawnOptions {
+  readonly cpu: number | undefined;
+  /** Log file name (in `workDir()`) for stdout and stderr; inherited when absent. */
+  readonly log?: string;
+  readonly ipc?: boolean;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+}
+
+/** Spawns `cmd args` through `bash -c 'ulimit -n <hard>; exec taskset -c <cpu> cmd args'`. */
+export function spawnPinned(cmd: string, args: readonly string[], opts: SpawnOptions): ChildProcess {
+  const pin = opts.cpu === undefined ? [] : ['taskset', '-c', String(opts.cpu)];
+  let fd: number | undefined;
+  let stdio: StdioOptions;
+  if (opts.log !== undefined) {
+    fd = openSync(join(workDir(), opts.log), 'a');
+    stdio = ['ignore', fd, fd];
+  } else stdio = ['ignore', 'inherit', 'inherit'];
+  if (opts.ipc === true) stdio = [...stdio, 'ipc'];
+  const child = spawn(
+    'bash',
+    ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench', ...pin, cmd, ...args],
+    {
+      stdio,
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+    },
+  );
+  if (fd !== undefined) closeSync(fd);
+  return child;
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once `port` accepts a TCP connection; rejects after `timeoutMs` or when `child` exits. */
+export async function waitPort(port: number, timeoutMs: number, child?: ChildProcess): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    if (child !== undefined && (child.exitCode !== null || child.signalCode !== null)) {
+      throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before listening on ${port}`);
+    }
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** SIGTERM (or `signal`) to the child's own pid, then SIGKILL after `timeoutMs`. */
+export async function stopChild(
+  child: ChildProcess,
+  timeoutMs = 15_000,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  await waitExit(child, timeoutMs);
+}

@@ -1,0 +1,324 @@
+/** Tables (terminal and Markdown), ratios against Herald, and the issue's targets met or not. */
+import type { Machine } from './machine.js';
+import type { StepResult } from './run.js';
+import { saturated, type ScenarioResult } from './scenarios.js';
+
+type Table = { header: string[]; rows: string[][] };
+
+const f1 = (v: number): string => v.toFixed(1);
+const f2 = (v: number): string => v.toFixed(2);
+const int = (v: number): string => Math.round(v).toLocaleString('en');
+
+function stepTable(steps: readonly StepResult[]): Table {
+  return {
+    header: [
+      'target',
+      'pub/s',
+      'offered/s',
+      'delivered/s',
+      'lost',
+      'dup',
+      'p50 ms',
+      'p95 ms',
+      'p99 ms',
+      'max ms',
+      'server CPU %',
+      'µs/delivery',
+      'RSS MiB',
+      'gen CPU %',
+      'gen core %',
+      'notes',
+    ],
+    rows: steps.map((s) => [
+      s.label,
+      s.rate < 10 ? String(s.rate) : int(s.rate),
+      int(s.offered),
+      int(s.deliveriesPerSec),
+      int(s.lost),
+      int(s.dup),
+      f2(s.p50),
+      f2(s.p95),
+      f2(s.p99),
+      f1(s.max),
+      f1(s.serverCpuPct),
+      f2(s.usPerDelivery),
+      f1(s.rssMiB),
+      f1(s.genCpuPct),
+      f1(s.genCoreBusyPct),
+      `${s.serverCoreOtherPct.toFixed(0)} / ${s.genCoreOtherPct.toFixed(0)}`,
+      s.notes.join('; '),
+    ]),
+  };
+}
+
+/** The Herald row a peer's step is compared with: same transport if Herald has it, else WebSocket. */
+function heraldFor(steps: readonly StepResult[], s: StepResult): StepResult | undefined {
+  const sse = s.target.endsWith('-sse');
+  const candidates = sse ? ['herald-sse', 'herald-ws'] : ['herald-ws'];
+  for (const id of candidates) {
+    const h = steps.find((x) => x.target === id && x.rate === s.rate);
+    if (h !== undefined) return h;
+  }
+  return undefined;
+}
+
+function ratioTable(steps: readonly StepResult[]): Table {
+  const rows: string[][] = [];
+  for (const s of steps) {
+    if (s.target.startsWith('herald')) continue;
+    const h = heraldFor(steps, s);
+    if (h === undefined) continue;
+    rows.push([
+      s.label,
+      h.label,
+      int(s.offered),
+      `${f2(h.usPerDelivery)} / ${f2(s.usPerDelivery)} = ${f2(h.usPerDelivery / s.usPerDelivery)}`,
+      `${f2(h.p99)} / ${f2(s.p99)} = ${f2(h.p99 / Math.max(s.p99, 0.001))}`,
+      `${f2(h.deliveriesPerSec / Math.max(1, s.deliveriesPerSec))}`,
+    ]);
+  }
+  return {
+    header: [
+      'peer',
+      'compared with',
+      'offered/s',
+      'µs/delivery Herald / peer',
+      'p99 Herald / peer',
+      'delivered/s Herald / peer',
+    ],
+    rows,
+  };
+}
+
+function memoryTable(r: ScenarioResult): Table {
+  return {
+    header: ['target', 'connections', 'connect s', 'RSS before MiB', 'RSS after MiB', 'KiB / connection', 'notes'],
+    rows: r.memory.map((m) => [
+      m.label,
+      int(m.connected),
+      f1(m.connectMs / 1000),
+      f1(m.rssBeforeMiB),
+      f1(m.rssAfterMiB),
+      f2(m.kibPerConnection),
+      m.notes.join('; '),
+    ]),
+  };
+}
+
+function stormTable(r: ScenarioResult): Table {
+  return {
+    header: [
+      'target',
+      'clients',
+      'missed each',
+      'recovered',
+      'failed',
+      'lost',
+      'dup',
+      'time s',
+      'server CPU s',
+      'server CPU %',
+      'notes',
+    ],
+    rows: r.storms.map((s) => [
+      s.label,
+      int(s.n),
+      int(s.missed),
+      int(s.recovered),
+      int(s.failed),
+      int(s.lost),
+      int(s.dup),
+      f2(s.ms / 1000),
+      f2(s.serverCpuSeconds),
+      f1(s.serverCpuPct),
+      s.notes.join('; '),
+    ]),
+  };
+}
+
+/** Highest delivered/s of a target over its unsaturated steps. */
+function maxSustained(steps: readonly StepResult[], id: string): number | undefined {
+  const ok = steps.filter((s) => s.target === id && !saturated(s));
+  if (ok.length === 0) return undefined;
+  return Math.max(...ok.map((s) => s.deliveriesPerSec));
+}
+
+export interface Verdict {
+  readonly goal: string;
+  readonly met: boolean;
+  readonly detail: string;
+}
+
+function pct(a: number, b: number): string {
+  const d = ((a - b) / b) * 100;
+  return `${d >= 0 ? '+' : ''}${d.toFixed(0)} %`;
+}
+
+/** The issue's targets that this result can judge. */
+export function verdicts(r: ScenarioResult): Verdict[] {
+  const out: Verdict[] = [];
+  const id = r.spec.id;
+  const fixedRate = 100_000 / r.spec.n;
+  const at = (target: string, rate = fixedRate): StepResult | undefined =>
+    r.steps.find((s) => s.target === target && s.rate === rate);
+  if (id === 's2' || id === 's1') {
+    const h = at('herald-ws');
+    const nchan = at('nchan-ws');
+    const sio = at('socketio');
+    if (h !== undefined && nchan !== undefined) {
+      out.push({
+        goal: 'Herald µs/delivery below Nchan’s (WS, fixed load)',
+        met: h.usPerDelivery < nchan.usPerDelivery,
+        detail: `Herald ${f2(h.usPerDelivery)} µs, Nchan ${f2(nchan.usPerDelivery)} µs (${pct(h.usPerDelivery, nchan.usPerDelivery)})`,
+      });
+    }
+    if (h !== undefined && sio !== undefined) {
+      out.push({
+        goal: 'Herald µs/delivery at most half of Socket.IO’s',
+        met: h.usPerDelivery <= sio.usPerDelivery / 2,
+        detail: `Herald ${f2(h.usPerDelivery)} µs, Socket.IO ${f2(sio.usPerDelivery)} µs (ratio ${f2(h.usPerDelivery / sio.usPerDelivery)})`,
+      });
+    }
+    if (h !== undefined) {
+      const peers = r.steps.filter(
+        (s) => !s.target.startsWith('herald') && s.rate === fixedRate && s.deliveriesPerSec > 0,
+      );
+      if (peers.length > 0) {
+        const best = peers.reduce((a, b) => (a.p99 < b.p99 ? a : b));
+        out.push({
+          goal: 'Herald p99 below every peer’s at the fixed load',
+          met: peers.every((p) => h.p99 < p.p99),
+          detail: `Herald ${f2(h.p99)} ms; lowest peer ${best.label} ${f2(best.p99)} ms`,
+        });
+      }
+    }
+  }
+  if (id === 's3') {
+    const ws = at('herald-ws');
+    const sse = at('herald-sse');
+    if (ws !== undefined && sse !== undefined) {
+      out.push({
+        goal: 'Herald SSE fan-out cost within 10 % of its WebSocket cost',
+        met: sse.usPerDelivery <= ws.usPerDelivery * 1.1,
+        detail: `SSE ${f2(sse.usPerDelivery)} µs, WS ${f2(ws.usPerDelivery)} µs (${pct(sse.usPerDelivery, ws.usPerDelivery)})`,
+      });
+    }
+    const nchan = at('nchan-sse');
+    if (sse !== undefined && nchan !== undefined) {
+      out.push({
+        goal: 'Herald SSE µs/delivery below Nchan SSE’s',
+        met: sse.usPerDelivery < nchan.usPerDelivery,
+        detail: `Herald ${f2(sse.usPerDelivery)} µs, Nchan ${f2(nchan.usPerDelivery)} µs (${pct(sse.usPerDelivery, nchan.usPerDelivery)})`,
+      });
+    }
+  }
+  if (id === 's4') {
+    for (const m of r.memory.filter((x) => x.target === 'herald-ws' || x.target === 'herald-sse')) {
+      out.push({
+        goal: `${m.label}: idle memory ≤ 6 KiB per connection`,
+        met: m.kibPerConnection <= 6,
+        detail: `${f2(m.kibPerConnection)} KiB (${pct(m.kibPerConnection, 6)} of the target)`,
+      });
+    }
+  }
+  if (id === 's5') {
+    const h = maxSustained(r.steps, 'herald-ws');
+    const sio = maxSustained(r.steps, 'socketio');
+    if (h !== undefined && sio !== undefined) {
+      out.push({
+        goal: 'S5 publishes/s at least 2× Socket.IO’s',
+        met: h >= 2 * sio,
+        detail: `Herald ${int(h)}/s, Socket.IO ${int(sio)}/s (ratio ${f2(h / sio)}; highest unsaturated step)`,
+      });
+    }
+  }
+  return out;
+}
+
+function plain(t: Table): string {
+  const widths = t.header.map((h, i) => Math.max(h.length, ...t.rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(t.header), line(widths.map((w) => '-'.repeat(w))), ...t.rows.map(line)].join('\n');
+}
+
+function md(t: Table): string {
+  const esc = (c: string): string => c.replace(/\|/g, '\\|');
+  return [
+    `| ${t.header.map(esc).join(' | ')} |`,
+    `| ${t.header.map((_, i) => (i === 0 || i === t.header.length - 1 ? '---' : '---:')).join(' | ')} |`,
+    ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
+}
+
+function tables(r: ScenarioResult): { title: string; table: Table }[] {
+  const out: { title: string; table: Table }[] = [];
+  if (r.steps.length > 0) out.push({ title: 'Steps', table: stepTable(r.steps) });
+  const ratios = ratioTable(r.steps);
+  if (ratios.rows.length > 0) out.push({ title: 'Herald against each peer (same step)', table: ratios });
+  if (r.memory.length > 0) out.push({ title: 'Idle memory', table: memoryTable(r) });
+  if (r.storms.length > 0) out.push({ title: 'Reconnect storm', table: stormTable(r) });
+  return out;
+}
+
+export function terminalReport(r: ScenarioResult): string {
+  const parts = [`\n== ${r.spec.title} (N = ${r.spec.n.toLocaleString('en')}) ==`];
+  for (const { title, table } of tables(r)) parts.push(`\n${title}:\n${plain(table)}`);
+  const v = verdicts(r);
+  if (v.length > 0)
+    parts.push(`\nTargets:\n${v.map((x) => `  [${x.met ? 'met' : 'NOT met'}] ${x.goal}: ${x.detail}`).join('\n')}`);
+  for (const s of r.skipped) parts.push(`skipped ${s.target}: ${s.reason}`);
+  return parts.join('\n');
+}
+
+export function markdownReport(
+  results: readonly ScenarioResult[],
+  m: Machine,
+  command: string,
+  charts: ReadonlyMap<string, string>,
+  profile: string | undefined,
+): string {
+  const lines: string[] = [];
+  lines.push(`# Benchmark results: ${results.map((r) => r.spec.id.toUpperCase()).join(' + ')}`, '');
+  lines.push(
+    'Produced by the benchmark suite (`bench/`); the method is in [docs/performance.md](../../docs/performance.md).',
+    '',
+  );
+  lines.push('| | |', '|---|---|');
+  lines.push(`| date | ${m.date} |`);
+  lines.push(`| command | \`${command}\` |`);
+  lines.push(`| machine | ${m.nproc} cores (\`nproc\`), ${m.cpu}, ${m.memGiB.toFixed(0)} GiB |`);
+  lines.push(`| Node | ${m.node} |`);
+  lines.push(`| commit | ${m.commit} |`);
+  lines.push(`| load average (1 min) | ${m.loadBefore.toFixed(2)} before, ${m.loadAfter.toFixed(2)} after |`);
+  lines.push('');
+  for (const r of results) {
+    lines.push(`## ${r.spec.title}`, '');
+    lines.push(
+      `N = ${r.spec.n.toLocaleString('en')} subscribers on ${r.spec.channels.toLocaleString('en')} channel(s)` +
+        (r.spec.kind === 'rates'
+          ? `; each step ${r.spec.warmupMs / 1000} s warm-up + ${r.spec.measureMs / 1000} s measured.`
+          : '.'),
+      '',
+    );
+    const chart = charts.get(r.spec.id);
+    if (chart !== undefined) lines.push(`![${r.spec.title}](${chart})`, '');
+    for (const { title, table } of tables(r)) lines.push(`### ${title}`, '', md(table), '');
+    const v = verdicts(r);
+    if (v.length > 0) {
+      lines.push('### Targets (issue #6)', '');
+      for (const x of v) lines.push(`- **${x.met ? 'met' : 'not met'}** — ${x.goal}: ${x.detail}`);
+      lines.push('');
+    }
+    if (r.skipped.length > 0) {
+      lines.push('### Skipped', '');
+      for (const s of r.skipped) lines.push(`- ${s.target}: ${s.reason}`);
+      lines.push('');
+    }
+  }
+  if (profile !== undefined) lines.push('## Where Herald’s time goes (CPU profile)', '', profile, '');
+  return lines.join('\n');
+}

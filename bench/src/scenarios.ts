@@ -1,0 +1,423 @@
+/**
+ * The scenarios (S1–S7 and `quick`): which targets, how many subscribers on how many channels,
+ * which publish rates, and what is read.
+ */
+import { existsSync } from 'node:fs';
+import type { Pinning } from './launch.js';
+import { freePort, spawnPinned, stopChild, waitPort } from './launch.js';
+import { cpuSeconds, rssBytes, waitQuiet } from './proc.js';
+import { Session, sleep, type StepResult } from './run.js';
+import { RunningServer, startServer, target, unavailable, type TargetDef } from './targets.js';
+
+export type ScenarioKind = 'rates' | 'memory' | 'storm' | 'nodes';
+
+export interface ScenarioSpec {
+  readonly id: string;
+  readonly title: string;
+  readonly kind: ScenarioKind;
+  readonly targets: readonly string[];
+  readonly n: number;
+  /** 1 = fan-out (every subscriber on one channel); n = one channel per subscriber. */
+  readonly channels: number;
+  /** Publications per second, over all channels, one step each. */
+  readonly rates: readonly number[];
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  /** Stop raising the rate for a target once a step is saturated. */
+  readonly stopWhenSaturated: boolean;
+}
+
+export interface MemoryResult {
+  readonly target: string;
+  readonly label: string;
+  readonly n: number;
+  readonly connected: number;
+  readonly connectMs: number;
+  readonly rssBeforeMiB: number;
+  readonly rssAfterMiB: number;
+  readonly kibPerConnection: number;
+  readonly notes: readonly string[];
+}
+
+export interface StormResult {
+  readonly target: string;
+  readonly label: string;
+  readonly n: number;
+  readonly missed: number;
+  readonly recovered: number;
+  readonly failed: number;
+  readonly lost: number;
+  readonly dup: number;
+  readonly ms: number;
+  readonly serverCpuSeconds: number;
+  readonly serverCpuPct: number;
+  readonly notes: readonly string[];
+}
+
+export interface ScenarioResult {
+  readonly spec: ScenarioSpec;
+  readonly steps: StepResult[];
+  readonly memory: MemoryResult[];
+  readonly storms: StormResult[];
+  readonly skipped: { target: string; reason: string }[];
+}
+
+const WS_TARGETS = ['herald-ws', 'nchan-ws', 'ws-prebuilt', 'ws-naive', 'socketio'];
+const SSE_TARGETS = ['herald-ws', 'herald-sse', 'herald-stream', 'nchan-sse', 'raw-sse'];
+const MEMORY_TARGETS = [
+  'herald-ws',
+  'herald-sse',
+  'herald-poll',
+  'nchan-ws',
+  'nchan-sse',
+  'ws-prebuilt',
+  'ws-naive',
+  'socketio',
+  'raw-sse',
+];
+
+export const SCENARIO_IDS = ['s1', 's2', 's3', 's4', 's5', 's6', 's7'] as const;
+
+/** The scenario `id` at `n` subscribers. */
+export function scenario(id: string, n: number, targetsOverride?: readonly string[]): ScenarioSpec {
+  const base = { n, warmupMs: 2000, measureMs: 6000, stopWhenSaturated: true };
+  const t = (list: readonly string[]): readonly string[] => targetsOverride ?? list;
+  // Rates are per second over the one channel: 10/s to 10,000 subscribers = 100,000 deliveries/s.
+  const fanOutRates = [1, 2, 5, 10, 20, 40].map((r) => (r * 10_000) / n);
+  switch (id) {
+    case 's1':
+      return {
+        ...base,
+        id,
+        title: 'S1 fan-out over WebSocket, rising rates',
+        kind: 'rates',
+        targets: t(WS_TARGETS),
+        channels: 1,
+        rates: fanOutRates,
+      };
+    case 's2':
+      return {
+        ...base,
+        id,
+        title: 'S2 fixed load over WebSocket (100,000 deliveries/s at N = 10,000)',
+        kind: 'rates',
+        targets: t(WS_TARGETS),
+        channels: 1,
+        rates: [100_000 / n],
+        warmupMs: 2000,
+        measureMs: 8000,
+        stopWhenSaturated: false,
+      };
+    case 's3':
+      return {
+        ...base,
+        id,
+        title: 'S3 fan-out over SSE (and NDJSON), rising rates',
+        kind: 'rates',
+        targets: t(SSE_TARGETS),
+        channels: 1,
+        rates: fanOutRates,
+      };
+    case 's4':
+      return {
+        ...base,
+        id,
+        title: 'S4 idle memory per connection',
+        kind: 'memory',
+        targets: t(MEMORY_TARGETS),
+        channels: 1,
+        rates: [],
+      };
+    case 's5':
+      return {
+        ...base,
+        id,
+        title: 'S5 many channels: one channel per subscriber, rising publishes/s',
+        kind: 'rates',
+        targets: t(['herald-ws', 'nchan-ws', 'ws-naive', 'socketio']),
+        channels: n,
+        rates: [1000, 2000, 5000, 10_000, 20_000, 40_000],
+        warmupMs: 1500,
+        measureMs: 5000,
+      };
+    case 's6':
+      return {
+        ...base,
+        id,
+        title: 'S6 reconnect storm: drop everyone, recover 100 missed messages',
+        kind: 'storm',
+        targets: t(['herald-ws', 'herald-sse']),
+        channels: 1,
+        rates: [],
+      };
+    case 's7':
+      return {
+        ...base,
+        id,
+        title: 'S7 three Herald nodes on Redis vs one node',
+        kind: 'nodes',
+        targets: ['herald-ws'],
+        channels: 1,
+        rates: [100_000 / n],
+        warmupMs: 2000,
+        measureMs: 8000,
+        stopWhenSaturated: false,
+      };
+    default:
+      throw new Error(`unknown scenario "${id}" (known: ${SCENARIO_IDS.join(', ')}, quick)`);
+  }
+}
+
+export interface RunContext {
+  readonly pin: Pinning;
+  readonly log: (line: string) => void;
+  /** Folder for Herald's CPU profiles (`--profile`). */
+  readonly profileDir?: string;
+  readonly payloadBytes: number;
+  /** Measure a step again (up to this many times) when other processes used the cores during it. */
+  readonly retries: number;
+}
+
+/** Other work above this on a core during a step makes the step noisy. */
+const NOISE_PCT = 10;
+
+function noisy(s: StepResult): boolean {
+  return s.serverCoreOtherPct > NOISE_PCT || s.genCoreOtherPct > NOISE_PCT;
+}
+
+/** A step is saturated when it delivered < 95 % of the offered rate, lost something, or p99 > 1 s. */
+export function saturated(s: StepResult): boolean {
+  return s.deliveriesPerSec < s.offered * 0.95 || s.lost > 0 || s.p99 > 1000 || s.closed > 0;
+}
+
+export async function runScenario(spec: ScenarioSpec, ctx: RunContext): Promise<ScenarioResult> {
+  const result: ScenarioResult = { spec, steps: [], memory: [], storms: [], skipped: [] };
+  if (spec.kind === 'nodes') {
+    await runNodes(spec, ctx, result);
+    return result;
+  }
+  for (const id of spec.targets) {
+    const def = target(id);
+    const why = unavailable(def.server, ctx.log);
+    if (why !== undefined) {
+      ctx.log(`  ${def.label}: skipped (${why})`);
+      result.skipped.push({ target: id, reason: why });
+      continue;
+    }
+    try {
+      switch (spec.kind) {
+        case 'rates':
+          result.steps.push(...(await runRates(spec, def, ctx)));
+          break;
+        case 'memory':
+          result.memory.push(await runMemory(spec, def, ctx));
+          break;
+        case 'storm':
+          result.storms.push(await runStorm(spec, def, ctx));
+          break;
+      }
+    } catch (err) {
+      const reason = `failed: ${(err as Error).message}`;
+      ctx.log(`  ${def.label}: ${reason}`);
+      result.skipped.push({ target: id, reason });
+    }
+  }
+  return result;
+}
+
+function sessionOptions(spec: ScenarioSpec, def: TargetDef, ctx: RunContext) {
+  return {
+    pin: ctx.pin,
+    n: spec.n,
+    channels: spec.channels,
+    payloadBytes: ctx.payloadBytes,
+    log: ctx.log,
+    server: def.server === 'herald' && ctx.profileDir !== undefined ? { profileDir: ctx.profileDir } : {},
+  };
+}
+
+async function connectOrThrow(session: Session, ctx: RunContext): Promise<number> {
+  const c = await session.connect();
+  ctx.log(
+    `  ${session.target.label}: ${c.ok} subscribed in ${(c.ms / 1000).toFixed(1)} s` +
+      (c.failed > 0 ? `, ${c.failed} failed (${c.errors.join('; ')})` : ''),
+  );
+  if (c.ok === 0) throw new Error(`no subscriber could subscribe: ${c.errors.join('; ')}`);
+  return c.ok;
+}
+
+async function runRates(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Promise<StepResult[]> {
+  const session = await Session.open(def, sessionOptions(spec, def, ctx));
+  const steps: StepResult[] = [];
+  try {
+    await connectOrThrow(session, ctx);
+    await session.publishAndWait(1); // every subscriber live before the first step
+    await sleep(Math.min(1000, spec.warmupMs));
+    for (const [i, rate] of spec.rates.entries()) {
+      let s = await session.step(rate, spec.warmupMs, spec.measureMs);
+      for (let attempt = 0; attempt < ctx.retries && noisy(s); attempt++) {
+        ctx.log(
+          `    ${+rate.toFixed(1)}/s: other processes used the cores (server core +${s.serverCoreOtherPct.toFixed(0)}%, ` +
+            `generator core +${s.genCoreOtherPct.toFixed(0)}%): waiting for quiet and measuring again`,
+        );
+        await waitQuiet(0.1, 60_000);
+        const again = await session.step(rate, spec.warmupMs, spec.measureMs);
+        if (again.serverCoreOtherPct + again.genCoreOtherPct < s.serverCoreOtherPct + s.genCoreOtherPct) s = again;
+      }
+      steps.push(s);
+      ctx.log(
+        `    ${+rate.toFixed(1)}/s → ${Math.round(s.deliveriesPerSec)} deliveries/s, p99 ${s.p99} ms, ` +
+          `server ${s.serverCpuPct.toFixed(0)}% = ${s.usPerDelivery.toFixed(2)} µs/delivery, generator core ${s.genCoreBusyPct.toFixed(0)}%` +
+          (s.lost + s.dup > 0 ? `, lost ${s.lost} dup ${s.dup}` : '') +
+          (s.notes.length > 0 ? ` [${s.notes.join('; ')}]` : ''),
+      );
+      if (spec.stopWhenSaturated && saturated(s)) {
+        ctx.log(`    saturated: stopping ${def.label} here`);
+        break;
+      }
+      if (i < spec.rates.length - 1) await sleep(500);
+    }
+  } finally {
+    await session.close();
+  }
+  return steps;
+}
+
+async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Promise<MemoryResult> {
+  const session = await Session.open(def, sessionOptions(spec, def, ctx));
+  try {
+    await sleep(1000);
+    const before = rssBytes(session.serverPids());
+    const t0 = performance.now();
+    const ok = await connectOrThrow(session, ctx);
+    const connectMs = performance.now() - t0;
+    // Three publications so that every connection has carried traffic (buffers allocated, history kept).
+    const { drain } = await session.publishAndWait(3);
+    await sleep(3000);
+    const after = rssBytes(session.serverPids());
+    const notes: string[] = [];
+    if (drain.lost > 0) notes.push(`${drain.lost} of the 3 warm-up messages did not arrive`);
+    const r: MemoryResult = {
+      target: def.id,
+      label: def.label,
+      n: spec.n,
+      connected: ok,
+      connectMs,
+      rssBeforeMiB: before / 2 ** 20,
+      rssAfterMiB: after / 2 ** 20,
+      kibPerConnection: (after - before) / 1024 / ok,
+      notes,
+    };
+    ctx.log(
+      `    RSS ${r.rssBeforeMiB.toFixed(1)} → ${r.rssAfterMiB.toFixed(1)} MiB: ${r.kibPerConnection.toFixed(2)} KiB per connection`,
+    );
+    return r;
+  } finally {
+    await session.close();
+  }
+}
+
+const MISSED = 100;
+
+async function runStorm(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Promise<StormResult> {
+  const session = await Session.open(def, { ...sessionOptions(spec, def, ctx), connectConcurrency: 256 });
+  try {
+    const ok = await connectOrThrow(session, ctx);
+    await session.publishAndWait(1); // each subscriber now holds a cursor
+    await session.drop();
+    await sleep(2000); // the server sees every connection go
+    const missed = await session.burst(MISSED);
+    const pids = session.serverPids();
+    const cpu0 = cpuSeconds(pids);
+    const r = await session.recover(missed.final, 500, 120_000);
+    const cpu = cpuSeconds(pids) - cpu0;
+    const notes: string[] = [];
+    if (r.errors.length > 0) notes.push(r.errors.join('; '));
+    const storm: StormResult = {
+      target: def.id,
+      label: def.label,
+      n: ok,
+      missed: MISSED,
+      recovered: r.recovered,
+      failed: r.failed,
+      lost: r.lost,
+      dup: r.dup,
+      ms: r.ms,
+      serverCpuSeconds: cpu,
+      serverCpuPct: (cpu / (r.ms / 1000)) * 100,
+      notes,
+    };
+    ctx.log(
+      `    ${storm.recovered}/${ok} recovered ${MISSED} messages in ${(r.ms / 1000).toFixed(2)} s, ` +
+        `server CPU ${cpu.toFixed(2)} s (${storm.serverCpuPct.toFixed(0)}%)` +
+        (r.failed + r.lost + r.dup > 0 ? `, failed ${r.failed} lost ${r.lost} dup ${r.dup}` : ''),
+    );
+    return storm;
+  } finally {
+    await session.close();
+  }
+}
+
+// -- S7: several Herald nodes on Redis ----------------------------------------------------------------
+
+async function startRedis(ctx: RunContext): Promise<RunningServer | string> {
+  const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
+  if (bin === undefined) return 'redis-server is not installed';
+  const port = await freePort();
+  const child = spawnPinned(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    cpu: ctx.pin.server,
+    log: `redis-${port}.log`,
+  });
+  try {
+    await waitPort(port, 10_000, child);
+  } catch (err) {
+    await stopChild(child, 2000, 'SIGKILL');
+    return `redis-server did not start: ${(err as Error).message}`;
+  }
+  return new RunningServer('redis', port, child);
+}
+
+async function runNodes(spec: ScenarioSpec, ctx: RunContext, result: ScenarioResult): Promise<void> {
+  const skip = (reason: string): void => {
+    ctx.log(`  S7 skipped: ${reason}`);
+    result.skipped.push({ target: 'herald-redis', reason });
+  };
+  const def = target('herald-ws');
+  for (const nodes of [1, 3]) {
+    const redis = await startRedis(ctx);
+    if (typeof redis === 'string') return skip(redis);
+    const env = { HERALD_ENGINE: 'redis', HERALD_REDIS_URLS: `redis://127.0.0.1:${redis.port}` };
+    const servers: RunningServer[] = [];
+    try {
+      for (let i = 0; i < nodes; i++)
+        servers.push(await startServer('herald', { cpu: ctx.pin.server, heraldEnv: env }));
+      const session = await Session.open(def, { ...sessionOptions(spec, def, ctx), server: {} }, servers, [redis]);
+      try {
+        await connectOrThrow(session, ctx);
+        await session.publishAndWait(1);
+        await sleep(1000);
+        for (const rate of spec.rates) {
+          const s = await session.step(rate, spec.warmupMs, spec.measureMs);
+          const id = `herald-${nodes}-redis`;
+          result.steps.push({ ...s, target: id, label: `Herald ×${nodes} Redis` });
+          ctx.log(
+            `    ${nodes} node(s): ${Math.round(s.deliveriesPerSec)} deliveries/s, p99 ${s.p99} ms, ${s.usPerDelivery.toFixed(2)} µs/delivery (nodes + Redis)`,
+          );
+        }
+      } finally {
+        await session.close(false);
+      }
+    } catch (err) {
+      skip(
+        `${nodes} node(s) on Redis failed (is \`--engine redis\` available in this build?): ${(err as Error).message}`,
+      );
+      return;
+    } finally {
+      for (const s of servers) await s.stop();
+      await redis.stop();
+    }
+  }
+  // One node on the memory engine, for reference.
+  const memory = await runRates(spec, def, ctx);
+  result.steps.unshift(...memory.map((s) => ({ ...s, target: 'herald-1-memory', label: 'Herald ×1 memory' })));
+}

@@ -1,0 +1,222 @@
+/**
+ * The servers a run measures — Herald and its peers — and how the load generator subscribes and
+ * publishes to each. A target is one server kind seen through one transport.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { PubSpec, SubSpec } from './gen/messages.js';
+import { freePort, spawnPinned, stopChild, waitPort, workDir } from './launch.js';
+import { processTree } from './proc.js';
+import { ensureNchan, nchanCommand } from './peers/nchan.js';
+
+export type ServerKind = 'herald' | 'raw-ws' | 'raw-ws-prebuilt' | 'socketio' | 'nchan' | 'raw-sse';
+export type Transport = 'ws' | 'sse' | 'stream' | 'poll';
+
+export interface TargetDef {
+  readonly id: string;
+  readonly label: string;
+  readonly server: ServerKind;
+  readonly transport: Transport;
+  sub(port: number): SubSpec;
+  pub(port: number): PubSpec;
+}
+
+export const API_KEY = 'bench-key-0123456789abcdef';
+
+const heraldPub = (port: number): PubSpec => ({
+  style: 'herald',
+  port,
+  path: '/api/publish',
+  headers: { Authorization: `apikey ${API_KEY}` },
+});
+const rawPub =
+  (path: string) =>
+  (port: number): PubSpec => ({ style: 'raw', port, path, headers: {} });
+
+export const TARGETS: readonly TargetDef[] = [
+  {
+    id: 'herald-ws',
+    label: 'Herald WS',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldPub,
+  },
+  {
+    id: 'herald-sse',
+    label: 'Herald SSE',
+    server: 'herald',
+    transport: 'sse',
+    sub: (port) => ({ protocol: 'herald-sse', port, path: '/sse?channel={ch}' }),
+    pub: heraldPub,
+  },
+  {
+    id: 'herald-stream',
+    label: 'Herald NDJSON',
+    server: 'herald',
+    transport: 'stream',
+    sub: (port) => ({ protocol: 'herald-stream', port, path: '/stream?channel={ch}' }),
+    pub: heraldPub,
+  },
+  {
+    id: 'herald-poll',
+    label: 'Herald long-poll',
+    server: 'herald',
+    transport: 'poll',
+    sub: (port) => ({ protocol: 'herald-poll', port, path: '/poll?channel={ch}' }),
+    pub: heraldPub,
+  },
+  {
+    id: 'nchan-ws',
+    label: 'Nchan WS',
+    server: 'nchan',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'plain-ws', port, path: '/ws/{ch}' }),
+    pub: rawPub('/pub/{ch}'),
+  },
+  {
+    id: 'nchan-sse',
+    label: 'Nchan SSE',
+    server: 'nchan',
+    transport: 'sse',
+    sub: (port) => ({ protocol: 'plain-sse', port, path: '/sse/{ch}' }),
+    pub: rawPub('/pub/{ch}'),
+  },
+  {
+    id: 'ws-prebuilt',
+    label: 'raw ws (pre-built frame)',
+    server: 'raw-ws-prebuilt',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'plain-ws', port, path: '/ws?channel={ch}' }),
+    pub: rawPub('/publish?channel={ch}'),
+  },
+  {
+    id: 'ws-naive',
+    label: 'raw ws (naive)',
+    server: 'raw-ws',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'plain-ws', port, path: '/ws?channel={ch}' }),
+    pub: rawPub('/publish?channel={ch}'),
+  },
+  {
+    id: 'socketio',
+    label: 'Socket.IO 4.8',
+    server: 'socketio',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'socketio', port, path: '/socket.io/?EIO=4&transport=websocket' }),
+    pub: rawPub('/publish?channel={ch}'),
+  },
+  {
+    id: 'raw-sse',
+    label: 'raw Node SSE',
+    server: 'raw-sse',
+    transport: 'sse',
+    sub: (port) => ({ protocol: 'plain-sse', port, path: '/sse?channel={ch}' }),
+    pub: rawPub('/publish?channel={ch}'),
+  },
+];
+
+export function target(id: string): TargetDef {
+  const t = TARGETS.find((x) => x.id === id);
+  if (t === undefined) throw new Error(`unknown target "${id}" (known: ${TARGETS.map((x) => x.id).join(', ')})`);
+  return t;
+}
+
+export function isHerald(t: TargetDef): boolean {
+  return t.server === 'herald';
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The repository root (bench/dist/.. /..). */
+export const REPO_ROOT = join(here, '..', '..');
+export const HERALD_MAIN = join(REPO_ROOT, 'packages', 'server', 'dist', 'cli', 'main.js');
+
+export interface ServerOptions {
+  readonly cpu: number | undefined;
+  /** Write a V8 CPU profile of Herald into this folder (`node --cpu-prof`). */
+  readonly profileDir?: string;
+  /** Extra `HERALD_*` environment for Herald (e.g. the engine). */
+  readonly heraldEnv?: Readonly<Record<string, string>>;
+  /** Herald on a given port instead of a free one (multi-node runs). */
+  readonly port?: number;
+}
+
+export class RunningServer {
+  constructor(
+    readonly kind: ServerKind | 'redis',
+    readonly port: number,
+    readonly child: ChildProcess,
+  ) {}
+
+  /** The server process and its children (the nginx worker). */
+  pids(): number[] {
+    return this.child.pid === undefined ? [] : processTree(this.child.pid);
+  }
+
+  async stop(): Promise<void> {
+    // Herald drains gracefully on SIGTERM (and writes its CPU profile); the peers exit at once.
+    await stopChild(this.child, 20_000, this.kind === 'nchan' ? 'SIGQUIT' : 'SIGTERM');
+  }
+}
+
+/** Why a server kind cannot run here, or undefined when it can (installs Nchan when needed). */
+export function unavailable(kind: ServerKind, log: (line: string) => void): string | undefined {
+  if (kind === 'nchan') return ensureNchan(log);
+  return undefined;
+}
+
+function heraldEnv(extra: Readonly<Record<string, string>> | undefined): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HERALD_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+export async function startServer(kind: ServerKind, opts: ServerOptions): Promise<RunningServer> {
+  const port = opts.port ?? (await freePort());
+  const node = process.execPath;
+  let child: ChildProcess;
+  const log = `${kind}-${port}.log`;
+  switch (kind) {
+    case 'herald': {
+      const prof = opts.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.profileDir];
+      const args = [...prof, HERALD_MAIN, 'serve', '--port', String(port), '--host', '127.0.0.1'];
+      args.push('--api-key', API_KEY, '--log-level', 'warn');
+      child = spawnPinned(node, args, { cpu: opts.cpu, log, env: heraldEnv(opts.heraldEnv) });
+      break;
+    }
+    case 'raw-ws':
+    case 'raw-ws-prebuilt': {
+      const mode = kind === 'raw-ws' ? 'naive' : 'prebuilt';
+      child = spawnPinned(node, [join(here, 'peers', 'raw-ws-server.js'), '--port', String(port), '--mode', mode], {
+        cpu: opts.cpu,
+        log,
+      });
+      break;
+    }
+    case 'socketio':
+      child = spawnPinned(node, [join(here, 'peers', 'socketio-server.js'), '--port', String(port)], {
+        cpu: opts.cpu,
+        log,
+      });
+      break;
+    case 'raw-sse':
+      child = spawnPinned(node, [join(here, 'peers', 'raw-sse-server.js'), '--port', String(port)], {
+        cpu: opts.cpu,
+        log,
+      });
+      break;
+    case 'nchan': {
+      const { cmd, args } = nchanCommand(join(workDir(), `nchan-${port}`), port);
+      child = spawnPinned(cmd, args, { cpu: opts.cpu, log });
+      break;
+    }
+  }
+  try {
+    await waitPort(port, 20_000, child);
+  } catch (err) {
+    await stopChild(child, 2_000, 'SIGKILL');
+    throw new Error(`${kind} did not start: ${(err as Error).message} (log: ${join(workDir(), log)})`);
+  }
+  return new RunningServer(kind, port, child);
+}

@@ -1,0 +1,80 @@
+/**
+ * Runs the benchmark suite once at a tiny N against a real Herald (built by `pretest`), so the load
+ * generator, the orchestrator and the report cannot rot. Asserts what the run delivered — every
+ * subscriber subscribed, every publication delivered once — never how fast.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const out = mkdtempSync(join(tmpdir(), 'herald-bench-smoke-'));
+
+interface Step {
+  target: string;
+  deliveriesPerSec: number;
+  lost: number;
+  dup: number;
+  closed: number;
+  p99: number;
+  usPerDelivery: number;
+}
+interface Memory {
+  target: string;
+  connected: number;
+  kibPerConnection: number;
+}
+interface Results {
+  results: { steps: Step[]; memory: Memory[]; skipped: { target: string; reason: string }[] }[];
+}
+
+function runBench(args: readonly string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args, '--out', out], { timeout: 90_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, output: stdout + stderr });
+    });
+  });
+}
+
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+describe('bench suite smoke run', () => {
+  it('measures Herald over WebSocket, SSE, NDJSON and long-poll with nothing lost', async () => {
+    const targets = 'herald-ws,herald-sse,herald-stream,herald-poll';
+    const run = await runBench([
+      's2',
+      '--n',
+      '12',
+      '--rates',
+      '50',
+      '--targets',
+      targets,
+      '--warmup',
+      '0.3',
+      '--measure',
+      '0.7',
+    ]);
+    expect(run.code, run.output).toBe(0);
+    const json = readdirSync(out).find((f) => f.endsWith('.json'));
+    expect(json, run.output).toBeDefined();
+    const { results } = JSON.parse(readFileSync(join(out, json!), 'utf8')) as Results;
+    const steps = results[0]!.steps;
+    expect(results[0]!.skipped).toEqual([]);
+    expect(steps.map((s) => s.target)).toEqual(targets.split(','));
+    for (const s of steps) {
+      expect(s.deliveriesPerSec, s.target).toBeGreaterThan(0);
+      expect({ target: s.target, lost: s.lost, dup: s.dup, closed: s.closed }).toEqual({
+        target: s.target,
+        lost: 0,
+        dup: 0,
+        closed: 0,
+      });
+      expect(Number.isFinite(s.usPerDelivery) && Number.isFinite(s.p99)).toBe(true);
+    }
+    expect(readdirSync(out).some((f) => f.endsWith('.svg'))).toBe(true);
+    expect(readdirSync(out).some((f) => f.endsWith('.md'))).toBe(true);
+  }, 120_000);
+});

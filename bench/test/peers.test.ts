@@ -1,0 +1,115 @@
+/**
+ * The peers of the benchmark, checked once at a tiny N: each Node peer and its hand-rolled client in
+ * the load generator agree (nothing lost or duplicated), and the Socket.IO peer also serves the
+ * official `socket.io-client`, so the generator's raw Socket.IO framing is not the only witness.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { io } from 'socket.io-client';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const dist = fileURLToPath(new URL('../dist/', import.meta.url));
+const out = mkdtempSync(join(tmpdir(), 'herald-bench-peers-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0));
+    });
+  });
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      }).on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+function post(port: number, path: string, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'POST' }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
+  ]);
+}
+
+describe('bench peers', () => {
+  it('the Socket.IO peer serves the official client: subscribe with ack, then pub', async () => {
+    const port = await freePort();
+    const peer = spawn(process.execPath, [join(dist, 'peers', 'socketio-server.js'), '--port', String(port)], {
+      stdio: 'ignore',
+    });
+    await waitPort(port);
+    const client = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false });
+    try {
+      await withTimeout(new Promise<void>((resolve) => client.on('connect', () => resolve())), 10_000, 'connect');
+      await withTimeout(client.emitWithAck('subscribe', 'b0') as Promise<unknown>, 5_000, 'subscribe ack');
+      const got = new Promise<unknown>((resolve) => client.on('pub', resolve));
+      expect(await post(port, '/publish?channel=b0', '{"seq":1,"t":"1"}')).toBe(200);
+      expect(await withTimeout(got, 5_000, 'pub')).toEqual({ seq: 1, t: '1' });
+    } finally {
+      client.close();
+      peer.kill();
+    }
+  }, 30_000);
+
+  it('the generator measures every Node peer with nothing lost', async () => {
+    const targets = 'ws-naive,ws-prebuilt,socketio,raw-sse';
+    const args = [
+      's2',
+      '--n',
+      '8',
+      '--rates',
+      '50',
+      '--targets',
+      targets,
+      '--retries',
+      '0',
+      '--warmup',
+      '0.3',
+      '--measure',
+      '0.5',
+    ];
+    const { code, output } = await new Promise<{ code: number; output: string }>((resolve) => {
+      execFile(process.execPath, [join(dist, 'cli.js'), ...args, '--out', out], { timeout: 90_000 }, (err, so, se) =>
+        resolve({ code: err === null ? 0 : 1, output: so + se }),
+      );
+    });
+    expect(code, output).toBe(0);
+    const json = readdirSync(out).find((f) => f.endsWith('.json'))!;
+    const { results } = JSON.parse(readFileSync(join(out, json), 'utf8')) as {
+      results: { steps: { target: string; deliveriesPerSec: number; lost: number; dup: number }[] }[];
+    };
+    const steps = results[0]!.steps;
+    expect(steps.map((s) => s.target)).toEqual(targets.split(','));
+    for (const s of steps) {
+      expect(s.deliveriesPerSec, s.target).toBeGreaterThan(0);
+      expect({ target: s.target, lost: s.lost, dup: s.dup }).toEqual({ target: s.target, lost: 0, dup: 0 });
+    }
+  }, 120_000);
+});

@@ -1,0 +1,31 @@
+/**
+ * `@herald/client`: the Herald SDK for browsers and Node 20+.
+ *
+ * ```ts
+ * const herald = new Herald('https://rt.example.com', { getToken: () => fetchToken() });
+ * const room = herald.subscribe<{ text: string }>('chat.room1', { backlog: 20 });
+ * room.on('publication', (p) => render(p.data.text));
+ * for await (const p of herald.subscribe('radio.**')) console.log(p.channel, p.data);
+ * ```
+ */
+export { Herald, type ConnectionState, type ConnectedEvent, type HeraldEvents, type StateEvent } from './herald.js';
+export {
+  Subscription,
+  type Publication,
+  type SubscribedEvent,
+  type SubscriptionEvents,
+  type SubscriptionState,
+  type SubscriptionStateEvent,
+  type UnrecoveredEvent,
+} from './subscription.js';
+export type { CallOptions, HeraldOptions, HistoryOptions, PublishOptions, SubscribeOptions } from './options.js';
+export type { TransportName, WebSocketLike } from './transports/transport.js';
+export { Emitter, type Listener } from './emitter.js';
+export {
+  HeraldError,
+  type ErrorCode,
+  type HistoryResult,
+  type PublicationFrame,
+  type PublishResult,
+  type StreamPosition,
+} from '@herald/protocol';

@@ -1,0 +1,95 @@
+/** Options of the client, its commands and its subscriptions, with their defaults. */
+import type { StreamPosition } from '@herald/protocol';
+import type { TransportName, WebSocketLike } from './transports/transport.js';
+
+export interface HeraldOptions {
+  /**
+   * Transports to use, in order of preference (default: all four, `websocket`, `http-stream`,
+   * `sse`, `long-poll`). Each connect tries them in this order until one says `connected`.
+   */
+  transports?: TransportName[];
+  /**
+   * Start on long-polling (which works everywhere at once) and switch to WebSocket in the
+   * background once it is connected, without losing or repeating a publication.
+   */
+  upgrade?: boolean;
+  /** A connection token (JWT) sent as `?token=` on every transport. */
+  token?: string;
+  /**
+   * Gets a fresh token from the application: before every connect, shortly before the current
+   * token's `exp`, and when the server says it expired.
+   */
+  getToken?: () => Promise<string>;
+  /** How long a transport may take to say `connected` before the next one is tried, ms (5000). */
+  connectTimeout?: number;
+  /** Default timeout of commands (publish, history, ping, subscribe), ms (10000). */
+  timeout?: number;
+  /** Backoff between reconnect attempts: full jitter over `[0, min(max, min * 2^attempt))`, ms (500). */
+  minReconnectDelay?: number;
+  /** Upper bound of the backoff window, ms (20000). */
+  maxReconnectDelay?: number;
+  /** How long the server may hold a long-poll, ms (20000; the server caps it at `http.pollTimeout`). */
+  pollTimeout?: number;
+  /** Connect when created (true). Otherwise call `connect()`. */
+  autoConnect?: boolean;
+  /** A WebSocket constructor to use instead of the global one or the `ws` package. */
+  WebSocket?: WebSocketLike;
+  /** A `fetch` to use instead of the global one. */
+  fetch?: typeof fetch;
+  /** Cookies on the HTTP transports' requests (`fetch`'s `credentials`, default `same-origin`). */
+  credentials?: RequestCredentials;
+}
+
+export type ResolvedOptions = Required<Omit<HeraldOptions, 'token' | 'getToken' | 'WebSocket'>> &
+  Pick<HeraldOptions, 'token' | 'getToken' | 'WebSocket'>;
+
+export const ALL_TRANSPORTS: readonly TransportName[] = ['websocket', 'http-stream', 'sse', 'long-poll'];
+
+export function resolveOptions(o: HeraldOptions): ResolvedOptions {
+  return {
+    transports: [...ALL_TRANSPORTS],
+    upgrade: false,
+    connectTimeout: 5000,
+    timeout: 10_000,
+    minReconnectDelay: 500,
+    maxReconnectDelay: 20_000,
+    pollTimeout: 20_000,
+    autoConnect: true,
+    fetch: (input, init) => fetch(input, init),
+    credentials: 'same-origin',
+    ...(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as HeraldOptions),
+  };
+}
+
+/** Per-call options of commands. */
+export interface CallOptions {
+  /** Overrides the client's `timeout`, ms. */
+  timeout?: number;
+  /** Aborting rejects the command with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface PublishOptions extends CallOptions {
+  /** Publish at most once per key within the server's window (safe retries). */
+  idempotencyKey?: string;
+}
+
+export interface HistoryOptions extends CallOptions {
+  limit?: number;
+  since?: StreamPosition;
+  reverse?: boolean;
+}
+
+export interface SubscribeOptions {
+  /** Deliver up to this many of the latest publications first (when not recovering). */
+  backlog?: number;
+  /** Start after this position (a cursor saved earlier): recover what came after it. */
+  since?: StreamPosition;
+  /** Aborting unsubscribes. */
+  signal?: AbortSignal;
+}
+
+/** Full-jitter capped exponential backoff: a random delay in `[0, min(max, min * 2^attempt))`. */
+export function backoff(attempt: number, min: number, max: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.min(max, min * 2 ** Math.min(attempt, 30)));
+}

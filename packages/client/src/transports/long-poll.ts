@@ -1,0 +1,120 @@
+/**
+ * Long-polling (`GET /poll`): stateless on the server, so the cursors of the subscriptions are the
+ * whole request. A first poll without channels is the handshake (client id and session id for
+ * `POST /send`); subscriptions are made with `/send` (which answers a snapshot: position, recovered
+ * or backlog publications), then every poll asks for what follows the current cursors and is held
+ * by the server until something arrives or the timeout passes. A change of subscriptions starts a
+ * new poll (the server answers the older one).
+ */
+import { formatCursorSet, type DisconnectPush, type ErrorBody, type PubPush } from '@herald/protocol';
+import { post, refusal } from './http.js';
+import { buildUrl, type TransportFactory } from './transport.js';
+
+type StreamState =
+  { stream: string; epoch: string; offset: number; recovered?: boolean } | { stream: string; error: ErrorBody };
+
+interface PollAnswer {
+  client: string;
+  session: string;
+  streams: Record<string, StreamState>;
+  publications: PubPush[];
+  disconnect?: DisconnectPush;
+}
+
+export const longPoll: TransportFactory = (ctx, sink) => {
+  const sends = new AbortController();
+  let current: AbortController | undefined;
+  let session: string | undefined;
+  let done = false;
+  let queued = false;
+
+  const end = (code: number, reason: string): void => {
+    if (done) return;
+    done = true;
+    current?.abort();
+    sink.closed(code, reason);
+  };
+
+  const get = async (params: Record<string, string | undefined>, signal: AbortSignal): Promise<PollAnswer> => {
+    const res = await ctx.fetch(buildUrl(ctx, '/poll', { ...params, session }), {
+      cache: 'no-store',
+      credentials: ctx.credentials,
+      signal,
+    });
+    if (!res.ok) throw await refusal(res);
+    const answer = (await res.json()) as PollAnswer;
+    sink.alive();
+    session = answer.session;
+    return answer;
+  };
+
+  const fail = (err: unknown): void => {
+    if (Array.isArray(err)) end(err[0] as number, err[1] as string);
+    else end(1006, String(err));
+  };
+
+  const handle = (answer: PollAnswer): void => {
+    for (const st of Object.values(answer.streams)) {
+      if ('error' in st)
+        sink.frame({ push: 'unsubscribed', stream: st.stream, code: st.error.code, reason: st.error.message });
+      else if (st.recovered === false) {
+        // The position publications of this answer follow (before the first one, or the top).
+        const first = answer.publications.find((p) => p.stream === st.stream);
+        sink.frame({ push: 'subscribed', ...st, offset: first === undefined ? st.offset : first.offset - 1 });
+      }
+    }
+    for (const pub of answer.publications) sink.frame(pub);
+    if (answer.disconnect !== undefined) {
+      sink.frame(answer.disconnect);
+      end(answer.disconnect.code, answer.disconnect.reason);
+    }
+  };
+
+  const poll = (): void => {
+    queued = false;
+    current?.abort();
+    current = undefined;
+    const cursors = ctx.cursors();
+    if (done || cursors.size === 0) return;
+    const mine = (current = new AbortController());
+    get({ cursor: formatCursorSet(cursors), timeout: String(ctx.pollTimeout / 1000) }, mine.signal).then(
+      (answer) => {
+        if (mine !== current) return;
+        handle(answer);
+        poll();
+      },
+      (err: unknown) => {
+        if (mine === current) fail(err);
+      },
+    );
+  };
+
+  const hello = new AbortController();
+  current = hello;
+  get({ timeout: '0' }, hello.signal).then((answer) => {
+    if (hello !== current) return;
+    current = undefined;
+    sink.frame({
+      push: 'connected',
+      client: answer.client,
+      session: answer.session,
+      version: 1,
+      pingInterval: ctx.pollTimeout,
+    });
+    poll();
+  }, fail);
+
+  return {
+    send: (frames) => post(ctx, sink, session ?? '', frames, sends.signal),
+    refresh() {
+      if (queued || done) return;
+      queued = true;
+      queueMicrotask(poll);
+    },
+    close(hard) {
+      done = true;
+      current?.abort();
+      if (hard) sends.abort();
+    },
+  };
+};

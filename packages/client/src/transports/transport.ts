@@ -1,0 +1,63 @@
+/**
+ * The boundary between the client core (`Herald`) and one transport. A transport opens one
+ * connection, hands every frame it receives to its sink (replies, pushes; the HTTP transports turn
+ * their wire formats into the WebSocket protocol's frames), sends batches of commands, and reports
+ * its end once. It keeps no subscription state: the core owns subscriptions and cursors.
+ */
+import type { Command, ErrorBody, Push, Reply, StreamPosition } from '@herald/protocol';
+
+export type TransportName = 'websocket' | 'http-stream' | 'sse' | 'long-poll';
+
+/** A command as the SDK sends it: the protocol's commands, plus `refresh` (a new connection token). */
+export type OutFrame = Command | { id: number; cmd: 'refresh'; token: string };
+
+/** A frame as a transport delivers it. */
+export type InFrame = Reply | Push | { id?: undefined; error: ErrorBody };
+
+/** The WebSocket constructor: the browser's, Node's `ws`, or one given in the options. */
+export type WebSocketLike = new (url: string) => WebSocket;
+
+export interface TransportContext {
+  /** The server's base URL (`http(s)://host[:port][/prefix]`, no trailing slash). */
+  readonly base: string;
+  readonly token: string | undefined;
+  readonly fetch: typeof fetch;
+  readonly WebSocket: WebSocketLike | undefined;
+  readonly credentials: RequestCredentials;
+  /** How long a long-poll may be held by the server, in ms. */
+  readonly pollTimeout: number;
+  /** Positions of the subscriptions to poll (long-polling only). */
+  readonly cursors: () => ReadonlyMap<string, StreamPosition>;
+}
+
+export interface TransportSink {
+  frame(frame: InFrame): void;
+  /** Bytes arrived from the server (frames, heartbeats, poll answers): the connection is alive. */
+  alive(): void;
+  /** The connection ended by itself (never called after `close`). */
+  closed(code: number, reason: string): void;
+}
+
+export interface Transport {
+  send(frames: readonly OutFrame[]): void;
+  /** Ends the connection. `hard` also aborts commands in flight (HTTP transports let them finish otherwise). */
+  close(hard: boolean): void;
+  /** The subscriptions changed: a transport that polls starts over with the new cursors. */
+  refresh?(): void;
+}
+
+export type TransportFactory = (ctx: TransportContext, sink: TransportSink) => Transport;
+
+/** `base + path`, with the parameters that are set and the connection token. */
+export function buildUrl(ctx: TransportContext, path: string, params: Record<string, string | undefined> = {}): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries({ ...params, token: ctx.token })) if (v !== undefined) q.set(k, v);
+  const s = q.toString();
+  return ctx.base + path + (s === '' ? '' : '?' + s);
+}
+
+/** The close code an HTTP refusal stands for: token problems map to the disconnect codes 3511/3510. */
+export function refusalCode(code: string | undefined): number {
+  if (code === 'HERALD_ERR_AUTH_TOKEN_EXPIRED') return 3511;
+  return code?.startsWith('HERALD_ERR_AUTH_TOKEN') === true ? 3510 : 1006;
+}

@@ -1,0 +1,127 @@
+/**
+ * In a real browser (headless Chromium through playwright-core): a page from another origin loads
+ * the `<script>` bundle, and five clients (one per transport, and one that starts on long-polling
+ * and upgrades) subscribe to a channel fed by a publisher that never stops. The server drops each
+ * client midway; every client still receives every publication once, in order.
+ * Skipped when Chromium is not installed, except in CI (CI=true), where that fails.
+ */
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { bundleClient } from '../../../scripts/bundle-client.mjs';
+import { api, gapless, publisher, sleep, startServer, until, type TestServer } from './support/helpers.js';
+
+const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+const present = existsSync(CHROMIUM);
+const ci = process.env['CI'] === 'true';
+const CLIENTS = ['websocket', 'http-stream', 'sse', 'long-poll', 'upgrade'] as const;
+
+const PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><script src="/herald.min.js"></script></head>
+<body><script>
+  window.results = {};
+  window.clients = {};
+  window.start = (url) => {
+    for (const name of ${JSON.stringify(CLIENTS)}) {
+      const opts = name === 'upgrade' ? { upgrade: true } : { transports: [name] };
+      const h = new Herald(url, { ...opts, minReconnectDelay: 50, maxReconnectDelay: 500 });
+      const r = (window.results[name] = { offsets: [], states: [], errors: [], transport: '' });
+      window.clients[name] = h;
+      h.on('state', (s) => r.states.push(s.state));
+      h.on('connected', (e) => { r.transport = e.transport; });
+      const sub = h.subscribe('br.feed');
+      sub.on('publication', (p) => r.offsets.push(p.offset));
+      sub.on('error', (e) => r.errors.push(e.code));
+    }
+  };
+</script></body></html>`;
+
+describe.skipIf(!present && !ci)('in headless Chromium', () => {
+  let srv: TestServer;
+  let web: Server;
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    if (!present) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
+    srv = await startServer({ http: { heartbeatInterval: 1000 }, namespaces: { br: { historySize: 1000 } } });
+    const { iife } = await bundleClient();
+    web = createServer((req, res) => {
+      if (req.url === '/herald.min.js') res.writeHead(200, { 'Content-Type': 'text/javascript' }).end(iife.code);
+      else res.writeHead(200, { 'Content-Type': 'text/html' }).end(PAGE);
+    });
+    await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = await browser.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    await page.goto(`http://127.0.0.1:${(web.address() as { port: number }).port}/`);
+    expect(pageErrors).toEqual([]);
+  }, 30_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await new Promise((r) => (web ? web.close(r) : r(undefined)));
+    await srv?.close();
+  });
+
+  it('receives every publication of a continuous publisher over each transport, across server-side drops', async () => {
+    type Result = { offsets: number[]; states: string[]; errors: string[]; transport: string };
+    const results = (): Promise<Record<string, Result>> =>
+      page.evaluate(() => (window as unknown as { results: Record<string, Result> }).results);
+    const pub = publisher(srv.url, 'br.feed', 5);
+    await page.evaluate((url) => (window as unknown as { start(u: string): void }).start(url), srv.url);
+    await until(() => pub.sent() > 30, 'some publications');
+    // Drop every client from the server side (they reconnect and recover from their cursors).
+    for (const name of CLIENTS) {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const client = await page.evaluate(
+          (n) => (window as unknown as { clients: Record<string, { client?: string }> }).clients[n]?.client,
+          name,
+        );
+        const r =
+          client === undefined
+            ? { body: { disconnected: 0 } }
+            : await api(srv.url, 'disconnect', { client, reconnect: true });
+        if (r.body.disconnected > 0) break;
+        if (Date.now() > deadline) throw new Error(`could not drop the ${name} client`);
+        await sleep(10);
+      }
+    }
+    await until(() => pub.sent() > 80, 'more publications');
+    const sent = await pub.stop();
+    const deadline = Date.now() + 15_000;
+    let r = await results();
+    while (CLIENTS.some((n) => r[n]?.offsets.at(-1) !== sent) && Date.now() < deadline) {
+      await sleep(50);
+      r = await results();
+    }
+    for (const name of CLIENTS) {
+      const res = r[name]!;
+      expect(res.errors, name).toEqual([]);
+      expect(res.offsets.at(-1), `${name} got the last publication`).toBe(sent);
+      expect(gapless(res.offsets, res.offsets[0]), `${name}: no gap, no duplicate`).toBeUndefined();
+      expect(res.offsets[0], `${name} started early`).toBeLessThan(30);
+      expect(res.states, `${name} reconnected`).toContain('connecting');
+      expect(res.transport).toBe(name === 'upgrade' ? 'websocket' : name);
+    }
+    console.log(
+      `browser: ${sent} publications; per client ${CLIENTS.map((n) => `${n} ${r[n]!.offsets.length}`).join(', ')}`,
+    );
+  }, 40_000);
+});

@@ -1,0 +1,307 @@
+/**
+ * The Redis engine: streams, offsets, history and idempotency keys in Redis, shared by every node
+ * that points at the same Redis (or the same shards, or the same Redis Cluster).
+ *
+ * - `publish` is one Lua script (publish.lua), sent as one EVALSHA on an auto-pipelined connection:
+ *   it checks the idempotency key, increments the top offset of the channel's stream and of every
+ *   subtree stream above it, appends to each stream's history (a Redis Stream with entry ids
+ *   `<offset>-0`, trimmed to the namespace's size, expiring with its TTL) and sends the publication
+ *   on each stream's pub/sub channel. Redis runs a script atomically, so offsets of a stream follow
+ *   one total order, and its pub/sub messages leave in that order.
+ * - Each stream has an epoch in its meta hash. When the meta is gone (expired after `metaTtl`,
+ *   evicted, Redis restarted without persistence) the next publish or read starts a new epoch at
+ *   offset 1, so old cursors are told `recovered: false`.
+ * - `history` is one Lua script too (history.lua): it drops expired publications and reads a range.
+ * - Live publications reach the node through one pub/sub subscription per stream on a subscriber
+ *   link (see subscriber-link.ts). When a link was lost and comes back, the engine calls
+ *   `sink.onGap(streams)` once the streams are subscribed again, and the hub re-reads history.
+ */
+import { randomBytes } from 'node:crypto';
+import { namespaceOf, streamsOf } from '@herald/protocol';
+import type {
+  Engine,
+  HistoryOutcome,
+  HistoryRequest,
+  Publication,
+  PublicationSink,
+  PublishOutcome,
+  PublishRequest,
+} from '../../core/engine.js';
+import { silentLogger, type Logger } from '../../core/logger.js';
+import { KeySpace } from './keys.js';
+import { loadScripts } from './scripts.js';
+import type { SubscriberLink } from './subscriber-link.js';
+import { createTopology, isLinkError, type ShardStatus, type Topology } from './topology.js';
+
+/** How long a history read waits for a reconnecting command connection before it is tried again. */
+const HISTORY_RETRY_WAIT_MS = 1_000;
+
+export interface RedisEngineOptions {
+  /** One URL per independent shard, or seed nodes of a Redis Cluster. Default `redis://127.0.0.1:6379`. */
+  readonly urls?: readonly string[];
+  /** The URLs are nodes of a Redis Cluster (sharded pub/sub). */
+  readonly cluster?: boolean;
+  /** Prefix of every key and pub/sub channel, so several Herald deployments can share a Redis. */
+  readonly prefix?: string;
+  readonly logger?: Logger;
+  /** How long a connection attempt may take, in ms. */
+  readonly connectTimeout?: number;
+  /** How long a command may wait for its reply before it fails, in ms. */
+  readonly commandTimeout?: number;
+  /** How long a stream that was read but never published to keeps its epoch, in ms (default 24 h). */
+  readonly idleStreamTtl?: number;
+}
+
+export interface RedisEngineStats {
+  /** Live publications received from Redis for this node's streams. */
+  received: number;
+  /** Times a subscriber link came back after a loss (each one made the hub re-read history). */
+  gaps: number;
+  /** Messages on Herald's pub/sub channels that could not be read (another writer?). */
+  badMessages: number;
+}
+
+type EngineState = 'created' | 'starting' | 'running' | 'closed';
+
+interface StreamSubscription {
+  readonly channel: string;
+  readonly link: SubscriberLink;
+}
+
+export class RedisEngine implements Engine {
+  readonly name = 'redis';
+  /** Random per engine instance: names this node's Redis connections and prefixes its epochs. */
+  readonly instanceId = randomBytes(6).toString('base64url');
+  readonly keys: KeySpace;
+  readonly topology: Topology;
+  readonly stats: RedisEngineStats = { received: 0, gaps: 0, badMessages: 0 };
+  private readonly logger: Logger;
+  private readonly idleStreamTtl: number;
+  private state: EngineState = 'created';
+  private sink: PublicationSink | undefined;
+  private epochSeq = 0;
+  private readonly subscribed = new Map<string, StreamSubscription>();
+  private readonly streamOfChannel = new Map<string, string>();
+
+  constructor(opts: RedisEngineOptions = {}) {
+    this.logger = opts.logger ?? silentLogger;
+    this.keys = new KeySpace(opts.prefix ?? 'herald');
+    this.idleStreamTtl = opts.idleStreamTtl ?? 86_400_000;
+    const urls = opts.urls !== undefined && opts.urls.length > 0 ? opts.urls : ['redis://127.0.0.1:6379'];
+    this.topology = createTopology({
+      urls,
+      cluster: opts.cluster ?? false,
+      scripts: loadScripts(),
+      logger: this.logger,
+      connectionName: this.connectionName,
+      connectTimeout: opts.connectTimeout ?? 5_000,
+      commandTimeout: opts.commandTimeout ?? 5_000,
+      onMessage: (channel, payload) => this.onMessage(channel, payload),
+      onRestored: (channels) => this.onRestored(channels),
+    });
+  }
+
+  /** CLIENT SETNAME base of this node's connections (`<name>:cmd`, `<name>:sub`, `<name>:ingest`). */
+  get connectionName(): string {
+    return `herald:${this.instanceId}`;
+  }
+
+  async start(sink: PublicationSink): Promise<void> {
+    if (this.state !== 'created') throw new Error(`redis engine cannot start: it is ${this.state}`);
+    this.state = 'starting';
+    this.sink = sink;
+    try {
+      await this.topology.start();
+    } catch (err) {
+      await this.topology.close();
+      this.state = 'closed';
+      throw err instanceof Error ? err : new Error(String(err));
+    }
+    this.state = 'running';
+    this.logger.info(
+      { mode: this.topology.mode, redis: this.topology.status().map((s) => s.redis) },
+      'redis engine ready',
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.sink = undefined;
+    this.subscribed.clear();
+    this.streamOfChannel.clear();
+    await this.topology.close();
+  }
+
+  ready(): boolean {
+    return this.state === 'running' && this.topology.ready();
+  }
+
+  /** Per-shard connection states and counters, for `info`. */
+  status(): { mode: string; shards: ShardStatus[]; streams: number } & RedisEngineStats {
+    return { mode: this.topology.mode, shards: this.topology.status(), streams: this.subscribed.size, ...this.stats };
+  }
+
+  async publish(req: PublishRequest): Promise<PublishOutcome> {
+    this.assertRunning();
+    const streams = streamsOf(req.channel);
+    const idem = req.idempotencyKey !== undefined;
+    const keys = [idem ? this.keys.idempotency(req.channel, req.idempotencyKey ?? '') : this.keys.meta(req.channel)];
+    for (const s of streams) keys.push(this.keys.meta(s), this.keys.history(s));
+    const ttl = Math.max(1, Math.floor(req.history.ttlMs));
+    const args: (string | number)[] = [
+      this.nextEpoch(),
+      idem ? '1' : '0',
+      Math.max(1, Math.floor(req.idempotencyWindowMs)),
+      Math.max(0, Math.floor(req.history.size)),
+      ttl,
+      Math.max(ttl, Math.floor(req.history.metaTtlMs)),
+      req.channel,
+      req.data,
+      this.topology.publishCommand,
+    ];
+    for (const s of streams) args.push(this.keys.live(s));
+    const reply = await this.topology.client(namespaceOf(req.channel)).heraldPublish(keys.length, ...keys, ...args);
+    if (!Array.isArray(reply) || reply.length !== 3) throw new Error('unexpected reply from the publish script');
+    const [dup, epoch, offset] = reply as [unknown, unknown, unknown];
+    return { position: { epoch: String(epoch), offset: Number(offset) }, duplicate: Number(dup) === 1 };
+  }
+
+  /**
+   * Reads history. A read is safe to repeat, so one that failed because the command connection was
+   * down or closing (typically: right after a subscriber link came back, when the hub catches up its
+   * subscribers) waits up to a second for the connection and is tried once more.
+   */
+  async history(req: HistoryRequest): Promise<HistoryOutcome> {
+    this.assertRunning();
+    const ns = namespaceOf(req.stream);
+    try {
+      return await this.readHistory(req);
+    } catch (err) {
+      if (!isLinkError(err) || !(await this.topology.waitReady(ns, HISTORY_RETRY_WAIT_MS))) throw err;
+      this.assertRunning();
+      return this.readHistory(req);
+    }
+  }
+
+  private async readHistory(req: HistoryRequest): Promise<HistoryOutcome> {
+    const stream = req.stream;
+    const reply = await this.topology
+      .client(namespaceOf(stream))
+      .heraldHistory(
+        this.keys.meta(stream),
+        this.keys.history(stream),
+        this.nextEpoch(),
+        this.idleStreamTtl,
+        req.since !== undefined ? '1' : '0',
+        req.since?.epoch ?? '',
+        req.since?.offset ?? 0,
+        Math.max(0, Math.floor(req.limit)),
+        req.reverse === true ? '1' : '0',
+      );
+    if (!Array.isArray(reply) || reply.length !== 4) throw new Error('unexpected reply from the history script');
+    const [epochRaw, top, oldest, entries] = reply as [unknown, unknown, unknown, unknown];
+    const epoch = String(epochRaw);
+    const publications: Publication[] = [];
+    if (Array.isArray(entries)) {
+      for (const entry of entries as [string, string[]][]) publications.push(toPublication(stream, epoch, entry));
+    }
+    return { position: { epoch, offset: Number(top) }, oldest: Number(oldest), publications };
+  }
+
+  async subscribe(stream: string): Promise<void> {
+    this.assertRunning();
+    if (this.subscribed.has(stream)) return;
+    const channel = this.keys.live(stream);
+    const link = this.topology.link(namespaceOf(stream));
+    const sub: StreamSubscription = { channel, link };
+    this.subscribed.set(stream, sub);
+    this.streamOfChannel.set(channel, stream);
+    try {
+      await link.add(channel);
+    } catch (err) {
+      if (this.subscribed.get(stream) === sub) {
+        this.subscribed.delete(stream);
+        this.streamOfChannel.delete(channel);
+      }
+      throw err;
+    }
+  }
+
+  async unsubscribe(stream: string): Promise<void> {
+    const sub = this.subscribed.get(stream);
+    if (sub === undefined) return;
+    this.subscribed.delete(stream);
+    this.streamOfChannel.delete(sub.channel);
+    await sub.link.remove(sub.channel);
+  }
+
+  private assertRunning(): void {
+    if (this.state !== 'running') throw new Error(`redis engine is ${this.state}`);
+  }
+
+  /** An epoch for a stream the script finds without meta: unique per engine instance and call. */
+  private nextEpoch(): string {
+    this.epochSeq += 1;
+    return `${this.instanceId}${this.epochSeq.toString(36)}`;
+  }
+
+  private onMessage(channel: string, payload: string): void {
+    const stream = this.streamOfChannel.get(channel);
+    const sink = this.sink;
+    if (stream === undefined || sink === undefined) return;
+    const pub = parseLive(stream, payload);
+    if (pub === undefined) {
+      this.stats.badMessages += 1;
+      if (this.stats.badMessages === 1) this.logger.warn({ channel }, 'unreadable message on a Herald pub/sub channel');
+      return;
+    }
+    this.stats.received += 1;
+    sink.onPublication(pub);
+  }
+
+  private onRestored(channels: readonly string[]): void {
+    const streams: string[] = [];
+    for (const c of channels) {
+      const s = this.streamOfChannel.get(c);
+      if (s !== undefined) streams.push(s);
+    }
+    this.stats.gaps += 1;
+    if (streams.length > 0) this.sink?.onGap?.(streams);
+  }
+}
+
+/** `epoch \n offset \n time \n channel \n data`, as publish.lua sends it. */
+function parseLive(stream: string, payload: string): Publication | undefined {
+  const a = payload.indexOf('\n');
+  const b = payload.indexOf('\n', a + 1);
+  const c = payload.indexOf('\n', b + 1);
+  const d = payload.indexOf('\n', c + 1);
+  if (a <= 0 || b === -1 || c === -1 || d === -1) return undefined;
+  const offset = Number(payload.slice(a + 1, b));
+  const time = Number(payload.slice(b + 1, c));
+  if (!Number.isSafeInteger(offset) || offset < 1 || !Number.isFinite(time)) return undefined;
+  return {
+    stream,
+    channel: payload.slice(c + 1, d),
+    epoch: payload.slice(0, a),
+    offset,
+    data: payload.slice(d + 1),
+    time,
+  };
+}
+
+/** One Redis Stream entry (`[id, [field, value, ...]]`, fields `t`, `c` (subtree streams), `d`). */
+function toPublication(stream: string, epoch: string, [id, fields]: [string, string[]]): Publication {
+  let time = 0;
+  let channel = stream;
+  let data = 'null';
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const value = fields[i + 1] as string;
+    const field = fields[i];
+    if (field === 't') time = Number(value);
+    else if (field === 'c') channel = value;
+    else if (field === 'd') data = value;
+  }
+  return { stream, channel, epoch, offset: parseInt(id, 10), data, time };
+}

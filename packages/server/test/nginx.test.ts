@@ -1,0 +1,235 @@
+/**
+ * Herald behind a real nginx (Debian's package) in the configuration a user writes without tuning
+ * buffering: `proxy_pass` + `proxy_http_version 1.1` (plus the upgrade headers for /ws), and bare
+ * `proxy_pass` with nginx's defaults (HTTP/1.0 to the upstream, `proxy_buffering on`: there nginx
+ * holds a streamed response until it ends unless the upstream says `X-Accel-Buffering: no`).
+ * The heartbeat is 30 s and every wait is 5 s, so an event that arrives only with a heartbeat, when
+ * a buffer fills or when the response ends fails the test.
+ */
+import { chmodSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WsClient, api, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { Inbox, LineSplitter, SseParser, waitUntil, type SseEvent } from './support/inbox.js';
+import { Child, findProgram, freePort, needProgram, tempDir } from './support/processes.js';
+
+const nginxPath = findProgram('nginx', ['/usr/sbin/nginx']);
+const need = needProgram(nginxPath, 'nginx', 'apt-get install -y nginx-light');
+
+const HEARTBEAT = 30_000;
+const PROMPT = 5_000;
+
+function nginxConf(dir: string, port: number, upstream: number): string {
+  return `
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  # Debian's defaults (/etc/nginx/nginx.conf).
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  gzip on;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://127.0.0.1:${upstream};
+      proxy_http_version 1.1;
+    }
+    # Nothing but proxy_pass: HTTP/1.0 to Herald, proxy buffering on.
+    location /bare/ {
+      proxy_pass http://127.0.0.1:${upstream}/;
+    }
+    location /ws {
+      proxy_pass http://127.0.0.1:${upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+    }
+  }
+}
+`;
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Starts nginx in front of `upstream` on a free port; retries (bounded) if the port was taken meanwhile. */
+async function startNginx(dir: string, upstream: number): Promise<{ child: Child; port: number }> {
+  let last = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const conf = join(dir, 'nginx.conf');
+    writeFileSync(conf, nginxConf(dir, port, upstream));
+    const child = new Child(nginxPath as string, [
+      '-p',
+      dir,
+      '-c',
+      conf,
+      '-e',
+      join(dir, 'error.log'),
+      '-g',
+      'daemon off;',
+    ]);
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && child.proc.exitCode === null) {
+      if (await canConnect(port)) return { child, port };
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    last = `nginx did not start: exit ${child.proc.exitCode}\n${child.stderr}`;
+    await child.stop();
+  }
+  throw new Error(last);
+}
+
+interface PollAnswer {
+  cursor: string;
+  session: string;
+  publications: Array<{ data: unknown }>;
+}
+
+/** Feeds a response body to `onText` until it ends or is aborted. */
+async function readAll(res: Response, onText: (text: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>)
+      onText(decoder.decode(chunk, { stream: true }));
+  } catch {
+    // aborted by the test
+  }
+}
+
+async function publish(ts: TestServer, channel: string, data: unknown): Promise<void> {
+  const r = await api(ts.url, 'publish', { channel, data });
+  expect(r.status).toBe(200);
+}
+
+describe.skipIf(need.mode === 'skip')(need.title('behind nginx (default proxy buffering)'), () => {
+  let ts: TestServer;
+  let nginx: { child: Child; port: number } | undefined;
+  let base: string;
+  const dir = tempDir('nginx');
+
+  beforeAll(async () => {
+    if (need.mode === 'fail') throw new Error(need.missing);
+    chmodSync(dir.path, 0o755); // nginx workers (nobody) use the temp paths inside
+    ts = await startServer({ http: { heartbeatInterval: HEARTBEAT, pollTimeout: 25_000 } });
+    nginx = await startNginx(dir.path, ts.server.address?.port ?? 0);
+    base = `http://127.0.0.1:${nginx.port}`;
+  });
+  afterAll(async () => {
+    await nginx?.child.stop();
+    await ts?.close();
+    dir.remove();
+  });
+
+  const vias = [
+    { label: 'proxy_http_version 1.1', prefix: '', tag: 'v11' },
+    { label: 'bare proxy_pass (HTTP/1.0 upstream)', prefix: '/bare', tag: 'bare' },
+  ];
+  for (const via of vias) {
+    describe(via.label, () => {
+      it('delivers an SSE event through nginx at once', async () => {
+        const channel = `nginx.sse.${via.tag}`;
+        const ac = new AbortController();
+        const res = await withTimeout(
+          fetch(`${base}${via.prefix}/sse?channel=${channel}`, { signal: ac.signal }),
+          PROMPT,
+          'SSE response headers through nginx',
+        );
+        expect(res.status).toBe(200);
+        expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+        const events = new Inbox<SseEvent>();
+        const parser = new SseParser((e) => events.push(e));
+        const reading = readAll(res, (text) => parser.feed(text));
+        try {
+          await events.waitFor((e) => e.event === 'subscribed', 'subscribed event through nginx', PROMPT);
+          await publish(ts, channel, { small: 1 });
+          const e = await events.waitFor((x) => x.event === 'message', 'the publication through nginx', PROMPT);
+          expect(JSON.parse(e.data)).toMatchObject({ channel, offset: 1, data: { small: 1 } });
+        } finally {
+          ac.abort();
+          await reading;
+        }
+      });
+
+      it('delivers a /stream line through nginx at once', async () => {
+        const channel = `nginx.nd.${via.tag}`;
+        const ac = new AbortController();
+        const res = await withTimeout(
+          fetch(`${base}${via.prefix}/stream?channel=${channel}`, { signal: ac.signal }),
+          PROMPT,
+          '/stream response headers through nginx',
+        );
+        expect(res.status).toBe(200);
+        const lines = new Inbox<Record<string, unknown>>();
+        const splitter = new LineSplitter((l) => lines.push(JSON.parse(l) as Record<string, unknown>));
+        const reading = readAll(res, (text) => splitter.feed(text));
+        try {
+          await lines.waitFor((f) => f['push'] === 'subscribed', 'subscribed line through nginx', PROMPT);
+          await publish(ts, channel, 'x');
+          const pub = await lines.waitFor((f) => f['push'] === 'pub', 'the pub line through nginx', PROMPT);
+          expect(pub).toMatchObject({ stream: channel, offset: 1, data: 'x' });
+        } finally {
+          ac.abort();
+          await reading;
+        }
+      });
+
+      it('long-polls through nginx: at once with the position, then held until a publication', async () => {
+        const channel = `nginx.poll.${via.tag}`;
+        const poll = `${base}${via.prefix}/poll?channel=${channel}`;
+        const first = await fetch(poll);
+        expect(first.status).toBe(200);
+        const a = (await first.json()) as PollAnswer;
+        expect(a.publications).toEqual([]);
+        const held = withTimeout(
+          fetch(`${poll}&cursor=${encodeURIComponent(a.cursor)}&session=${encodeURIComponent(a.session)}`).then(
+            async (r) => ({ status: r.status, body: (await r.json()) as PollAnswer }),
+          ),
+          PROMPT,
+          'the held poll through nginx',
+        );
+        await waitUntil(
+          () => ts.server.connectionsByTransport()['long-poll'] === 1,
+          'the poll is held by Herald',
+          PROMPT,
+        );
+        await publish(ts, channel, 'p1');
+        const b = await held;
+        expect(b.status).toBe(200);
+        expect(b.body.publications.map((p) => p.data)).toEqual(['p1']);
+        // And an empty answer at the poll's own timeout, with the same cursor.
+        const empty = (await (
+          await fetch(`${poll}&cursor=${encodeURIComponent(b.body.cursor)}&timeout=0.2`)
+        ).json()) as PollAnswer;
+        expect(empty).toMatchObject({ cursor: b.body.cursor, publications: [] });
+      });
+    });
+  }
+
+  it('passes the WebSocket upgrade through nginx', async () => {
+    const ws = await WsClient.connect(`ws://127.0.0.1:${nginx?.port}/ws`);
+    await ws.request({ cmd: 'subscribe', channel: 'nginx.ws' });
+    await publish(ts, 'nginx.ws', 'w');
+    const pub = await ws.waitFor((f) => f['push'] === 'pub', 'pub through nginx', PROMPT);
+    expect(pub['data']).toBe('w');
+    await ws.close();
+  });
+});
