@@ -61,7 +61,9 @@ abstract class Client {
 
 class SseClient extends Client {
   async session(): Promise<void> {
-    const es = new SseReader(`${srv.url}/sse?channel=${encodeURIComponent(this.stream)}`, { headers: { 'Last-Event-ID': this.cursor } });
+    const es = new SseReader(`${srv.url}/sse?channel=${encodeURIComponent(this.stream)}`, {
+      headers: { 'Last-Event-ID': this.cursor },
+    });
     const want = 1 + Math.floor(this.rand() * 20);
     let seen = 0;
     try {
@@ -90,7 +92,9 @@ class SseClient extends Client {
 
 class StreamClient extends Client {
   async session(): Promise<void> {
-    const r = new NdjsonReader(`${srv.url}/stream?channel=${encodeURIComponent(this.stream)}&cursor=${encodeURIComponent(this.cursor)}`);
+    const r = new NdjsonReader(
+      `${srv.url}/stream?channel=${encodeURIComponent(this.stream)}&cursor=${encodeURIComponent(this.cursor)}`,
+    );
     const want = 1 + Math.floor(this.rand() * 20);
     let seen = 0;
     let count = 0;
@@ -132,7 +136,12 @@ class PollClient extends Client {
       await p;
     }
     const res = await fetch(`${srv.url}/poll?${q}&timeout=0.5`);
-    const body = (await res.json()) as { session: string; cursor: string; streams: Record<string, { recovered?: boolean }>; publications: Got[] };
+    const body = (await res.json()) as {
+      session: string;
+      cursor: string;
+      streams: Record<string, { recovered?: boolean }>;
+      publications: Got[];
+    };
     this.sessionId = body.session;
     if (body.streams[this.stream]?.recovered !== true) this.errors.push(`not recovered at ${this.offset}`);
     for (const p of body.publications) this.accept(p);
@@ -171,7 +180,9 @@ describe('recovery over HTTP transports', () => {
       const deadline = Date.now() + 10_000;
       while (c.offset < h.body.offset && Date.now() < deadline) await c.session();
       expect([c.constructor.name, c.stream, c.errors]).toEqual([c.constructor.name, c.stream, []]);
-      expect(c.got).toEqual((h.body.publications as Got[]).map((p) => ({ offset: p.offset, channel: p.channel, data: p.data })));
+      expect(c.got).toEqual(
+        (h.body.publications as Got[]).map((p) => ({ offset: p.offset, channel: p.channel, data: p.data })),
+      );
       expect(c.sessions).toBeGreaterThan(2);
     }
   }, 120_000);

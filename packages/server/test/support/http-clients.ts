@@ -95,7 +95,11 @@ export class SseReader extends StreamReader<SseEvent> {
       if (line === '') {
         if (this.event.id !== undefined) this.lastEventId = this.event.id;
         if (this.event.data.length > 0) {
-          this.items.push({ event: this.event.event || 'message', data: this.event.data.join('\n'), id: this.event.id });
+          this.items.push({
+            event: this.event.event || 'message',
+            data: this.event.data.join('\n'),
+            id: this.event.id,
+          });
         }
         this.event = { event: '', data: [], id: undefined };
         continue;
@@ -147,11 +151,18 @@ export class NdjsonReader extends StreamReader<Record<string, any>> {
 }
 
 /** POST /send with a session id; returns the reply lines. */
-export async function send(base: string, session: string, body: string): Promise<{ status: number; lines: any[]; raw: string }> {
+export async function send(
+  base: string,
+  session: string,
+  body: string,
+): Promise<{ status: number; lines: any[]; raw: string }> {
   const res = await fetch(`${base}/send`, { method: 'POST', headers: { 'X-Herald-Session': session }, body });
   const raw = await res.text();
   const lines = res.headers.get('content-type')?.includes('ndjson')
-    ? raw.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as unknown)
+    ? raw
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as unknown)
     : [JSON.parse(raw) as unknown];
   return { status: res.status, lines, raw };
 }
