@@ -23,6 +23,8 @@ export interface SubscribeCommand {
   backlog?: number;
   /** Recover everything after this position (the last one the client saw). */
   since?: StreamPosition;
+  /** A subscription token (a short JWT for this one channel) for namespaces that require one. */
+  token?: string;
 }
 export interface UnsubscribeCommand {
   id: number;
@@ -49,9 +51,33 @@ export interface PingCommand {
   cmd: 'ping';
 }
 
-export type Command = SubscribeCommand | UnsubscribeCommand | PublishCommand | HistoryCommand | PingCommand;
+/** Replaces the connection's token before it expires (same user); subscriptions stay. */
+export interface RefreshCommand {
+  id: number;
+  cmd: 'refresh';
+  token: string;
+}
+/** A call forwarded to the application backend (`auth.hooks.rpc`); the reply carries its answer. */
+export interface RpcCommand {
+  id: number;
+  cmd: 'rpc';
+  method: string;
+  data?: unknown;
+}
+
+export type Command =
+  SubscribeCommand | UnsubscribeCommand | PublishCommand | HistoryCommand | PingCommand | RefreshCommand | RpcCommand;
 export type CommandName = Command['cmd'];
-export const COMMAND_NAMES: readonly CommandName[] = ['subscribe', 'unsubscribe', 'publish', 'history', 'ping'];
+export const COMMAND_NAMES: readonly CommandName[] = [
+  'subscribe',
+  'unsubscribe',
+  'publish',
+  'history',
+  'ping',
+  'refresh',
+  'rpc',
+];
+export const MAX_TOKEN_LENGTH = 16_384;
 
 /** A publication as it travels inside replies (history, subscribe recovery/backlog). */
 export interface PublicationFrame<T = unknown> {
@@ -136,7 +162,12 @@ export interface SubscribedPush<T = unknown> {
   /** `/stream` only: recovered or backlog publications, oldest first (SSE sends them as events). */
   publications?: PublicationFrame<T>[];
 }
-export type Push = PubPush | ConnectedPush | DisconnectPush | UnsubscribedPush | SubscribedPush;
+/** The connection's token expires at `expiresAt` (ms since the epoch): send `refresh` before then. */
+export interface RefreshPush {
+  push: 'refresh';
+  expiresAt: number;
+}
+export type Push = PubPush | ConnectedPush | DisconnectPush | UnsubscribedPush | SubscribedPush | RefreshPush;
 
 export type DecodeResult =
   { ok: true; command: Command } | { ok: false; id: number | undefined; code: ErrorCode; message: string };
@@ -150,11 +181,13 @@ function isNonNegInt(v: unknown, max: number): v is number {
 }
 
 const KNOWN_FIELDS: Record<CommandName, ReadonlySet<string>> = {
-  subscribe: new Set(['id', 'cmd', 'channel', 'backlog', 'since']),
+  subscribe: new Set(['id', 'cmd', 'channel', 'backlog', 'since', 'token']),
   unsubscribe: new Set(['id', 'cmd', 'channel']),
   publish: new Set(['id', 'cmd', 'channel', 'data', 'idempotencyKey']),
   history: new Set(['id', 'cmd', 'channel', 'limit', 'since', 'reverse']),
   ping: new Set(['id', 'cmd']),
+  refresh: new Set(['id', 'cmd', 'token']),
+  rpc: new Set(['id', 'cmd', 'method', 'data']),
 };
 
 /**
@@ -183,6 +216,22 @@ export function decodeCommand(value: unknown): DecodeResult {
     }
   }
   if (name === 'ping') return { ok: true, command: { id, cmd: 'ping' } };
+  if (name === 'refresh') {
+    const token = v['token'];
+    if (!(typeof token === 'string' && token.length > 0 && token.length <= MAX_TOKEN_LENGTH)) {
+      return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"token" must be a non-empty string');
+    }
+    return { ok: true, command: { id, cmd: 'refresh', token } };
+  }
+  if (name === 'rpc') {
+    const method = v['method'];
+    if (!(typeof method === 'string' && /^[A-Za-z0-9_.:-]{1,128}$/.test(method))) {
+      return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"method" must be 1-128 characters of [A-Za-z0-9_.:-]');
+    }
+    const c: RpcCommand = { id, cmd: 'rpc', method };
+    if (v['data'] !== undefined) c.data = v['data'];
+    return { ok: true, command: c };
+  }
 
   const channel = v['channel'];
   const check = checkChannel(channel);
@@ -204,7 +253,12 @@ export function decodeCommand(value: unknown): DecodeResult {
       if (backlog !== undefined && !isNonNegInt(backlog, MAX_BACKLOG)) {
         return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', `"backlog" must be an integer from 0 to ${MAX_BACKLOG}`);
       }
+      const token = v['token'];
+      if (token !== undefined && !(typeof token === 'string' && token.length > 0 && token.length <= MAX_TOKEN_LENGTH)) {
+        return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"token" must be a non-empty string (a subscription token)');
+      }
       const c: SubscribeCommand = { id, cmd: name, channel: ch };
+      if (token !== undefined) c.token = token as string;
       if (backlog !== undefined) c.backlog = backlog;
       if (since !== undefined) c.since = since as StreamPosition;
       return { ok: true, command: c };

@@ -111,13 +111,23 @@ describe('decodeCommand: valid commands', () => {
   });
 
   it('decodes what JSON.parse gives for every command name', () => {
-    expect([...COMMAND_NAMES].sort()).toEqual(['history', 'ping', 'publish', 'subscribe', 'unsubscribe']);
+    expect([...COMMAND_NAMES].sort()).toEqual([
+      'history',
+      'ping',
+      'publish',
+      'refresh',
+      'rpc',
+      'subscribe',
+      'unsubscribe',
+    ]);
     const frames = [
       '{"id":1,"cmd":"subscribe","channel":"a.**","since":{"epoch":"e","offset":3}}',
       '{"id":2,"cmd":"unsubscribe","channel":"a.**"}',
       '{"id":3,"cmd":"publish","channel":"a.b","data":{"text":"hi"}}',
       '{"id":4,"cmd":"history","channel":"a.b","limit":10,"reverse":true}',
       '{"id":5,"cmd":"ping"}',
+      '{"id":6,"cmd":"refresh","token":"a.b.c"}',
+      '{"id":7,"cmd":"rpc","method":"move","data":{"x":1}}',
     ];
     expect(frames.map((f) => ok(JSON.parse(f)).cmd)).toEqual([...COMMAND_NAMES]);
   });
@@ -281,14 +291,18 @@ describe('decodeCommand: properties', () => {
       since: mostly(fc.record({ epoch: fc.constantFrom('e', '', 'a:b'), offset: fc.integer({ min: -1, max: 5 }) })),
       reverse: mostly(fc.boolean()),
       idempotencyKey: mostly(fc.string({ maxLength: 130 })),
+      token: mostly(fc.string({ maxLength: 40 })),
+      method: mostly(fc.constantFrom('move', 'a.b', '', 'bad method')),
       junk: fc.jsonValue(),
     };
     const allowed: Record<string, (keyof typeof fields)[]> = {
-      subscribe: ['channel', 'backlog', 'since'],
+      subscribe: ['channel', 'backlog', 'since', 'token'],
       unsubscribe: ['channel'],
       publish: ['channel', 'data', 'idempotencyKey'],
       history: ['channel', 'limit', 'since', 'reverse'],
       ping: [],
+      refresh: ['token'],
+      rpc: ['method', 'data'],
     };
     // Mostly the fields of the command named, with the required ones usually present; sometimes any field.
     const frame = fc.oneof(

@@ -17,6 +17,16 @@ export { silentLogger } from './core/logger.js';
 export type { Clock, TimerHandle } from './core/clock.js';
 export { systemClock } from './core/clock.js';
 export { MemoryEngine, type MemoryEngineOptions } from './engines/memory/memory-engine.js';
+export { RedisEngine, type RedisEngineOptions, type RedisEngineStats } from './engines/redis/redis-engine.js';
 export * from './config/index.js';
 export { createLogger } from './logging.js';
 export { VERSION } from './version.js';
+export * from './auth/index.js';
+export { SessionAuthorizer } from './auth/session-authorizer.js';
+export {
+  ANONYMOUS_IDENTITY,
+  namespaceAuthorizer,
+  type Authorizer,
+  type SessionIdentity,
+  type ConnectInfo,
+} from './core/authorizer.js';

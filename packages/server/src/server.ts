@@ -8,6 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Hub } from './core/hub.js';
+import { createAuth, type Auth } from './auth/index.js';
+import { SessionAuthorizer } from './auth/session-authorizer.js';
 import type { Engine } from './core/engine.js';
 import type { Logger } from './core/logger.js';
 import { silentLogger } from './core/logger.js';
@@ -41,6 +43,7 @@ export class HeraldServer {
   readonly logger: Logger;
   readonly engine: Engine;
   readonly hub: Hub;
+  readonly auth: Auth;
   readonly ws: WebSocketTransport;
   readonly sse: StreamingTransport;
   readonly stream: StreamingTransport;
@@ -57,8 +60,10 @@ export class HeraldServer {
     this.config = config;
     this.logger = opts.logger ?? silentLogger;
     this.engine = opts.engine ?? createEngine(config, this.logger);
+    this.auth = createAuth(config, { logger: this.logger });
     this.hub = new Hub({
       engine: this.engine,
+      authorizer: new SessionAuthorizer(this.auth),
       logger: this.logger,
       policy: (ns) => namespaceOptions(config, ns),
       limits: {
@@ -308,6 +313,7 @@ export class HeraldServer {
     clearTimeout(forced);
     await this.ingest?.close();
     await this.engine.close();
+    await this.auth.close();
     this.state = 'stopped';
     this.logger.info('stopped');
   }

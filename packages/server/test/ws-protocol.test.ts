@@ -143,7 +143,7 @@ describe('WebSocket protocol', () => {
       'HERALD_ERR_MESSAGE_TOO_LARGE',
     );
     expect((await c.request({ cmd: 'subscribe', channel: 'locked.x' }))['error'].code).toBe(
-      'HERALD_ERR_PERMISSION_DENIED',
+      'HERALD_ERR_AUTH_TOKEN_REQUIRED',
     );
     expect((await c.request({ cmd: 'unsubscribe', channel: 'never.x' }))['error'].code).toBe(
       'HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED',

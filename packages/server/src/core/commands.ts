@@ -1,5 +1,5 @@
 /** Runs one decoded client command against the hub and encodes its reply. */
-import { HeraldError, namespaceOf, type Command } from '@herald/protocol';
+import { HeraldError, type Command } from '@herald/protocol';
 import type { FrameEncoder } from './encoder.js';
 import type { Hub } from './hub.js';
 import type { Session } from './session.js';
@@ -24,10 +24,15 @@ export async function runCommand(
       return enc.reply(cmd.id, {});
     case 'subscribe': {
       if (session.detached) {
-        const snap = await hub.snapshot(session, cmd.channel, { since: cmd.since, backlog: cmd.backlog });
+        const snap = await hub.snapshot(session, cmd.channel, {
+          since: cmd.since,
+          backlog: cmd.backlog,
+          token: cmd.token,
+        });
         return enc.reply(cmd.id, snap.result, snap.publications);
       }
-      await hub.subscribe(session, cmd.channel, { since: cmd.since, backlog: cmd.backlog }, (result, pubs) => {
+      const opts = { since: cmd.since, backlog: cmd.backlog, token: cmd.token };
+      await hub.subscribe(session, cmd.channel, opts, (result, pubs) => {
         sink(enc.reply(cmd.id, result, pubs));
         session.transport.subscribed?.(result);
       });
@@ -39,30 +44,27 @@ export async function runCommand(
       session.transport.unsubscribed?.(cmd.channel);
       return enc.reply(cmd.id, {});
     case 'publish': {
-      const policy = hub.policy(namespaceOf(cmd.channel));
-      if (!policy.clientPublish) {
-        throw new HeraldError(
-          'HERALD_ERR_PERMISSION_DENIED',
-          `clients may not publish to namespace "${namespaceOf(cmd.channel)}"`,
-        );
-      }
-      const result = await hub.publish(cmd.channel, cmd.data, { idempotencyKey: cmd.idempotencyKey });
+      const data = await hub.authorizer.publish(session, cmd.channel, cmd.data);
+      const result = await hub.publish(cmd.channel, data, { idempotencyKey: cmd.idempotencyKey });
       return enc.reply(cmd.id, result);
     }
     case 'history': {
-      const policy = hub.policy(namespaceOf(cmd.channel));
-      if (!policy.clientHistory) {
-        throw new HeraldError(
-          'HERALD_ERR_PERMISSION_DENIED',
-          `clients may not read history of namespace "${namespaceOf(cmd.channel)}"`,
-        );
-      }
+      hub.authorizer.history(session, cmd.channel);
       const { result, publications } = await hub.history(cmd.channel, {
         since: cmd.since,
         limit: cmd.limit,
         reverse: cmd.reverse,
       });
       return enc.reply(cmd.id, result, publications);
+    }
+    case 'refresh': {
+      const identity = await hub.authorizer.refresh(session, cmd.token);
+      session.setIdentity(identity);
+      return enc.reply(cmd.id, identity.expiresAt !== undefined ? { expiresAt: identity.expiresAt } : {});
+    }
+    case 'rpc': {
+      const data = await hub.authorizer.rpc(session, cmd.method, cmd.data);
+      return enc.reply(cmd.id, data === undefined ? {} : { data });
     }
     default: {
       const never: never = cmd;

@@ -19,6 +19,8 @@ import { randomBytes } from 'node:crypto';
 import type { EncodeCache, FrameEncoder } from './encoder.js';
 import type { Engine, HistoryOutcome, Publication, PublicationSink } from './engine.js';
 import type { Logger } from './logger.js';
+import { namespaceAuthorizer, type Authorizer, type SessionIdentity } from './authorizer.js';
+import { systemClock, type Clock } from './clock.js';
 import type { HubLimits, NamespacePolicy } from './policy.js';
 import { Session, type SessionInit } from './session.js';
 import { NO_BUFFER, Subscription } from './subscription.js';
@@ -30,6 +32,10 @@ export interface HubOptions {
   readonly policy: (namespace: string) => NamespacePolicy;
   readonly limits: HubLimits;
   readonly idempotencyWindowMs: number;
+  /** Who may do what; the namespace options alone when not given. */
+  readonly authorizer?: Authorizer;
+  /** Timers of the sessions (token expiry); the system clock when not given. */
+  readonly clock?: Clock;
   /** Identifies this node in `info` and logs; random when not given. */
   readonly nodeId?: string;
 }
@@ -49,6 +55,8 @@ export interface HubStats {
 export interface SubscribeOptions {
   readonly since?: StreamPosition | undefined;
   readonly backlog?: number | undefined;
+  /** A subscription token, for namespaces that require one. */
+  readonly token?: string | undefined;
 }
 
 export type SubscribeReply = (
@@ -90,6 +98,8 @@ export class Hub implements PublicationSink {
   private readonly engineOps = new Map<string, Promise<void>>();
   private readonly policyOf: (namespace: string) => NamespacePolicy;
   private readonly idempotencyWindowMs: number;
+  readonly authorizer: Authorizer;
+  readonly clock: Clock;
   private dirty: Session[] = [];
   private flushScheduled = false;
   private clientSeq = 0;
@@ -101,6 +111,8 @@ export class Hub implements PublicationSink {
     this.limits = opts.limits;
     this.policyOf = opts.policy;
     this.idempotencyWindowMs = opts.idempotencyWindowMs;
+    this.authorizer = opts.authorizer ?? namespaceAuthorizer(opts.policy);
+    this.clock = opts.clock ?? systemClock;
     this.nodeId = opts.nodeId ?? randomBytes(4).toString('hex');
   }
 
@@ -118,17 +130,20 @@ export class Hub implements PublicationSink {
     const id = init.id ?? this.newClientId();
     const session = new Session(this, transport, encoder, {
       id,
-      userId: init.userId ?? '',
       remoteAddress: init.remoteAddress,
     });
     this.sessions.set(id, session);
     this.stats.connectionsTotal += 1;
+    if (init.identity !== undefined) session.setIdentity(init.identity);
     return session;
   }
 
   /** A session that runs commands for a client without a connection here (see `SessionInit.detached`). */
-  detachedSession(encoder: FrameEncoder, init: { id: string; userId?: string; remoteAddress?: string }): Session {
-    return new Session(this, NO_TRANSPORT, encoder, { ...init, userId: init.userId ?? '', detached: true });
+  detachedSession(
+    encoder: FrameEncoder,
+    init: { id: string; identity?: SessionIdentity; remoteAddress?: string | undefined },
+  ): Session {
+    return new Session(this, NO_TRANSPORT, encoder, { ...init, detached: true });
   }
 
   /** Forgets a session (disconnected or closed): drops its subscriptions. Idempotent. */
@@ -222,7 +237,7 @@ export class Hub implements PublicationSink {
    * then the subscription goes live.
    */
   async subscribe(session: Session, stream: string, opts: SubscribeOptions, reply: SubscribeReply): Promise<void> {
-    const policy = this.mayRead(session, stream);
+    const policy = await this.mayRead(session, stream, opts.token);
     if (session.subscriptions.has(stream)) {
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_ALREADY', `already subscribed to "${stream}"`);
     }
@@ -274,7 +289,7 @@ export class Hub implements PublicationSink {
     stream: string,
     opts: SubscribeOptions,
   ): Promise<{ result: Omit<SubscribeResult, 'publications'>; publications: Publication[] }> {
-    const policy = this.mayRead(session, stream);
+    const policy = await this.mayRead(session, stream, opts.token);
     const first = await this.initialRead(stream, policy, opts);
     const result: Omit<SubscribeResult, 'publications'> = {
       stream,
@@ -285,18 +300,12 @@ export class Hub implements PublicationSink {
     return { result, publications: first.publications };
   }
 
-  /** Checks that the session may read `stream`; returns its namespace policy. */
-  private mayRead(session: Session, stream: string): NamespacePolicy {
+  /** Checks that the session may read `stream` (grammar, then the authorizer); returns its namespace policy. */
+  private async mayRead(session: Session, stream: string, token: string | undefined): Promise<NamespacePolicy> {
     const check = checkChannel(stream);
     if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
-    const policy = this.policyOf(check.namespace);
-    if (session.anonymous && !policy.anonymousSubscribe) {
-      throw new HeraldError(
-        'HERALD_ERR_PERMISSION_DENIED',
-        `anonymous clients may not subscribe to namespace "${check.namespace}"`,
-      );
-    }
-    return policy;
+    await this.authorizer.subscribe(session, stream, token);
+    return this.policyOf(check.namespace);
   }
 
   /** A new, unique client id. */

@@ -16,6 +16,8 @@ import type { EncodeCache, FrameEncoder, NonPubPush } from './encoder.js';
 import type { Publication } from './engine.js';
 import type { Hub } from './hub.js';
 import type { Logger } from './logger.js';
+import { ANONYMOUS_IDENTITY, type SessionIdentity } from './authorizer.js';
+import type { TimerHandle } from './clock.js';
 import type { TransportConnection } from './transport.js';
 import type { Subscription } from './subscription.js';
 import { runCommand } from './commands.js';
@@ -24,8 +26,8 @@ export type SessionState = 'open' | 'closing' | 'closed';
 
 export interface SessionInit {
   readonly id: string;
-  /** User id from the token; '' for anonymous clients. */
-  readonly userId: string;
+  /** Who the client is (anonymous when absent). */
+  readonly identity?: SessionIdentity;
   readonly remoteAddress?: string;
   /**
    * A detached session is not registered with the hub and holds no subscriptions: it runs the
@@ -43,7 +45,9 @@ export interface DisconnectOptions {
 
 export class Session {
   readonly id: string;
-  readonly userId: string;
+  /** Who the client is; replaced by a token refresh. */
+  identity: SessionIdentity;
+  private expiry: TimerHandle | undefined;
   readonly remoteAddress: string | undefined;
   readonly detached: boolean;
   readonly subscriptions = new Map<string, Subscription>();
@@ -65,7 +69,8 @@ export class Session {
     init: SessionInit,
   ) {
     this.id = init.id;
-    this.userId = init.userId;
+    // Detached sessions take their identity as is; others get it through setIdentity (expiry timers).
+    this.identity = init.detached === true ? (init.identity ?? ANONYMOUS_IDENTITY) : ANONYMOUS_IDENTITY;
     this.remoteAddress = init.remoteAddress;
     this.detached = init.detached === true;
   }
@@ -76,8 +81,47 @@ export class Session {
     return this.log;
   }
 
+  get userId(): string {
+    return this.identity.userId;
+  }
+
   get anonymous(): boolean {
-    return this.userId === '';
+    return this.identity.anonymous;
+  }
+
+  /**
+   * Sets who the client is, and arms its token's expiry: a `refresh` push shortly before (the
+   * SDK then refreshes in place), and a disconnect with TOKEN_EXPIRED (3511, do not reconnect
+   * without a new token) at the expiry itself if no refresh came. Never silently anonymous.
+   */
+  setIdentity(identity: SessionIdentity): void {
+    this.identity = identity;
+    this.expiry?.cancel();
+    this.expiry = undefined;
+    const at = identity.expiresAt;
+    if (at === undefined || this.detached) return;
+    const clock = this.hub.clock;
+    const left = at - clock.now();
+    if (left <= 0) {
+      this.disconnect('TOKEN_EXPIRED', { reason: 'the token expired' });
+      return;
+    }
+    const lead = Math.min(30_000, Math.floor(left / 10));
+    const warn = (): void => {
+      this.sendPush({ push: 'refresh', expiresAt: at });
+      this.expiry = clock.setTimeout(
+        () => this.disconnect('TOKEN_EXPIRED', { reason: 'the token expired' }),
+        at - clock.now(),
+      );
+    };
+    if (lead > 0) this.expiry = clock.setTimeout(warn, left - lead);
+    else warn();
+  }
+
+  /** Whether the token has expired (commands other than `refresh` are refused then). */
+  expired(): boolean {
+    const at = this.identity.expiresAt;
+    return at !== undefined && at <= this.hub.clock.now();
   }
 
   /** Handles one incoming transport message: one or more `\n`-separated JSON commands. */
@@ -111,6 +155,13 @@ export class Session {
         continue;
       }
       const cmd = decoded.command;
+      if (cmd.cmd !== 'refresh' && this.expired()) {
+        fail(cmd.id, {
+          code: 'HERALD_ERR_AUTH_TOKEN_EXPIRED',
+          message: 'the token expired: send refresh with a new one',
+        });
+        continue;
+      }
       const inflight = (this.inflight ??= new Set());
       if (inflight.has(cmd.id)) {
         fail(cmd.id, { code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID', message: `command ${cmd.id} is still in flight` });
@@ -197,6 +248,7 @@ export class Session {
     (this.queue ??= []).push(this.encoder.push(push));
     this.flush();
     this.state = 'closing';
+    this.expiry?.cancel();
     this.logger.debug({ code: info.code, reason }, 'disconnect');
     this.transport.close(info.code, reason);
     this.hub.detach(this);
@@ -206,6 +258,7 @@ export class Session {
   transportClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.expiry?.cancel();
     this.queue = undefined;
     this.queuedBytes = 0;
     this.hub.detach(this);

@@ -1,6 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes, HeraldError } from '@herald/protocol';
 import type { Logger } from '../core/logger.js';
+import type { SessionIdentity } from '../core/authorizer.js';
+import type { Hub } from '../core/hub.js';
+import type { TransportName } from '../core/transport.js';
+import { requestToken } from './token.js';
 import { sendJsonError, type Admission } from './admission.js';
 import type { Cors } from './cors.js';
 import { parseTransportQuery, type TransportQuery } from './query.js';
@@ -58,6 +62,31 @@ export function acceptTransportRequest(
     const e = err instanceof HeraldError ? err : new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', 'bad request');
     opts.logger.info({ code: e.code, transport: opts.transport }, e.message);
     sendJsonError(res, ErrorCodes[e.code].status, e.toJSON(), cors);
+    return undefined;
+  }
+}
+
+/**
+ * Who is connecting: the request's token (Bearer header or `token` query parameter) through the
+ * hub's authorizer. Answers the request with the error (401, 429, 503...) and returns undefined
+ * when the connection is refused.
+ */
+export async function identify(
+  req: IncomingMessage,
+  res: ServerResponse,
+  hub: Hub,
+  info: { clientId: string; transport: TransportName; queryToken: string | undefined; cors: Record<string, string> },
+): Promise<SessionIdentity | undefined> {
+  try {
+    return await hub.authorizer.connect(requestToken(req, info.queryToken), {
+      clientId: info.clientId,
+      transport: info.transport,
+      remoteAddress: req.socket.remoteAddress,
+    });
+  } catch (err) {
+    const error = hub.toErrorBody(err);
+    hub.logger.info({ code: error.code, transport: info.transport }, 'connection refused');
+    if (!res.headersSent) sendJsonError(res, ErrorCodes[error.code].status, error, info.cors);
     return undefined;
   }
 }

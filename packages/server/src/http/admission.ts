@@ -51,7 +51,15 @@ function refusal(code: 'HERALD_ERR_SHUTTING_DOWN' | 'HERALD_ERR_CONNECTION_LIMIT
   return { status: ErrorCodes[code].status, error: { code, message } };
 }
 
-const STATUS_TEXT: Record<number, string> = { 403: 'Forbidden', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  429: 'Too Many Requests',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
 
 /** Answers a refused upgrade with an HTTP error and a JSON body, then closes the socket. */
 export function rejectUpgrade(socket: Duplex, r: Refusal): void {

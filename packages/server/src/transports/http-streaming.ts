@@ -13,7 +13,8 @@ import type { TransportConnection, TransportName } from '../core/transport.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import type { Admission } from '../http/admission.js';
 import type { Cors } from '../http/cors.js';
-import { acceptTransportRequest } from '../http/accept.js';
+import { acceptTransportRequest, identify } from '../http/accept.js';
+import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
 
 /** An encoder for one streaming connection, with the frames only streams have. */
@@ -115,7 +116,24 @@ export class StreamingTransport {
       lastEventId: this.format.lastEventId?.(req),
     });
     if (accepted === undefined) return;
-    const { query, cors } = accepted;
+    void this.open(req, res, accepted.query, accepted.cors);
+  }
+
+  private async open(
+    req: IncomingMessage,
+    res: ServerResponse,
+    query: TransportQuery,
+    cors: Record<string, string>,
+  ): Promise<void> {
+    const hub = this.opts.hub;
+    const clientId = hub.newClientId();
+    const identity = await identify(req, res, hub, {
+      clientId,
+      transport: this.format.name,
+      queryToken: query.token,
+      cors,
+    });
+    if (identity === undefined || res.destroyed) return;
     res.writeHead(200, {
       'Content-Type': this.format.contentType,
       'Cache-Control': 'no-cache, no-transform',
@@ -132,8 +150,11 @@ export class StreamingTransport {
     const encoder = this.format.encoder();
     const conn = new ResponseConnection(this.format.name, res, encoder, this.clock);
     this.conns.add(conn);
-    const hub = this.opts.hub;
-    const session = hub.createSession(conn, encoder, { remoteAddress: req.socket.remoteAddress });
+    const session = hub.createSession(conn, encoder, {
+      id: clientId,
+      identity,
+      remoteAddress: req.socket.remoteAddress,
+    });
     conn.session = session;
     res.on('close', () => {
       this.conns.delete(conn);

@@ -16,7 +16,8 @@ import type { TransportConnection } from '../core/transport.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { sendJsonError, type Admission } from '../http/admission.js';
 import type { Cors } from '../http/cors.js';
-import { acceptTransportRequest } from '../http/accept.js';
+import { acceptTransportRequest, identify } from '../http/accept.js';
+import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
 
 export interface LongPollOptions {
@@ -153,16 +154,29 @@ export class LongPollTransport {
     });
     if (accepted === undefined) return;
     const { query, cors } = accepted;
-    let clientId = query.session === undefined ? undefined : this.opts.tokens.verify(query.session);
+    const clientId = query.session === undefined ? undefined : this.opts.tokens.verify(query.session);
     if (query.session !== undefined && clientId === undefined) {
       sendJsonError(res, 404, { code: 'HERALD_ERR_SESSION_NOT_FOUND', message: 'unknown or invalid session id' }, cors);
       return;
     }
-    clientId ??= hub.newClientId();
+    void this.run(req, res, query, cors, clientId ?? hub.newClientId());
+  }
+
+  private async run(
+    req: IncomingMessage,
+    res: ServerResponse,
+    query: TransportQuery,
+    cors: Record<string, string>,
+    clientId: string,
+  ): Promise<void> {
+    const hub = this.opts.hub;
+    // Stateless: every poll presents its token (the client id alone proves nothing about the user).
+    const identity = await identify(req, res, hub, { clientId, transport: 'long-poll', queryToken: query.token, cors });
+    if (identity === undefined || res.destroyed) return;
     this.open.get(clientId)?.answer(); // one open poll per client: the newer one takes over
     const conn = new PollConnection(clientId, this.opts.tokens.issue(clientId), res, cors);
     this.open.set(clientId, conn);
-    const session = hub.createSession(conn, conn, { id: clientId, remoteAddress: req.socket.remoteAddress });
+    const session = hub.createSession(conn, conn, { id: clientId, identity, remoteAddress: req.socket.remoteAddress });
     conn.session = session;
     const finished = (): void => {
       if (this.open.get(clientId) === conn) this.open.delete(clientId);

@@ -15,6 +15,7 @@ import { jsonEncoder } from '../core/encoder.js';
 import type { Hub } from '../core/hub.js';
 import { sendJsonError } from '../http/admission.js';
 import { readBody } from '../http/body.js';
+import { requestToken } from '../http/token.js';
 import type { Cors } from '../http/cors.js';
 import type { SessionTokens } from '../http/session-token.js';
 
@@ -76,7 +77,16 @@ export class SendHandler {
     if (live !== undefined && !streaming && live.transport.name !== 'long-poll') {
       throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'this session does not take commands over /send');
     }
-    const session = streaming ? live : hub.detachedSession(jsonEncoder, { id: clientId, userId: live?.userId ?? '' });
+    let session = streaming ? live : undefined;
+    if (session === undefined) {
+      // A long-poll client: no session lives here; the request's token says who it is.
+      const identity = await hub.authorizer.connect(requestToken(req), {
+        clientId,
+        transport: 'long-poll',
+        remoteAddress: req.socket.remoteAddress,
+      });
+      session = hub.detachedSession(jsonEncoder, { id: clientId, identity, remoteAddress: req.socket.remoteAddress });
+    }
     if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is closed');
     const replies: Uint8Array[] = [];
     await session.dispatch(raw.toString('utf8'), (bytes) => replies.push(bytes, NL), jsonEncoder);

@@ -6,7 +6,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { PROTOCOL_VERSION, DisconnectCodes } from '@herald/protocol';
+import { PROTOCOL_VERSION, DisconnectCodes, ErrorCodes } from '@herald/protocol';
+import type { SessionIdentity } from '../core/authorizer.js';
+import { requestToken } from '../http/token.js';
 import { wsFrameEncoder } from './ws-frame.js';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
@@ -97,13 +99,34 @@ export class WebSocketTransport {
       rejectUpgrade(socket, refusal);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req, socket));
+    const hub = this.opts.hub;
+    const clientId = hub.newClientId();
+    const remoteAddress = req.socket.remoteAddress;
+    hub.authorizer.connect(requestToken(req), { clientId, transport: 'websocket', remoteAddress }).then(
+      (identity) => {
+        if (socket.destroyed) return;
+        this.wss.handleUpgrade(req, socket, head, (ws) =>
+          this.onConnection(ws, socket, clientId, identity, remoteAddress),
+        );
+      },
+      (err: unknown) => {
+        const error = hub.toErrorBody(err);
+        hub.logger.info({ code: error.code, transport: 'websocket' }, 'connection refused');
+        rejectUpgrade(socket, { status: ErrorCodes[error.code].status, error });
+      },
+    );
   }
 
-  private onConnection(ws: WebSocket, req: IncomingMessage, socket: Duplex): void {
+  private onConnection(
+    ws: WebSocket,
+    socket: Duplex,
+    clientId: string,
+    identity: SessionIdentity,
+    remoteAddress: string | undefined,
+  ): void {
     const conn = new WsConnection(ws, socket, this.clock, this.opts.closeTimeout ?? 5_000);
     this.conns.add(conn);
-    const session = this.opts.hub.createSession(conn, wsFrameEncoder, { remoteAddress: req.socket.remoteAddress });
+    const session = this.opts.hub.createSession(conn, wsFrameEncoder, { id: clientId, identity, remoteAddress });
     conn.session = session;
     conn.transport = this;
     // Shared listeners (no closures per connection: idle memory per connection matters at 100k).

@@ -33,6 +33,11 @@ export function testConfig(over: TestConfigInput = {}): HeraldConfig {
     shutdown: { ...base.shutdown, ...(over.shutdown ?? {}) },
     transports: { ...base.transports, ...(over.transports ?? {}) },
     http: { ...base.http, ...(over.http ?? {}) },
+    auth: {
+      ...base.auth,
+      ...((over.auth ?? {}) as Partial<HeraldConfig['auth']>),
+      hooks: { ...base.auth.hooks, ...(over.auth?.hooks ?? {}) },
+    },
     namespaces,
   };
 }

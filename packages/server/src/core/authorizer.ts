@@ -1,0 +1,79 @@
+/**
+ * The hub asks an Authorizer who a connection is and what it may do. The auth module implements
+ * it with JWTs, channel permissions and backend hooks; `namespaceAuthorizer` is the token-less
+ * default that applies the namespace options alone. Every refusal is a HeraldError with a code.
+ */
+import { HeraldError, namespaceOf } from '@herald/protocol';
+import type { NamespacePolicy } from './policy.js';
+import type { Session } from './session.js';
+import type { TransportName } from './transport.js';
+
+/** Who a connection is. */
+export interface SessionIdentity {
+  /** From the token's `sub`; '' for anonymous clients. */
+  readonly userId: string;
+  readonly anonymous: boolean;
+  /** When the token expires (ms since the epoch); undefined: never. */
+  readonly expiresAt: number | undefined;
+  /** The token's `info` claim. */
+  readonly info?: unknown;
+}
+
+export const ANONYMOUS_IDENTITY: SessionIdentity = Object.freeze({ userId: '', anonymous: true, expiresAt: undefined });
+
+export interface ConnectInfo {
+  readonly clientId: string;
+  readonly transport: TransportName;
+  readonly remoteAddress: string | undefined;
+}
+
+export interface Authorizer {
+  /** The identity of a connecting client (`token` undefined: none given). */
+  connect(token: string | undefined, info: ConnectInfo): Promise<SessionIdentity>;
+  /** A new token for a connected session: the same user, a new expiry. */
+  refresh(session: Session, token: string): Promise<SessionIdentity>;
+  subscribe(session: Session, stream: string, subscriptionToken: string | undefined): Promise<void>;
+  /** Whether the session may publish; resolves with the data to publish (a hook may replace it). */
+  publish(session: Session, channel: string, data: unknown): Promise<unknown>;
+  history(session: Session, stream: string): void;
+  /** Forwards an RPC call to the application; resolves with its answer. */
+  rpc(session: Session, method: string, data: unknown): Promise<unknown>;
+}
+
+/** Namespace options only: every client is anonymous, tokens are refused. */
+export function namespaceAuthorizer(policy: (namespace: string) => NamespacePolicy): Authorizer {
+  const noTokens = (): never => {
+    throw new HeraldError('HERALD_ERR_AUTH_TOKEN_INVALID', 'this server is configured without token keys');
+  };
+  return {
+    connect: (token) =>
+      token === undefined || token === '' ? Promise.resolve(ANONYMOUS_IDENTITY) : Promise.reject(noTokens()),
+    refresh: () => Promise.reject(noTokens()),
+    subscribe(_session, stream) {
+      const ns = namespaceOf(stream);
+      if (!policy(ns).anonymousSubscribe) {
+        return Promise.reject(
+          new HeraldError('HERALD_ERR_PERMISSION_DENIED', `anonymous clients may not subscribe to namespace "${ns}"`),
+        );
+      }
+      return Promise.resolve();
+    },
+    publish(_session, channel, data) {
+      const ns = namespaceOf(channel);
+      if (!policy(ns).clientPublish) {
+        return Promise.reject(
+          new HeraldError('HERALD_ERR_PERMISSION_DENIED', `clients may not publish to namespace "${ns}"`),
+        );
+      }
+      return Promise.resolve(data);
+    },
+    history(_session, stream) {
+      const ns = namespaceOf(stream);
+      if (!policy(ns).clientHistory) {
+        throw new HeraldError('HERALD_ERR_PERMISSION_DENIED', `clients may not read history of namespace "${ns}"`);
+      }
+    },
+    rpc: () =>
+      Promise.reject(new HeraldError('HERALD_ERR_HOOK_UNAVAILABLE', 'no RPC backend is configured (auth.hooks.rpc)')),
+  };
+}
