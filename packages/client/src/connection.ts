@@ -14,6 +14,7 @@ import {
   type ConnectedPush,
   type DisconnectPush,
   type Push,
+  type RefreshPush,
   type StreamPosition,
 } from '@herald/protocol';
 import { Emitter } from './emitter.js';
@@ -130,13 +131,6 @@ export abstract class Connection extends Emitter<HeraldEvents> {
     this.cycle();
   }
 
-  /** Connects (when `disconnected`). */
-  connect(): void {
-    if (this.state !== 'disconnected') return;
-    this.setState('connecting', 'connect()');
-    this.cycle();
-  }
-
   /** Ends everything: connection, timers, requests; commands reject, subscriptions end. Final. */
   close(): void {
     if (this.state === 'closed') return;
@@ -148,13 +142,14 @@ export abstract class Connection extends Emitter<HeraldEvents> {
     this.setState('closed', 'close()');
   }
 
-  /** Hooks of the subscriptions layer (`Herald`). */
+  // ---- hooks of the subscriptions layer (`Herald`) ---------------------------------------------
+
   /** Connected (or moved to a new connection): subscribe everything on `conn`. */
   protected abstract resubscribe(): void;
   /** The connection is gone: every subscription waits for the next one. */
   protected abstract suspend(): void;
   /** A push of the current connection (publications, subscription changes). */
-  protected abstract push(c: Conn, f: Exclude<Push, ConnectedPush | DisconnectPush>): void;
+  protected abstract push(c: Conn, f: Exclude<Push, ConnectedPush | DisconnectPush | RefreshPush>): void;
   /** Cursors of the live subscriptions (what a long-poll asks for). */
   protected abstract cursors(): Map<string, StreamPosition>;
 
@@ -209,7 +204,7 @@ export abstract class Connection extends Emitter<HeraldEvents> {
     c.tr = FACTORIES[name](
       {
         base: this.base,
-        token: this.token,
+        token: () => this.token,
         fetch: this.o.fetch,
         WebSocket: this.o.WebSocket,
         credentials: this.o.credentials,
@@ -270,6 +265,8 @@ export abstract class Connection extends Emitter<HeraldEvents> {
       clearTimeout(this.timer);
       this.cand = undefined;
       if (final) return this.stop(code, reason);
+      // A refused token: other transports would refuse it too; wait, then start over with a new one.
+      if (code === 3510 || code === 3511) return void this.wait();
       return this.attempt(this.gen, c.next);
     }
     if (c === this.probe) {
@@ -316,32 +313,35 @@ export abstract class Connection extends Emitter<HeraldEvents> {
     }, step);
   }
 
-  /** Renews a JWT shortly before its `exp`: `refresh` on this connection, else a new connection. */
+  /** Plans a token renewal at 90% of the JWT's lifetime (the server may also ask: `refresh` push). */
   private planRenewal(): void {
-    const get = this.o.getToken;
     const exp = this.token === undefined ? undefined : expiry(this.token);
     clearTimeout(this.tokenTimer);
-    if (get === undefined || exp === undefined) return;
-    this.tokenTimer = setTimeout(
-      () => {
-        const c = this.conn;
-        get().then(
-          (token) => {
-            if (c !== this.conn || c === undefined) return;
-            this.token = token;
-            this.requests.add(
-              { cmd: 'refresh', token },
-              (err) => {
-                if (err === undefined) this.planRenewal();
-                else if (c === this.conn && this.probe === undefined) this.startProbe(c.name);
-              },
-              this.o.timeout,
-            );
+    if (this.o.getToken !== undefined && exp !== undefined) {
+      this.tokenTimer = setTimeout(() => this.renew(), Math.max(0, (exp - Date.now()) * 0.9));
+    }
+  }
+
+  /** Gets a new token and sends `refresh`; if the server refuses, a new connection takes over. */
+  private renew(): void {
+    const c = this.conn;
+    const get = this.o.getToken;
+    clearTimeout(this.tokenTimer);
+    if (c === undefined || get === undefined) return;
+    get().then(
+      (token) => {
+        if (c !== this.conn) return;
+        this.token = token;
+        this.requests.add(
+          { cmd: 'refresh', token },
+          (err) => {
+            if (err === undefined) this.planRenewal();
+            else if (c === this.conn && this.probe === undefined) this.startProbe(c.name);
           },
-          (err: unknown) => this.emit('error', err),
+          this.o.timeout,
         );
       },
-      Math.max(0, (exp - Date.now()) * 0.9),
+      (err: unknown) => this.emit('error', err),
     );
   }
 
@@ -360,7 +360,9 @@ export abstract class Connection extends Emitter<HeraldEvents> {
       c.dis = f;
       return;
     }
-    if (c === this.conn) this.push(c, f);
+    if (c !== this.conn) return;
+    if (f.push === 'refresh') this.renew();
+    else this.push(c, f);
   }
 
   protected call<R>(cmd: OutCommand, opts: CallOptions): Promise<R> {
@@ -388,5 +390,4 @@ export abstract class Connection extends Emitter<HeraldEvents> {
       signal?.addEventListener('abort', abort, { once: true });
     });
   }
-}
 }

@@ -12,6 +12,7 @@ import {
   type HistoryResult,
   type PublishResult,
   type Push,
+  type RefreshPush,
   type StreamPosition,
   type SubscribeResult,
 } from '@herald/protocol';
@@ -24,6 +25,7 @@ export type { ConnectedEvent, ConnectionState, HeraldEvents, StateEvent } from '
 
 export class Herald extends Connection implements SubscriptionHost {
   private readonly subs = new Map<string, Subscription>();
+  private tokenFetches = 0;
 
   /** Subscribes to a channel or a subtree (`radio.**`). Throws on an invalid name or a duplicate. */
   subscribe<T = unknown>(channel: string, opts: SubscribeOptions = {}): Subscription<T> {
@@ -33,7 +35,7 @@ export class Herald extends Connection implements SubscriptionHost {
     if (this.subs.has(channel)) {
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_ALREADY', `already subscribed to "${channel}"`);
     }
-    const sub = new Subscription<T>(this, channel, opts.backlog, opts.since);
+    const sub = new Subscription<T>(this, channel, opts);
     this.subs.set(channel, sub as Subscription);
     sub._set('subscribing', 'subscribe()');
     this.sendSubscribe(sub as Subscription);
@@ -72,6 +74,11 @@ export class Herald extends Connection implements SubscriptionHost {
     return this.call({ cmd: 'history', channel, limit, since, reverse }, opts);
   }
 
+  /** Calls the application backend through the server (`auth.hooks.rpc`); resolves with its answer. */
+  async rpc<R = unknown>(method: string, data?: unknown, opts: CallOptions = {}): Promise<R> {
+    return (await this.call<{ data: R }>({ cmd: 'rpc', method, data }, opts)).data;
+  }
+
   /** A round trip to the server; resolves with the time it took, in ms. */
   async ping(opts: CallOptions = {}): Promise<number> {
     const start = Date.now();
@@ -97,7 +104,7 @@ export class Herald extends Connection implements SubscriptionHost {
     for (const sub of this.subs.values()) sub._set('subscribing', 'disconnected');
   }
 
-  protected push(c: Conn, f: Exclude<Push, ConnectedPush | DisconnectPush>): void {
+  protected push(c: Conn, f: Exclude<Push, ConnectedPush | DisconnectPush | RefreshPush>): void {
     const sub = this.subs.get(f.stream);
     if (sub === undefined) return;
     if (f.push === 'pub') {
@@ -108,31 +115,48 @@ export class Herald extends Connection implements SubscriptionHost {
     else if (f.code !== undefined) this.refuse(sub, new HeraldError(f.code, f.reason));
   }
 
+  /** Subscribes `sub` on the current connection (first getting its subscription token, if it has a getter). */
   private sendSubscribe(sub: Subscription): void {
     const c = this.conn;
     if (c === undefined) return;
     sub._on = c;
     sub._held = [];
-    const cmd = { cmd: 'subscribe' as const, channel: sub.channel, since: sub.cursor, backlog: sub.backlog };
-    const id = (sub._id = this.requests.add(
-      cmd,
-      (err, result, via) => {
-        if (sub._id !== id) return;
-        sub._on = undefined;
-        if (err === undefined) {
-          sub._apply(result as SubscribeResult);
-          via?.tr.refresh?.();
-        } else if (!transient(err)) this.refuse(sub, err as HeraldError);
-        else if (c === this.conn) this.drop(c, 3000, `subscribe to "${sub.channel}" failed: ${String(err)}`);
+    const send = (token?: string): void => {
+      const cmd = { cmd: 'subscribe' as const, channel: sub.channel, since: sub.cursor, backlog: sub.backlog, token };
+      const id = (sub._id = this.requests.add(
+        cmd,
+        (err, result, via) => {
+          if (sub._id !== id) return;
+          sub._on = undefined;
+          if (err === undefined) {
+            sub._apply(result as SubscribeResult);
+            via?.tr.refresh?.();
+          } else if (!transient(err)) this.refuse(sub, err);
+          else if (c === this.conn) this.drop(c, 3000, `subscribe to "${sub.channel}" failed: ${String(err)}`);
+        },
+        this.o.timeout,
+      ));
+    };
+    const get = sub.getToken;
+    if (get === undefined) return send();
+    // While the token is fetched, `_id` marks this attempt: a newer one (or an unsubscribe) wins.
+    const mark = (sub._id = -++this.tokenFetches);
+    get(sub.channel).then(
+      (token) => {
+        if (sub._id === mark && c === this.conn) send(token);
       },
-      this.o.timeout,
-    ));
+      (err: unknown) => {
+        if (sub._id === mark) this.refuse(sub, err);
+      },
+    );
   }
 
-  private refuse(sub: Subscription, err: HeraldError): void {
+  private refuse(sub: Subscription, err: unknown): void {
+    const e =
+      err instanceof HeraldError ? err : new HeraldError('HERALD_ERR_AUTH_SUBSCRIPTION_TOKEN_REQUIRED', String(err));
     this.subs.delete(sub.channel);
     sub._id = 0;
-    sub._set('unsubscribed', err.message, err);
+    sub._set('unsubscribed', e.message, e);
   }
 
   /** Cursors of the subscriptions that are live (what a long-poll asks for). */

@@ -8,7 +8,8 @@
  * for await (const p of herald.subscribe('radio.**')) console.log(p.channel, p.data);
  * ```
  */
-export { Herald, type ConnectionState, type ConnectedEvent, type HeraldEvents, type StateEvent } from './herald.js';
+export { Herald } from './herald.js';
+export type { ConnectionState, ConnectedEvent, HeraldEvents, StateEvent } from './connection.js';
 export {
   Subscription,
   type Publication,

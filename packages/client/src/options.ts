@@ -87,6 +87,11 @@ export interface SubscribeOptions {
   since?: StreamPosition;
   /** Aborting unsubscribes. */
   signal?: AbortSignal;
+  /**
+   * For namespaces that require a subscription token: gets one from the application (called
+   * before every subscribe of this subscription, so again after each reconnect).
+   */
+  getToken?: (channel: string) => Promise<string>;
 }
 
 /** Full-jitter capped exponential backoff: a random delay in `[0, min(max, min * 2^attempt))`. */

@@ -7,7 +7,7 @@
 import type { HeraldError, HistoryResult, PublicationFrame, PublishResult, StreamPosition } from '@herald/protocol';
 import { Emitter } from './emitter.js';
 import { HeraldError as ProtocolError } from '@herald/protocol';
-import type { HistoryOptions, PublishOptions } from './options.js';
+import type { HistoryOptions, PublishOptions, SubscribeOptions } from './options.js';
 
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
 
@@ -80,14 +80,19 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> im
   /** @internal */
   _held: Publication<T>[] = [];
 
+  readonly backlog: number | undefined;
+  /** @internal */
+  readonly getToken: ((channel: string) => Promise<string>) | undefined;
+
   constructor(
     private readonly host: SubscriptionHost,
     readonly channel: string,
-    readonly backlog: number | undefined,
-    since: StreamPosition | undefined,
+    opts: SubscribeOptions,
   ) {
     super();
-    this.cursor = since;
+    this.cursor = opts.since;
+    this.backlog = opts.backlog;
+    this.getToken = opts.getToken;
   }
 
   /** Publishes to this subscription's channel (an exact channel; the namespace must allow client publish). */

@@ -91,6 +91,20 @@ describe('tokens', () => {
     expect(server.sockets).toHaveLength(1);
   });
 
+  it('refreshes in place at once when the server sends a `refresh` push', async () => {
+    const server = new FakeServer();
+    server.extraCommands.add('refresh');
+    let n = 0;
+    const h = client(server, { getToken: () => Promise.resolve(`t${++n}`) });
+    await next(h, 'connected');
+    server.last.push({ push: 'refresh', expiresAt: Date.now() + 5000 });
+    const deadline = Date.now() + 2000;
+    while (!server.commands.some((c) => c.frame['cmd'] === 'refresh') && Date.now() < deadline) await sleep(5);
+    expect(server.commands.find((c) => c.frame['cmd'] === 'refresh')?.frame['token']).toBe('t2');
+    expect(server.sockets).toHaveLength(1);
+    expect(h.state).toBe('connected');
+  });
+
   it('renews by replacing the connection when the server has no `refresh`: subscriptions stay subscribed', async () => {
     const server = new FakeServer();
     let n = 0;

@@ -181,6 +181,11 @@ export const ErrorCodes = {
     status: 503,
     description: 'The engine (memory or Redis) could not complete the operation; retry later.',
   },
+  HERALD_ERR_NODE_UNREACHABLE: {
+    status: 502,
+    description:
+      'The session lives on another Herald node, and that node did not answer the forwarded `POST /send` within http.sendForwardTimeout (it stopped or is unreachable): open a new session.',
+  },
   HERALD_ERR_CLIENT_DISCONNECTED: {
     status: 503,
     description:

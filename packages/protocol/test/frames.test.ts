@@ -260,8 +260,9 @@ describe('decodeCommand: properties', () => {
     if (r.ok) {
       expect(COMMAND_NAMES).toContain(r.command.cmd);
       expect(Number.isSafeInteger(r.command.id) && r.command.id > 0).toBe(true);
-      // A decoded command survives the wire: re-encoding and decoding it again gives the same command.
-      expect(decodeCommand(JSON.parse(JSON.stringify(r.command)))).toEqual(r);
+      // A decoded command survives the wire: re-encoding and decoding it gives the same command
+      // (compared as JSON, where -0 is 0).
+      expect(decodeCommand(JSON.parse(JSON.stringify(r.command)))).toEqual(JSON.parse(JSON.stringify(r)));
     } else {
       expect(isErrorCode(r.code)).toBe(true);
       expect(typeof r.message).toBe('string');

@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger, scrubSecrets } from '../src/logging.js';
 import { API_KEY, WsClient, startServer, withTimeout, type TestServer } from './support/harness.js';
-import { NOW_S, SECRET, sign } from './support/tokens.js';
+import { SECRET, sign } from './support/tokens.js';
 
 class Capture extends Writable {
   readonly lines: string[] = [];
@@ -74,8 +74,11 @@ describe('a running server logs no credentials', () => {
 
   it('tokens in query strings and frames, API keys in headers, at trace level', async () => {
     const capture = new Capture();
-    srv = await startServer({ logLevel: 'trace' }, { logger: createLogger('trace', capture) });
-    const token = await sign({ sub: '42', exp: NOW_S + 3600 }, SECRET);
+    srv = await startServer(
+      { logLevel: 'trace', auth: { hmacSecret: SECRET } },
+      { logger: createLogger('trace', capture) },
+    );
+    const token = await sign({ sub: '42', exp: Math.floor(Date.now() / 1000) + 3600 }, SECRET);
     const wrongKey = 'wrong-api-key-0123456789abcdef';
     const base = srv.url;
 

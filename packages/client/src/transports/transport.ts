@@ -8,8 +8,8 @@ import type { Command, ErrorBody, Push, Reply, StreamPosition } from '@herald/pr
 
 export type TransportName = 'websocket' | 'http-stream' | 'sse' | 'long-poll';
 
-/** A command as the SDK sends it: the protocol's commands, plus `refresh` (a new connection token). */
-export type OutFrame = Command | { id: number; cmd: 'refresh'; token: string };
+/** A command as the SDK sends it. */
+export type OutFrame = Command;
 
 /** A frame as a transport delivers it. */
 export type InFrame = Reply | Push | { id?: undefined; error: ErrorBody };
@@ -20,7 +20,8 @@ export type WebSocketLike = new (url: string) => WebSocket;
 export interface TransportContext {
   /** The server's base URL (`http(s)://host[:port][/prefix]`, no trailing slash). */
   readonly base: string;
-  readonly token: string | undefined;
+  /** The connection token now (it may be renewed while the connection lasts). */
+  readonly token: () => string | undefined;
   readonly fetch: typeof fetch;
   readonly WebSocket: WebSocketLike | undefined;
   readonly credentials: RequestCredentials;
@@ -51,7 +52,7 @@ export type TransportFactory = (ctx: TransportContext, sink: TransportSink) => T
 /** `base + path`, with the parameters that are set and the connection token. */
 export function buildUrl(ctx: TransportContext, path: string, params: Record<string, string | undefined> = {}): string {
   const q = new URLSearchParams();
-  for (const [k, v] of Object.entries({ ...params, token: ctx.token })) if (v !== undefined) q.set(k, v);
+  for (const [k, v] of Object.entries({ ...params, token: ctx.token() })) if (v !== undefined) q.set(k, v);
   const s = q.toString();
   return ctx.base + path + (s === '' ? '' : '?' + s);
 }

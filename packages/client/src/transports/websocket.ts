@@ -26,10 +26,9 @@ export const websocket: TransportFactory = (ctx, sink) => {
     done = true;
     sink.closed(code, reason);
   };
+  const token = ctx.token();
   const url =
-    ctx.base.replace(/^http/, 'ws') +
-    '/ws' +
-    (ctx.token === undefined ? '' : '?token=' + encodeURIComponent(ctx.token));
+    ctx.base.replace(/^http/, 'ws') + '/ws' + (token === undefined ? '' : '?token=' + encodeURIComponent(token));
   loadWebSocket(ctx.WebSocket).then(
     (Ctor) => {
       if (done) return;

@@ -159,7 +159,7 @@ export class LongPollTransport {
       sendJsonError(res, 404, { code: 'HERALD_ERR_SESSION_NOT_FOUND', message: 'unknown or invalid session id' }, cors);
       return;
     }
-    void this.run(req, res, query, cors, clientId ?? hub.newClientId());
+    void this.run(req, res, query, cors, clientId ?? hub.newClientId({ stateless: true }));
   }
 
   private async run(
