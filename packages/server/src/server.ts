@@ -108,7 +108,13 @@ export class HeraldServer {
       pollTimeout: config.http.pollTimeout,
       maxChannels: config.http.maxChannelsPerRequest,
     });
-    this.send = new SendHandler({ hub: this.hub, cors, tokens, maxBodySize: config.limits.maxFrameSize });
+    this.send = new SendHandler({
+      hub: this.hub,
+      cors,
+      tokens,
+      maxBodySize: config.limits.maxFrameSize,
+      forwardTimeout: config.http.sendForwardTimeout,
+    });
     this.api = new ServerApi({
       hub: this.hub,
       logger: this.logger,
@@ -274,6 +280,7 @@ export class HeraldServer {
       badFrames: s.badFrames,
       rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed,
+      ...(this.hub.control.available ? { sendForwarding: { ...this.hub.control.stats } } : {}),
       ...(this.engine instanceof RedisEngine ? { redis: this.engine.status() } : {}),
       ...(this.ingest !== undefined ? { ingest: { ...this.ingest.stats } } : {}),
     };

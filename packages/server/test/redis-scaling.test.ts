@@ -13,6 +13,19 @@ import { api, WsClient } from './support/harness.js';
 import { skipSpawnedRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 import { startRedisCluster, startRedisServer, type SpawnedCluster, type SpawnedRedis } from './support/redis-server.js';
+import { SESSION_SECRET, expectForwardedSend } from './support/send-forward.js';
+
+/** PUBSUB NUMSUB (or SHARDNUMSUB) of one channel on one server. */
+async function subscribersOn(url: string, channel: string, sharded: boolean): Promise<number> {
+  const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null });
+  await r.connect();
+  try {
+    const reply = (await r.call('PUBSUB', sharded ? 'SHARDNUMSUB' : 'NUMSUB', channel)) as [string, number];
+    return Number(reply[1]);
+  } finally {
+    r.disconnect();
+  }
+}
 
 async function keysOn(url: string, pattern: string): Promise<string[]> {
   const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null });
@@ -86,6 +99,24 @@ describe.skipIf(skipSpawnedRedis)('independent Redis shards', () => {
       await Promise.all(nodes.map((n) => n.close()));
     }
   });
+
+  it('forwards POST /send between nodes over the shard that each node id hashes to', async () => {
+    const prefix = testPrefix();
+    const over = { http: { sessionSecret: SESSION_SECRET } };
+    const nodes = [await startRedisNode(prefix, over, { urls }), await startRedisNode(prefix, over, { urls })];
+    try {
+      await expectForwardedSend(nodes[0]!.url, nodes[1]!.url, 'fwdsh.a');
+      await expectForwardedSend(nodes[1]!.url, nodes[0]!.url, 'fwdsh.b');
+      for (const n of nodes) {
+        const id = n.server.hub.nodeId;
+        const home = shardOf(id, 2);
+        expect(await subscribersOn(urls[home]!, `${prefix}:node:{${id}}`, false)).toBe(1);
+        expect(await subscribersOn(urls[1 - home]!, `${prefix}:node:{${id}}`, false)).toBe(0);
+      }
+    } finally {
+      await Promise.all(nodes.map((n) => n.close()));
+    }
+  });
 });
 
 describe.skipIf(skipSpawnedRedis)('Redis Cluster with sharded pub/sub', () => {
@@ -152,6 +183,27 @@ describe.skipIf(skipSpawnedRedis)('Redis Cluster with sharded pub/sub', () => {
       const h = await api(nodes[0]!.url, 'history', { channel: 'cl3.**' });
       expect(h.body.publications).toEqual([{ channel: 'cl3.x', offset: 1, data: 'cl3' }]);
       await c.close();
+    } finally {
+      await Promise.all(nodes.map((n) => n.close()));
+    }
+  }, 30_000);
+
+  it('forwards POST /send between nodes over sharded pub/sub', async () => {
+    const prefix = testPrefix();
+    const over = { http: { sessionSecret: SESSION_SECRET } };
+    const nodes = [
+      await startRedisNode(prefix, over, { urls: cluster.urls, cluster: true }),
+      await startRedisNode(prefix, over, { urls: cluster.urls.slice(1), cluster: true }),
+    ];
+    try {
+      await expectForwardedSend(nodes[0]!.url, nodes[1]!.url, 'fwdcl.a');
+      await expectForwardedSend(nodes[1]!.url, nodes[0]!.url, 'fwdcl.b');
+      // Each node's control channel is subscribed (SSUBSCRIBE) on exactly one master.
+      for (const n of nodes) {
+        const channel = `${prefix}:node:{${n.server.hub.nodeId}}`;
+        const counts = await Promise.all(cluster.urls.map((url) => subscribersOn(url, channel, true)));
+        expect(counts.reduce((x, y) => x + y, 0)).toBe(1);
+      }
     } finally {
       await Promise.all(nodes.map((n) => n.close()));
     }

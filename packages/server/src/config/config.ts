@@ -89,6 +89,8 @@ export interface HttpOptions {
   maxChannelsPerRequest: number;
   /** Secret that signs session ids for `POST /send` (and lets any node verify a poll session). Empty: random per process; set the same value on every node. */
   sessionSecret: string;
+  /** How long a node waits for the node holding an SSE/HTTP-stream session to answer a forwarded `POST /send`, in ms. */
+  sendForwardTimeout: number;
   /** Send `Access-Control-Allow-Credentials: true` to allowed origins (cookies on cross-origin requests). */
   corsCredentials: boolean;
   /** Without TLS, also serve cleartext HTTP/2 by prior knowledge (h2c) on the same port as HTTP/1.1. */
@@ -265,6 +267,7 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
     keepAliveTimeout: 5_000,
     maxChannelsPerRequest: 32,
     sessionSecret: '',
+    sendForwardTimeout: 5_000,
     corsCredentials: false,
     h2c: false,
   },
@@ -359,6 +362,7 @@ export interface ConfigInput {
     keepAliveTimeout?: DurationInput;
     maxChannelsPerRequest?: number | string;
     sessionSecret?: string;
+    sendForwardTimeout?: DurationInput;
     corsCredentials?: boolean | string;
     h2c?: boolean | string;
   } | null;

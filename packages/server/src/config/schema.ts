@@ -497,6 +497,10 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
     (c, v) => void (c.http.maxChannelsPerRequest = v),
   ),
   'http.sessionSecret': setting(apiKey, (c, v) => void (c.http.sessionSecret = v)),
+  'http.sendForwardTimeout': setting(
+    duration(50, 60_000, 'a duration from 50ms to 1m'),
+    (c, v) => void (c.http.sendForwardTimeout = v),
+  ),
   'http.corsCredentials': setting(bool, (c, v) => void (c.http.corsCredentials = v)),
   'http.h2c': setting(bool, (c, v) => void (c.http.h2c = v)),
   'tls.cert': setting(tlsFile('cert'), (c, v) => void (c.tls.cert = v)),

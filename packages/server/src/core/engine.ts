@@ -84,8 +84,33 @@ export interface PublicationSink {
   onGap?(streams: readonly string[] | undefined): void;
 }
 
+/**
+ * Requests between the nodes of one deployment, for work that must run on the node holding a
+ * client's session: a `POST /send` that reaches a node other than the one streaming the session's
+ * SSE or HTTP-stream response. Optional: an engine that serves a single node (memory) has none.
+ * Messages are opaque text to the engine; the hub defines what they say.
+ *
+ * Guarantees:
+ * - Once `serve(node, handler)` has resolved, a `request(node, ...)` made by any node of the
+ *   deployment reaches `handler` at most once, and its answer reaches the requester at most once.
+ * - `request` settles within about `timeoutMs`: it resolves with the answer of the node's handler,
+ *   or rejects with a HeraldError `HERALD_ERR_NODE_UNREACHABLE` when no node serves `node` (it
+ *   stopped or never existed) or no answer came in time. A request that timed out may still have run
+ *   on the other node. It rejects with `HERALD_ERR_ENGINE_UNAVAILABLE` when the engine cannot send.
+ * - `handler` encodes its failures in its answer; if it rejects anyway, the requester gets
+ *   `HERALD_ERR_INTERNAL`.
+ */
+export interface EngineControl {
+  /** Takes the requests addressed to `node` (this node's id) from now on; one node per engine. */
+  serve(node: string, handler: (message: string) => Promise<string>): Promise<void>;
+  /** Sends `message` to `node` and resolves with its handler's answer (see the guarantees above). */
+  request(node: string, message: string, timeoutMs: number): Promise<string>;
+}
+
 export interface Engine {
   readonly name: string;
+  /** Requests between nodes; absent when the engine serves one node only. */
+  readonly control?: EngineControl;
   /** Connects (to Redis, ...); rejects with a clear error when the engine cannot start. */
   start(sink: PublicationSink): Promise<void>;
   /** Releases everything (timers, connections). */

@@ -22,6 +22,7 @@ import type { Logger } from './logger.js';
 import { namespaceAuthorizer, type Authorizer, type SessionIdentity } from './authorizer.js';
 import { systemClock, type Clock } from './clock.js';
 import type { HubLimits, NamespacePolicy } from './policy.js';
+import { NodeControl } from './node-control.js';
 import { Session, type SessionInit } from './session.js';
 import { NO_BUFFER, Subscription } from './subscription.js';
 import type { TransportConnection } from './transport.js';
@@ -36,7 +37,10 @@ export interface HubOptions {
   readonly authorizer?: Authorizer;
   /** Timers of the sessions (token expiry); the system clock when not given. */
   readonly clock?: Clock;
-  /** Identifies this node in `info` and logs; random when not given. */
+  /**
+   * Identifies this node in `info`, logs, client ids and the engine's control channel; random when
+   * not given. Must be unique among the nodes of a deployment; no `~` and no whitespace.
+   */
   readonly nodeId?: string;
 }
 
@@ -103,7 +107,8 @@ export class Hub implements PublicationSink {
   private dirty: Session[] = [];
   private flushScheduled = false;
   private clientSeq = 0;
-  private readonly clientPrefix = randomBytes(4).toString('hex');
+  /** `POST /send` for sessions held by other nodes, through the engine's control channel. */
+  readonly control: NodeControl;
 
   constructor(opts: HubOptions) {
     this.engine = opts.engine;
@@ -114,10 +119,18 @@ export class Hub implements PublicationSink {
     this.authorizer = opts.authorizer ?? namespaceAuthorizer(opts.policy);
     this.clock = opts.clock ?? systemClock;
     this.nodeId = opts.nodeId ?? randomBytes(4).toString('hex');
+    if (!/^[^\s~]+$/.test(this.nodeId)) throw new Error(`invalid node id ${JSON.stringify(this.nodeId)}`);
+    this.control = new NodeControl(this);
   }
 
-  start(): Promise<void> {
-    return this.engine.start(this);
+  async start(): Promise<void> {
+    await this.engine.start(this);
+    try {
+      await this.control.start();
+    } catch (err) {
+      await this.engine.close();
+      throw err;
+    }
   }
 
   policy(namespace: string): NamespacePolicy {
@@ -308,10 +321,14 @@ export class Hub implements PublicationSink {
     return this.policyOf(check.namespace);
   }
 
-  /** A new, unique client id. */
-  newClientId(): string {
+  /**
+   * A new, unique client id that names this node: `<nodeId>-<seq>` for a session this node holds,
+   * `<nodeId>~<seq>` for a long-poll client (`stateless`), whose commands any node may run. See
+   * `nodeOfClientId`.
+   */
+  newClientId(opts: { stateless?: boolean } = {}): string {
     this.clientSeq += 1;
-    return `${this.clientPrefix}-${this.clientSeq.toString(36)}`;
+    return `${this.nodeId}${opts.stateless === true ? '~' : '-'}${this.clientSeq.toString(36)}`;
   }
 
   unsubscribe(session: Session, stream: string): void {

@@ -6,13 +6,17 @@
  * response holds their replies, one JSON object per line (`application/x-ndjson`).
  *
  * A session streaming from this node (SSE, HTTP stream) runs the commands itself, so `subscribe`
- * adds a stream to the running response. A long-poll client has no lasting session: its commands
- * run detached, and `subscribe` answers with the position (and recovery/backlog) to poll from.
+ * adds a stream to the running response. A session streaming from another node (its client id names
+ * the node) gets them through the engine's control channel (`Hub.control`), with the same effect and
+ * the same replies: no sticky sessions needed. A long-poll client has no lasting session: its
+ * commands run detached on this node, and `subscribe` answers with the position (and
+ * recovery/backlog) to poll from.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes, HeraldError } from '@herald/protocol';
 import { jsonEncoder } from '../core/encoder.js';
 import type { Hub } from '../core/hub.js';
+import { nodeOfClientId, runSendCommands, takesSendCommands } from '../core/node-control.js';
 import { sendJsonError } from '../http/admission.js';
 import { readBody } from '../http/body.js';
 import { requestToken } from '../http/token.js';
@@ -24,6 +28,8 @@ export interface SendOptions {
   readonly cors: Cors;
   readonly tokens: SessionTokens;
   readonly maxBodySize: number;
+  /** How long to wait for the node holding a session to answer forwarded commands, in ms. */
+  readonly forwardTimeout: number;
 }
 
 export class SendHandler {
@@ -71,29 +77,47 @@ export class SendHandler {
       throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'unknown or invalid session id (X-Herald-Session)');
     }
     const raw = await readBody(req, this.opts.maxBodySize);
-    const hub = this.opts.hub;
-    const live = hub.sessions.get(clientId);
-    const streaming = live !== undefined && (live.transport.name === 'sse' || live.transport.name === 'http-stream');
-    if (live !== undefined && !streaming && live.transport.name !== 'long-poll') {
-      throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'this session does not take commands over /send');
-    }
-    let session = streaming ? live : undefined;
-    if (session === undefined) {
-      // A long-poll client: no session lives here; the request's token says who it is.
-      const identity = await hub.authorizer.connect(requestToken(req), {
-        clientId,
-        transport: 'long-poll',
-        remoteAddress: req.socket.remoteAddress,
-      });
-      session = hub.detachedSession(jsonEncoder, { id: clientId, identity, remoteAddress: req.socket.remoteAddress });
-    }
-    if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is closed');
-    const replies: Uint8Array[] = [];
-    await session.dispatch(raw.toString('utf8'), (bytes) => replies.push(bytes, NL), jsonEncoder);
-    const body = Buffer.concat(replies);
+    const body = await this.execute(req, clientId, raw.toString('utf8'));
     res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Content-Length': body.byteLength, ...cors });
     res.end(body);
   }
-}
 
-const NL = Buffer.from('\n');
+  /** Runs the commands where the session is; resolves with the replies (NDJSON). */
+  private async execute(req: IncomingMessage, clientId: string, text: string): Promise<Uint8Array> {
+    const hub = this.opts.hub;
+    const live = hub.sessions.get(clientId);
+    if (live !== undefined && live.transport.name !== 'long-poll') {
+      // A session this node holds: a streaming one runs the commands (subscribe adds to its response).
+      if (!takesSendCommands(live)) {
+        throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'this session does not take commands over /send');
+      }
+      if (live.state !== 'open') throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is closed');
+      return runSendCommands(live, text);
+    }
+    const holder = nodeOfClientId(clientId);
+    if (holder !== undefined && live === undefined) {
+      // A session held by a node: another one gets the commands through the engine.
+      if (holder !== hub.nodeId && hub.control.available) {
+        return hub.control.send(clientId, text, this.opts.forwardTimeout);
+      }
+      throw new HeraldError(
+        'HERALD_ERR_SESSION_NOT_FOUND',
+        holder === hub.nodeId
+          ? 'the session is closed'
+          : `the session lives on node ${holder}, which this engine cannot reach`,
+      );
+    }
+    // A long-poll client: no session lives anywhere; the request's token says who it is.
+    const identity = await hub.authorizer.connect(requestToken(req), {
+      clientId,
+      transport: 'long-poll',
+      remoteAddress: req.socket.remoteAddress,
+    });
+    const session = hub.detachedSession(jsonEncoder, {
+      id: clientId,
+      identity,
+      remoteAddress: req.socket.remoteAddress,
+    });
+    return runSendCommands(session, text);
+  }
+}

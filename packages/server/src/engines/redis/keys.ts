@@ -35,6 +35,14 @@ export class KeySpace {
     return `${this.base(channel)}:i:${channel} ${key}`;
   }
 
+  /**
+   * The control channel of a node (requests to it, and answers to its own requests). The node id is
+   * its hash tag, hence its shard key: see `RedisControl`.
+   */
+  node(id: string): string {
+    return `${this.prefix}:node:{${id}}`;
+  }
+
   /** Keys that are not per stream (the ingestion lease). */
   global(name: string): string {
     return `${this.prefix}:${name}`;

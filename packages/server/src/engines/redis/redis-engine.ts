@@ -15,6 +15,7 @@
  * - Live publications reach the node through one pub/sub subscription per stream on a subscriber
  *   link (see subscriber-link.ts). When a link was lost and comes back, the engine calls
  *   `sink.onGap(streams)` once the streams are subscribed again, and the hub re-reads history.
+ * - `control`: requests between nodes on per-node pub/sub channels (see control.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { namespaceOf, streamsOf } from '@herald/protocol';
@@ -28,6 +29,7 @@ import type {
   PublishRequest,
 } from '../../core/engine.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
+import { RedisControl, type RedisControlStats } from './control.js';
 import { KeySpace } from './keys.js';
 import { loadScripts } from './scripts.js';
 import type { SubscriberLink } from './subscriber-link.js';
@@ -75,6 +77,7 @@ export class RedisEngine implements Engine {
   readonly keys: KeySpace;
   readonly topology: Topology;
   readonly stats: RedisEngineStats = { received: 0, gaps: 0, badMessages: 0 };
+  readonly control: RedisControl;
   private readonly logger: Logger;
   private readonly idleStreamTtl: number;
   private state: EngineState = 'created';
@@ -98,6 +101,12 @@ export class RedisEngine implements Engine {
       commandTimeout: opts.commandTimeout ?? 5_000,
       onMessage: (channel, payload) => this.onMessage(channel, payload),
       onRestored: (channels) => this.onRestored(channels),
+    });
+    this.control = new RedisControl({
+      topology: this.topology,
+      keys: this.keys,
+      logger: this.logger,
+      idPrefix: this.instanceId,
     });
   }
 
@@ -128,6 +137,7 @@ export class RedisEngine implements Engine {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.sink = undefined;
+    this.control.close();
     this.subscribed.clear();
     this.streamOfChannel.clear();
     await this.topology.close();
@@ -138,8 +148,14 @@ export class RedisEngine implements Engine {
   }
 
   /** Per-shard connection states and counters, for `info`. */
-  status(): { mode: string; shards: ShardStatus[]; streams: number } & RedisEngineStats {
-    return { mode: this.topology.mode, shards: this.topology.status(), streams: this.subscribed.size, ...this.stats };
+  status(): { mode: string; shards: ShardStatus[]; streams: number; control: RedisControlStats } & RedisEngineStats {
+    return {
+      mode: this.topology.mode,
+      shards: this.topology.status(),
+      streams: this.subscribed.size,
+      ...this.stats,
+      control: { ...this.control.stats },
+    };
   }
 
   async publish(req: PublishRequest): Promise<PublishOutcome> {
@@ -247,6 +263,10 @@ export class RedisEngine implements Engine {
   }
 
   private onMessage(channel: string, payload: string): void {
+    if (channel === this.control.servedChannel) {
+      this.control.onMessage(payload);
+      return;
+    }
     const stream = this.streamOfChannel.get(channel);
     const sink = this.sink;
     if (stream === undefined || sink === undefined) return;

@@ -104,6 +104,12 @@ export interface Topology {
   /** Resolves true once the command connection serving `namespace` is ready (false after `ms`). */
   waitReady(namespace: string, ms: number): Promise<boolean>;
   link(namespace: string): SubscriberLink;
+  /**
+   * Sends `message` on a pub/sub channel that is not a stream's (a node's control channel) through
+   * the server that `shardKey` maps to, as `link(shardKey)` does: PUBLISH on that shard, SPUBLISH on
+   * a cluster (the channel's hash tag must be `shardKey`). Resolves with the number of receivers.
+   */
+  publish(shardKey: string, channel: string, message: string): Promise<number>;
   /** A plain connection to one server (shard 0, or a cluster master), for the ingestion subscriber. */
   firstTarget(): { options: RedisOptions; label: string };
   /** A command client for keys that are not per namespace (the ingestion lease). */
@@ -313,6 +319,10 @@ export class ShardsTopology implements Topology {
     return this.shard(namespace).link;
   }
 
+  publish(shardKey: string, channel: string, message: string): Promise<number> {
+    return this.shard(shardKey).commands.publish(channel, message);
+  }
+
   firstTarget(): { options: RedisOptions; label: string } {
     const first = this.shards[0] as Shard;
     return { options: connectionOptions(first.target, this.opts), label: first.target.label };
@@ -409,6 +419,11 @@ export class ClusterTopology implements Topology {
     const key = this.cluster.slots[clusterSlot(`{${namespace}}`)]?.[0];
     if (key === undefined) throw new Error(`no Redis Cluster node serves namespace "${namespace}" yet`);
     return this.linkAt(key);
+  }
+
+  async publish(_shardKey: string, channel: string, message: string): Promise<number> {
+    // Routed by the channel's slot, which its hash tag (the shard key) decides.
+    return Number(await this.cluster.spublish(channel, message));
   }
 
   firstTarget(): { options: RedisOptions; label: string } {

@@ -1,0 +1,153 @@
+/**
+ * Commands for a session held by another node. An SSE or HTTP-stream session lives on the node
+ * that streams its response; a `POST /send` for it may reach any node behind a load balancer. That
+ * node forwards the body through the engine's control channel (`Engine.control`) to the node named
+ * in the client id, which runs the commands on the live session, as if the request had come to it
+ * (so `subscribe` adds a stream to the open response), and answers with the replies. This is
+ * Centrifugo's HTTP emulation without sticky sessions.
+ *
+ * Client ids tell their node: `<nodeId>-<seq>` for a session held by that node (WebSocket, SSE,
+ * HTTP stream), `<nodeId>~<seq>` for a long-poll client, which no node holds (its `/send` runs on
+ * whichever node gets it).
+ *
+ * Only the signed session id is checked by the forwarding node; the node holding the session
+ * trusts its engine's control channel, like the rest of what the engine tells it.
+ */
+import { HeraldError, isErrorCode, type ErrorBody } from '@herald/protocol';
+import { jsonEncoder } from './encoder.js';
+import type { Hub } from './hub.js';
+import type { Session } from './session.js';
+
+/**
+ * The node holding the session of a client id made by `Hub.newClientId()`, or undefined when no
+ * node holds it (a long-poll client's id).
+ */
+export function nodeOfClientId(clientId: string): string | undefined {
+  if (clientId.includes('~')) return undefined;
+  const dash = clientId.lastIndexOf('-');
+  return dash > 0 ? clientId.slice(0, dash) : undefined;
+}
+
+/** Whether the session takes `POST /send` commands itself (a streaming response it writes to). */
+export function takesSendCommands(session: Session): boolean {
+  const name = session.transport.name;
+  return name === 'sse' || name === 'http-stream';
+}
+
+/**
+ * Runs the commands of a `/send` body (`\n`-separated JSON) on a session; resolves with their
+ * replies, one JSON object per line, in the order they completed. Never rejects.
+ */
+export async function runSendCommands(session: Session, body: string): Promise<Uint8Array> {
+  const replies: Uint8Array[] = [];
+  await session.dispatch(body, (bytes) => replies.push(bytes, NL), jsonEncoder);
+  return Buffer.concat(replies);
+}
+
+/** What one node asks another: run `/send` commands for a client. */
+interface SendRequest {
+  readonly op: 'send';
+  readonly client: string;
+  readonly body: string;
+}
+
+/** The answer: the NDJSON replies, or why the commands did not run. */
+type SendAnswer = { readonly replies: string } | { readonly error: ErrorBody };
+
+export interface NodeControlStats {
+  /** `/send` requests this node forwarded to the node holding their session. */
+  forwarded: number;
+  /** Forwarded `/send` requests this node ran for other nodes. */
+  served: number;
+}
+
+export class NodeControl {
+  readonly stats: NodeControlStats = { forwarded: 0, served: 0 };
+
+  constructor(private readonly hub: Hub) {}
+
+  /** Whether the engine can reach other nodes (the Redis engine can; the memory engine serves one node). */
+  get available(): boolean {
+    return this.hub.engine.control !== undefined;
+  }
+
+  /** Takes requests from other nodes. Called by `Hub.start` once the engine has started. */
+  async start(): Promise<void> {
+    await this.hub.engine.control?.serve(this.hub.nodeId, (message) => this.serve(message));
+  }
+
+  /**
+   * Runs `/send` commands on the node that holds `clientId`'s session and resolves with its replies
+   * (NDJSON). Rejects with `HERALD_ERR_NODE_UNREACHABLE` when that node does not answer within
+   * `timeoutMs`, and with the other node's error (`HERALD_ERR_SESSION_NOT_FOUND`: the session ended).
+   */
+  async send(clientId: string, body: string, timeoutMs: number): Promise<Uint8Array> {
+    const control = this.hub.engine.control;
+    const node = nodeOfClientId(clientId);
+    if (control === undefined || node === undefined) {
+      throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is not held by a node this one can reach');
+    }
+    const request: SendRequest = { op: 'send', client: clientId, body };
+    this.stats.forwarded += 1;
+    let text: string;
+    try {
+      text = await control.request(node, JSON.stringify(request), timeoutMs);
+    } catch (err) {
+      if (err instanceof HeraldError) this.hub.logger.info({ code: err.code, node }, err.message);
+      throw err;
+    }
+    const answer = parseAnswer(text);
+    if ('error' in answer) throw new HeraldError(answer.error.code, answer.error.message);
+    return Buffer.from(answer.replies, 'utf8');
+  }
+
+  /** A request from another node. Resolves with the answer; errors are part of the answer. */
+  private async serve(message: string): Promise<string> {
+    let answer: SendAnswer;
+    try {
+      const request = parseRequest(message);
+      const session = this.hub.sessions.get(request.client);
+      if (session === undefined || session.state !== 'open' || !takesSendCommands(session)) {
+        throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is closed');
+      }
+      this.stats.served += 1;
+      const replies = await runSendCommands(session, request.body);
+      answer = { replies: Buffer.from(replies).toString('utf8') };
+    } catch (err) {
+      answer = { error: this.hub.toErrorBody(err) };
+    }
+    return JSON.stringify(answer);
+  }
+}
+
+function parseRequest(message: string): SendRequest {
+  let value: unknown;
+  try {
+    value = JSON.parse(message);
+  } catch {
+    value = undefined;
+  }
+  const r = value as Partial<SendRequest> | undefined;
+  if (r?.op !== 'send' || typeof r.client !== 'string' || typeof r.body !== 'string') {
+    throw new HeraldError('HERALD_ERR_PROTOCOL_MALFORMED', 'unreadable request from another node');
+  }
+  return { op: 'send', client: r.client, body: r.body };
+}
+
+function parseAnswer(text: string): SendAnswer {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  const a = value as { replies?: unknown; error?: { code?: unknown; message?: unknown } } | undefined;
+  if (typeof a?.replies === 'string') return { replies: a.replies };
+  const code = a?.error?.code;
+  if (isErrorCode(code)) {
+    return { error: { code, message: typeof a?.error?.message === 'string' ? a.error.message : code } };
+  }
+  throw new HeraldError('HERALD_ERR_INTERNAL', 'unreadable answer from the node holding the session');
+}
+
+const NL = Buffer.from('\n');
