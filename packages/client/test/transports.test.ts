@@ -12,7 +12,9 @@ const clients: Herald[] = [];
 beforeAll(async () => {
   srv = await startServer({
     http: { heartbeatInterval: 1000 },
-    namespaces: { pub: { clientPublish: true }, closed: { anonymousSubscribe: false } },
+    // History covers every publication of a test (the drop test's publisher never stops while the
+    // client reconnects: a slow reconnect must not push its cursor out of history).
+    namespaces: { pub: { clientPublish: true, historySize: 5000 }, closed: { anonymousSubscribe: false } },
   });
 });
 afterEach(() => {
