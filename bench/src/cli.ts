@@ -3,7 +3,7 @@
  * tables, and writes `bench/results/<date>-<scenario>.md` with an SVG chart.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pinning, workDir } from './launch.js';
@@ -68,7 +68,7 @@ async function main(): Promise<number> {
   const seconds = (v: string | undefined, fallback: number): number => (v === undefined ? fallback : Number(v) * 1000);
   const specs: ScenarioSpec[] = ids.map((id) => {
     let spec = scenario(id, n, targets);
-    if (quick && spec.kind === 'rates') spec = { ...spec, warmupMs: 1500, measureMs: 5000 };
+    if (quick) spec = { ...spec, warmupMs: 1000, measureMs: spec.kind === 'rates' ? 4000 : 2000 };
     const rates = values.rates?.split(',').map(Number) ?? spec.rates;
     if (rates.some((r) => !(r > 0))) throw new Error('--rates must be positive numbers');
     return {
@@ -84,7 +84,8 @@ async function main(): Promise<number> {
   if (pin.generator !== undefined) {
     // The orchestrator sits with the load generator, away from the server's core.
     execFileSync('taskset', ['-pc', String(pin.generator), String(process.pid)], { stdio: 'ignore' });
-  } else log('warning: one core only: server and load generator share it; figures are indicative');
+  } else
+    log('warning: no pinning (one core, or no taskset): server and load generator share cores; figures are indicative');
   const m = machine(REPO_ROOT);
   log(`machine: ${m.nproc} cores, ${m.cpu}, Node ${m.node}, commit ${m.commit}, load ${m.loadBefore.toFixed(2)}`);
   if (m.loadBefore > 0.5)
@@ -122,7 +123,10 @@ async function main(): Promise<number> {
   if (!values['no-save']) {
     const dir = values.out ?? join(REPO_ROOT, 'bench', 'results');
     mkdirSync(dir, { recursive: true });
-    const stem = `${m.date.slice(0, 10)}-${quick ? 'quick' : ids.join('-')}${n !== 10_000 && !quick ? `-n${n}` : ''}`;
+    const base = `${m.date.slice(0, 10)}-${quick ? 'quick' : ids.join('-')}${n !== 10_000 && !quick ? `-n${n}` : ''}`;
+    // A second run the same day gets its own files (-2, -3, ...) instead of replacing the first.
+    let stem = base;
+    for (let i = 2; existsSync(join(dir, `${stem}.md`)); i++) stem = `${base}-${i}`;
     const charts = new Map<string, string>();
     for (const r of results) {
       if (r.steps.length === 0) continue;

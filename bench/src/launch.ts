@@ -4,7 +4,7 @@
  * usual soft limit of 1024). Every child is stopped by its own pid.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
@@ -17,7 +17,28 @@ export interface Pinning {
 }
 
 export function pinning(): Pinning {
-  return availableParallelism() >= 2 ? { server: 0, generator: 1 } : { server: undefined, generator: undefined };
+  const taskset = ['/usr/bin/taskset', '/bin/taskset'].some((p) => existsSync(p));
+  return taskset && availableParallelism() >= 2
+    ? { server: 0, generator: 1 }
+    : { server: undefined, generator: undefined };
+}
+
+/** Every child still running, so that none outlives the orchestrator (Ctrl-C, a crash, a timeout). */
+const live = new Set<ChildProcess>();
+let cleanupInstalled = false;
+
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  process.on('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      for (const child of live) child.kill('SIGTERM');
+      setTimeout(() => process.exit(130), 1000).unref();
+    });
+  }
 }
 
 let runDir: string | undefined;
@@ -60,6 +81,9 @@ export function spawnPinned(cmd: string, args: readonly string[], opts: SpawnOpt
     },
   );
   if (fd !== undefined) closeSync(fd);
+  installCleanup();
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   return child;
 }
 

@@ -40,17 +40,38 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
-/** CPU seconds (user + system) used so far by the processes. */
-export function cpuSeconds(pids: readonly number[]): number {
-  let ticks = 0;
+/** CPU seconds used so far by the processes, in user mode and in the kernel. */
+export function cpuTimes(pids: readonly number[]): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
   for (const pid of pids) {
     const stat = readOr(`/proc/${pid}/stat`);
     if (stat === undefined) continue;
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // After the command name: field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
-    ticks += Number(fields[11]) + Number(fields[12]);
+    user += Number(fields[11]);
+    system += Number(fields[12]);
   }
-  return ticks / ticksPerSecond();
+  return { user: user / ticksPerSecond(), system: system / ticksPerSecond() };
+}
+
+/** Read and write system calls made so far by the processes (`syscr`, `syscw` of /proc/<pid>/io). */
+export function syscalls(pids: readonly number[]): { reads: number; writes: number } {
+  let reads = 0;
+  let writes = 0;
+  for (const pid of pids) {
+    const io = readOr(`/proc/${pid}/io`);
+    if (io === undefined) continue;
+    reads += Number(/^syscr: (\d+)/m.exec(io)?.[1] ?? 0);
+    writes += Number(/^syscw: (\d+)/m.exec(io)?.[1] ?? 0);
+  }
+  return { reads, writes };
+}
+
+/** CPU seconds (user + system) used so far by the processes. */
+export function cpuSeconds(pids: readonly number[]): number {
+  const t = cpuTimes(pids);
+  return t.user + t.system;
 }
 
 /** Resident set size in bytes (VmRSS), summed over the processes. */

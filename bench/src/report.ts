@@ -23,10 +23,13 @@ function stepTable(steps: readonly StepResult[]): Table {
       'p99 ms',
       'max ms',
       'server CPU %',
+      'of which kernel %',
       'µs/delivery',
+      'writes/delivery',
       'RSS MiB',
       'gen CPU %',
       'gen core %',
+      'other % srv/gen core',
       'notes',
     ],
     rows: steps.map((s) => [
@@ -41,7 +44,9 @@ function stepTable(steps: readonly StepResult[]): Table {
       f2(s.p99),
       f1(s.max),
       f1(s.serverCpuPct),
+      f1(s.serverSysPct),
       f2(s.usPerDelivery),
+      f2(s.writesPerDelivery),
       f1(s.rssMiB),
       f1(s.genCpuPct),
       f1(s.genCoreBusyPct),
@@ -92,7 +97,16 @@ function ratioTable(steps: readonly StepResult[]): Table {
 
 function memoryTable(r: ScenarioResult): Table {
   return {
-    header: ['target', 'connections', 'connect s', 'RSS before MiB', 'RSS after MiB', 'KiB / connection', 'notes'],
+    header: [
+      'target',
+      'connections',
+      'connect s',
+      'RSS before MiB',
+      'RSS after MiB',
+      'KiB / connection',
+      'of which JS heap KiB',
+      'notes',
+    ],
     rows: r.memory.map((m) => [
       m.label,
       int(m.connected),
@@ -100,6 +114,7 @@ function memoryTable(r: ScenarioResult): Table {
       f1(m.rssBeforeMiB),
       f1(m.rssAfterMiB),
       f2(m.kibPerConnection),
+      m.heapKibPerConnection === undefined ? '' : f2(m.heapKibPerConnection),
       m.notes.join('; '),
     ]),
   };
@@ -268,8 +283,12 @@ export function terminalReport(r: ScenarioResult): string {
   const parts = [`\n== ${r.spec.title} (N = ${r.spec.n.toLocaleString('en')}) ==`];
   for (const { title, table } of tables(r)) parts.push(`\n${title}:\n${plain(table)}`);
   const v = verdicts(r);
-  if (v.length > 0)
-    parts.push(`\nTargets:\n${v.map((x) => `  [${x.met ? 'met' : 'NOT met'}] ${x.goal}: ${x.detail}`).join('\n')}`);
+  if (v.length > 0) {
+    const caveat = r.spec.n !== 10_000 ? ` (set for N = 10,000; indicative at N = ${r.spec.n})` : '';
+    parts.push(
+      `\nTargets${caveat}:\n${v.map((x) => `  [${x.met ? 'met' : 'NOT met'}] ${x.goal}: ${x.detail}`).join('\n')}`,
+    );
+  }
   for (const s of r.skipped) parts.push(`skipped ${s.target}: ${s.reason}`);
   return parts.join('\n');
 }
@@ -310,6 +329,11 @@ export function markdownReport(
     const v = verdicts(r);
     if (v.length > 0) {
       lines.push('### Targets (issue #6)', '');
+      if (r.spec.n !== 10_000)
+        lines.push(
+          `The targets are set for N = 10,000; at N = ${r.spec.n.toLocaleString('en')} this is indicative only.`,
+          '',
+        );
       for (const x of v) lines.push(`- **${x.met ? 'met' : 'not met'}** — ${x.goal}: ${x.detail}`);
       lines.push('');
     }

@@ -17,7 +17,7 @@ import type {
 } from './gen/messages.js';
 import { IpcChild } from './ipc.js';
 import { spawnPinned, type Pinning } from './launch.js';
-import { coreBusy, coreTimes, cpuSeconds, rssBytes } from './proc.js';
+import { coreBusy, coreTimes, cpuTimes, rssBytes, syscalls } from './proc.js';
 import { startServer, type RunningServer, type ServerOptions, type TargetDef } from './targets.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -43,7 +43,11 @@ export interface StepResult {
   readonly p99: number;
   readonly max: number;
   readonly serverCpuPct: number;
+  /** Part of the server's CPU spent in the kernel (system time: socket writes and reads, loopback TCP). */
+  readonly serverSysPct: number;
   readonly usPerDelivery: number;
+  /** Write system calls of the server per delivery (below 1 when it coalesces deliveries per socket). */
+  readonly writesPerDelivery: number;
   readonly rssMiB: number;
   readonly genCpuPct: number;
   readonly genCoreBusyPct: number;
@@ -142,15 +146,18 @@ export class Session {
   async step(rate: number, warmupMs: number, measureMs: number): Promise<StepResult> {
     const { n, channels } = this.opts;
     const running = this.pub.request<PublishResult>({ type: 'run', rate, durationMs: warmupMs + measureMs });
+    running.catch(() => undefined); // awaited below; a rejection before then is not unhandled
     await sleep(warmupMs);
     const pids = this.serverPids();
     await this.sub.request({ type: 'mark' });
-    const cpu0 = cpuSeconds(pids);
+    const io0 = syscalls(pids);
+    const times0 = cpuTimes(pids);
     const cores0 = coreTimes();
     const t0 = performance.now();
     const startUs = monotonicUs();
     await sleep(measureMs);
-    const cpu1 = cpuSeconds(pids);
+    const times1 = cpuTimes(pids);
+    const io1 = syscalls(pids);
     const cores1 = coreTimes();
     const endUs = monotonicUs();
     const seconds = (performance.now() - t0) / 1000;
@@ -159,7 +166,8 @@ export class Session {
     const published = await running;
     const drain = await this.sub.request<DrainStats>({ type: 'drain', final: published.final, timeoutMs: 10_000 });
     const busy = coreBusy(cores0, cores1);
-    const serverCpu = cpu1 - cpu0;
+    const serverCpu = times1.user + times1.system - times0.user - times0.system;
+    const serverSys = times1.system - times0.system;
     const serverCpuPct = (serverCpu / seconds) * 100;
     const genCore = this.opts.pin.generator === undefined ? 0 : (busy[this.opts.pin.generator] ?? 0);
     const serverCore = this.opts.pin.server === undefined ? 0 : (busy[this.opts.pin.server] ?? 0);
@@ -195,7 +203,9 @@ export class Session {
       p99: win.latency.p99,
       max: win.latency.max,
       serverCpuPct,
+      serverSysPct: (serverSys / seconds) * 100,
       usPerDelivery: win.deliveries > 0 ? (serverCpu * 1e6) / win.deliveries : 0,
+      writesPerDelivery: win.deliveries > 0 ? (io1.writes - io0.writes) / win.deliveries : 0,
       rssMiB: rss / 2 ** 20,
       genCpuPct: subCpuPct + pubCpuPct,
       genCoreBusyPct: genCore * 100,

@@ -7,7 +7,7 @@ import type { Pinning } from './launch.js';
 import { freePort, spawnPinned, stopChild, waitPort } from './launch.js';
 import { cpuSeconds, rssBytes, waitQuiet } from './proc.js';
 import { Session, sleep, type StepResult } from './run.js';
-import { RunningServer, startServer, target, unavailable, type TargetDef } from './targets.js';
+import { API_KEY, RunningServer, startServer, target, unavailable, type TargetDef } from './targets.js';
 
 export type ScenarioKind = 'rates' | 'memory' | 'storm' | 'nodes';
 
@@ -36,6 +36,8 @@ export interface MemoryResult {
   readonly rssBeforeMiB: number;
   readonly rssAfterMiB: number;
   readonly kibPerConnection: number;
+  /** Herald only: growth of the V8 heap in use per connection (from `/api/info`), the rest being native. */
+  readonly heapKibPerConnection?: number;
   readonly notes: readonly string[];
 }
 
@@ -127,6 +129,7 @@ export function scenario(id: string, n: number, targetsOverride?: readonly strin
         targets: t(MEMORY_TARGETS),
         channels: 1,
         rates: [],
+        measureMs: 3000, // idle time before RSS is read
       };
     case 's5':
       return {
@@ -179,7 +182,7 @@ export interface RunContext {
 }
 
 /** Other work above this on a core during a step makes the step noisy. */
-const NOISE_PCT = 10;
+const NOISE_PCT = 15;
 
 function noisy(s: StepResult): boolean {
   return s.serverCoreOtherPct > NOISE_PCT || s.genCoreOtherPct > NOISE_PCT;
@@ -283,18 +286,37 @@ async function runRates(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Pr
   return steps;
 }
 
+/** Herald's V8 heap in use (`/api/info`), or undefined for the peers. */
+async function heraldHeap(def: TargetDef, session: Session): Promise<number | undefined> {
+  if (def.server !== 'herald') return undefined;
+  try {
+    const res = await fetch(`http://127.0.0.1:${session.servers[0]!.port}/api/info`, {
+      method: 'POST',
+      headers: { Authorization: `apikey ${API_KEY}`, 'Content-Type': 'application/json' },
+      body: '{}',
+    });
+    const info = (await res.json()) as { nodes?: { heapUsedBytes?: number }[] };
+    return info.nodes?.[0]?.heapUsedBytes;
+  } catch {
+    return undefined;
+  }
+}
+
 async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Promise<MemoryResult> {
   const session = await Session.open(def, sessionOptions(spec, def, ctx));
   try {
     await sleep(1000);
     const before = rssBytes(session.serverPids());
+    const heapBefore = await heraldHeap(def, session);
     const t0 = performance.now();
     const ok = await connectOrThrow(session, ctx);
     const connectMs = performance.now() - t0;
-    // Three publications so that every connection has carried traffic (buffers allocated, history kept).
+    // Three publications so that every connection has carried traffic (buffers allocated, history kept),
+    // then `measureMs` of idle time before RSS is read.
     const { drain } = await session.publishAndWait(3);
-    await sleep(3000);
+    await sleep(spec.measureMs);
     const after = rssBytes(session.serverPids());
+    const heapAfter = await heraldHeap(def, session);
     const notes: string[] = [];
     if (drain.lost > 0) notes.push(`${drain.lost} of the 3 warm-up messages did not arrive`);
     const r: MemoryResult = {
@@ -306,6 +328,9 @@ async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): P
       rssBeforeMiB: before / 2 ** 20,
       rssAfterMiB: after / 2 ** 20,
       kibPerConnection: (after - before) / 1024 / ok,
+      ...(heapBefore !== undefined && heapAfter !== undefined
+        ? { heapKibPerConnection: (heapAfter - heapBefore) / 1024 / ok }
+        : {}),
       notes,
     };
     ctx.log(

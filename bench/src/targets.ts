@@ -155,8 +155,9 @@ export class RunningServer {
   }
 
   async stop(): Promise<void> {
-    // Herald drains gracefully on SIGTERM (and writes its CPU profile); the peers exit at once.
-    await stopChild(this.child, 20_000, this.kind === 'nchan' ? 'SIGQUIT' : 'SIGTERM');
+    // Herald drains gracefully on SIGTERM (and writes its CPU profile); the peers and nginx (fast
+    // shutdown) exit at once.
+    await stopChild(this.child, 20_000, 'SIGTERM');
   }
 }
 

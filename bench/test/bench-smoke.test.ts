@@ -52,6 +52,8 @@ describe('bench suite smoke run', () => {
       '50',
       '--targets',
       targets,
+      '--retries',
+      '0',
       '--warmup',
       '0.3',
       '--measure',

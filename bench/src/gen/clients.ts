@@ -8,7 +8,7 @@
  * needs: a handshake, framing, pings, and `scanPayloads` over latin1 text (payloads are ASCII).
  */
 import { connect, type Socket } from 'node:net';
-import { findEpoch, scanPayloads } from './scan.js';
+import { findEpoch, scanPayloads, type PayloadVisitor } from './scan.js';
 import type { SubSpec } from './messages.js';
 
 export interface SubSink {
@@ -31,9 +31,21 @@ export type SubState = (typeof SubState)[keyof typeof SubState];
 const HOST = '127.0.0.1';
 const CRLF2 = '\r\n\r\n';
 
-export abstract class Sub {
+/**
+ * Every socket reads into this one buffer (`net.connect({ onread })`): no Buffer per read and no
+ * stream machinery. Whatever must outlive the read callback (a partial frame or head) is copied.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
+
+export abstract class Sub implements PayloadVisitor {
   /** Last sequence number received (sequence numbers start at 1 on every channel). */
   last = 0;
+  /** Sequence numbers up to here are accounted for (received, or counted lost by a drain). */
+  acct = 0;
+  everSubscribed = false;
+  failed = false;
+  /** Receive time (ns, CLOCK_MONOTONIC) of the read being scanned. */
+  private now = 0;
   /** Herald stream epoch, from the subscribe reply (used to resume). */
   epoch = '';
   state: SubState = SubState.idle;
@@ -57,11 +69,20 @@ export abstract class Sub {
     this.head = undefined;
     this.headDone = false;
     this.reset();
-    const socket = connect({ host: HOST, port: this.spec.port });
+    const socket = connect({
+      host: HOST,
+      port: this.spec.port,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          this.data(Buffer.from(buf.buffer, buf.byteOffset, n));
+          return true;
+        },
+      },
+    });
     this.socket = socket;
     socket.setNoDelay(true);
     socket.on('connect', () => socket.write(this.request()));
-    socket.on('data', (buf: Buffer) => this.data(buf));
     socket.on('error', (err) => this.lost(`socket: ${err.message}`));
     socket.on('close', () => this.lost('connection closed'));
   }
@@ -114,7 +135,12 @@ export abstract class Sub {
   }
 
   protected scan(text: string, now: number): void {
-    scanPayloads(text, (seq, sentNs) => this.sink.delivered(this, seq, (now - sentNs) / 1000));
+    this.now = now;
+    scanPayloads(text, this);
+  }
+
+  payload(seq: number, sentNs: number): void {
+    this.sink.delivered(this, seq, (this.now - sentNs) / 1000);
   }
 
   private lost(reason: string): void {
@@ -128,7 +154,7 @@ export abstract class Sub {
       const all = this.head === undefined ? buf : Buffer.concat([this.head, buf]);
       const end = all.indexOf(CRLF2);
       if (end === -1) {
-        this.head = all;
+        this.head = Buffer.from(all); // `buf` is the shared read buffer
         return;
       }
       this.headDone = true;
@@ -431,7 +457,7 @@ export class PollSub extends Sub {
         const all: Buffer = this.partialHead === undefined ? buf : Buffer.concat([this.partialHead, buf]);
         const end = all.indexOf(CRLF2);
         if (end === -1) {
-          this.partialHead = all;
+          this.partialHead = Buffer.from(all); // `buf` is the shared read buffer
           return;
         }
         this.partialHead = undefined;

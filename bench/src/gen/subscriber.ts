@@ -14,16 +14,8 @@ import type { SubscriberReply, SubscriberRequest, SubSpec, WindowStats } from '.
 import { createSub, SubState, type Sub, type SubSink } from './clients.js';
 import { Histogram } from './histogram.js';
 
-interface Tracked {
-  readonly sub: Sub;
-  /** Sequence numbers up to here are accounted for (received, or counted lost by a drain). */
-  acct: number;
-  everSubscribed: boolean;
-  failed: boolean;
-}
-
 class SubscriberProcess implements SubSink {
-  private readonly tracked = new Map<Sub, Tracked>();
+  private readonly subs: Sub[] = [];
   private readonly hist = new Histogram();
   private windowOpen = false;
   private windowStart = 0;
@@ -41,10 +33,9 @@ class SubscriberProcess implements SubSink {
       this.dup++;
       return;
     }
-    const t = this.tracked.get(sub)!;
-    const floor = sub.last > t.acct ? sub.last : t.acct;
+    const floor = sub.last > sub.acct ? sub.last : sub.acct;
     if (seq > floor + 1) this.gapLost += seq - floor - 1;
-    if (seq <= t.acct) this.late++;
+    if (seq <= sub.acct) this.late++;
     sub.last = seq;
     if (this.windowOpen) {
       this.windowDeliveries++;
@@ -53,12 +44,12 @@ class SubscriberProcess implements SubSink {
   }
 
   subscribed(sub: Sub): void {
-    this.tracked.get(sub)!.everSubscribed = true;
+    sub.everSubscribed = true;
     this.gate?.();
   }
 
   failed(sub: Sub, reason: string): void {
-    this.tracked.get(sub)!.failed = true;
+    sub.failed = true;
     this.note(reason);
     this.gate?.();
   }
@@ -92,12 +83,12 @@ class SubscriberProcess implements SubSink {
       case 'drain':
         return this.drain(req.final, req.timeoutMs);
       case 'drop':
-        for (const t of this.tracked.values()) if (!t.failed) t.sub.close();
+        for (const sub of this.subs) if (!sub.failed) sub.close();
         return { done: true };
       case 'recover':
         return this.recover(req.final, req.concurrency, req.timeoutMs);
       case 'close':
-        for (const t of this.tracked.values()) t.sub.close();
+        for (const sub of this.subs) sub.close();
         return { done: true };
     }
   }
@@ -147,7 +138,7 @@ class SubscriberProcess implements SubSink {
     for (let i = 0; i < n; i++) {
       const ch = (first + i) % channels;
       const sub = createSub(channelName(ch), ch, spec, this);
-      this.tracked.set(sub, { sub, acct: 0, everSubscribed: false, failed: false });
+      this.subs.push(sub);
       subs.push(sub);
     }
     await this.openAll(subs, false, concurrency, 120_000);
@@ -158,10 +149,10 @@ class SubscriberProcess implements SubSink {
 
   private missing(final: readonly number[]): number {
     let missing = 0;
-    for (const t of this.tracked.values()) {
-      if (!t.everSubscribed) continue;
-      const top = final[t.sub.chIndex] ?? 0;
-      const have = t.sub.last > t.acct ? t.sub.last : t.acct;
+    for (const sub of this.subs) {
+      if (!sub.everSubscribed) continue;
+      const top = final[sub.chIndex] ?? 0;
+      const have = sub.last > sub.acct ? sub.last : sub.acct;
       if (top > have) missing += top - have;
     }
     return missing;
@@ -172,11 +163,11 @@ class SubscriberProcess implements SubSink {
     while (this.missing(final) > 0 && performance.now() - t0 < timeoutMs) await sleep(20);
     const tail = this.missing(final);
     let complete = 0;
-    for (const t of this.tracked.values()) {
-      if (!t.everSubscribed) continue;
-      const top = final[t.sub.chIndex] ?? 0;
-      if (t.sub.last >= top) complete++;
-      if (top > t.acct) t.acct = top;
+    for (const sub of this.subs) {
+      if (!sub.everSubscribed) continue;
+      const top = final[sub.chIndex] ?? 0;
+      if (sub.last >= top) complete++;
+      if (top > sub.acct) sub.acct = top;
     }
     const stats: DrainStats = {
       lost: this.gapLost + tail,
@@ -196,8 +187,8 @@ class SubscriberProcess implements SubSink {
     const t0 = performance.now();
     this.gapLost = 0;
     this.dup = 0;
-    const subs = [...this.tracked.values()].filter((t) => t.everSubscribed && !t.failed).map((t) => t.sub);
-    for (const sub of subs) this.tracked.get(sub)!.everSubscribed = false;
+    const subs = this.subs.filter((sub) => sub.everSubscribed && !sub.failed);
+    for (const sub of subs) sub.everSubscribed = false;
     await this.openAll(subs, true, concurrency, timeoutMs);
     const behind = (): number => subs.filter((s) => s.last < (final[s.chIndex] ?? 0)).length;
     while (behind() > 0 && performance.now() - t0 < timeoutMs) await sleep(5);

@@ -47,3 +47,12 @@ export class Rooms<T> {
     return this.rooms.get(channel);
   }
 }
+
+/** Exits when the orchestrator that started this peer is gone (so a killed run leaves nothing behind). */
+export function exitWithParent(): void {
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(0);
+  }, 1000).unref();
+  process.on('SIGTERM', () => process.exit(0));
+}

@@ -3,7 +3,7 @@
  * /publish?channel=X` writes `data: <body>\n\n` (built once as one Buffer) to every stream of X.
  */
 import { createServer, type ServerResponse } from 'node:http';
-import { Rooms, channelOf, portArg, readBody } from './http-util.js';
+import { Rooms, channelOf, exitWithParent, portArg, readBody } from './http-util.js';
 
 const port = portArg(process.argv);
 const rooms = new Rooms<ServerResponse>();
@@ -30,4 +30,4 @@ const server = createServer((req, res) => {
 });
 server.keepAliveTimeout = 60_000;
 server.listen(port, '127.0.0.1');
-process.on('SIGTERM', () => process.exit(0));
+exitWithParent();

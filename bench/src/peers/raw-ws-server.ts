@@ -10,7 +10,7 @@ import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import * as wsModule from 'ws';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { Rooms, channelOf, portArg, readBody } from './http-util.js';
+import { Rooms, channelOf, exitWithParent, portArg, readBody } from './http-util.js';
 
 interface SenderStatics {
   frame(
@@ -55,4 +55,4 @@ server.on('upgrade', (req, socket, head) => {
   });
 });
 server.listen(port, '127.0.0.1');
-process.on('SIGTERM', () => process.exit(0));
+exitWithParent();

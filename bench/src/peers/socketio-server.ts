@@ -5,7 +5,7 @@
  */
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
-import { channelOf, portArg, readBody } from './http-util.js';
+import { channelOf, exitWithParent, portArg, readBody } from './http-util.js';
 
 const port = portArg(process.argv);
 const http = createServer((req, res) => {
@@ -24,4 +24,4 @@ io.on('connection', (socket) => {
   });
 });
 http.listen(port, '127.0.0.1');
-process.on('SIGTERM', () => process.exit(0));
+exitWithParent();
