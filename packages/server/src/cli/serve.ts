@@ -78,6 +78,7 @@ ${keyLine}
 
 Listen (in another terminal):
   ${cliCommand()} subscribe 'chat.**' --url ${base}
+  curl -N '${base}/sse?channel=chat.room1'        (Server-Sent Events; /stream and /poll work too)
 Publish:
   curl -s -X POST ${base}/api/publish -H 'Authorization: apikey ${key}' -H 'Content-Type: application/json' -d '{"channel":"chat.room1","data":{"text":"hello"}}'
 `);
