@@ -6,33 +6,20 @@
  * The heartbeat is 30 s and every wait is 5 s, so an event that arrives only with a heartbeat, when
  * a buffer fills or when the response ends fails the test.
  */
-import { chmodSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WsClient, api, startServer, withTimeout, type TestServer } from './support/harness.js';
 import { Inbox, LineSplitter, SseParser, waitUntil, type SseEvent } from './support/inbox.js';
-import { Child, findProgram, freePort, needProgram, tempDir } from './support/processes.js';
+import { needNginx, startNginx, type RunningNginx } from './support/nginx.js';
+import { tempDir } from './support/processes.js';
 
-const nginxPath = findProgram('nginx', ['/usr/sbin/nginx']);
-const need = needProgram(nginxPath, 'nginx', 'apt-get install -y nginx-light');
+const need = needNginx;
 
 const HEARTBEAT = 30_000;
 const PROMPT = 5_000;
 
-function nginxConf(dir: string, port: number, upstream: number): string {
-  return `
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
+/** The `http {}` body: Debian's defaults, and the proxy locations a user writes without tuning. */
+function nginxHttp(upstream: number): (port: number) => string {
+  return (port) => `
   # Debian's defaults (/etc/nginx/nginx.conf).
   sendfile on;
   tcp_nopush on;
@@ -55,47 +42,7 @@ http {
       proxy_set_header Connection "upgrade";
     }
   }
-}
 `;
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** Starts nginx in front of `upstream` on a free port; retries (bounded) if the port was taken meanwhile. */
-async function startNginx(dir: string, upstream: number): Promise<{ child: Child; port: number }> {
-  let last = '';
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const conf = join(dir, 'nginx.conf');
-    writeFileSync(conf, nginxConf(dir, port, upstream));
-    const child = new Child(nginxPath as string, [
-      '-p',
-      dir,
-      '-c',
-      conf,
-      '-e',
-      join(dir, 'error.log'),
-      '-g',
-      'daemon off;',
-    ]);
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && child.proc.exitCode === null) {
-      if (await canConnect(port)) return { child, port };
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    last = `nginx did not start: exit ${child.proc.exitCode}\n${child.stderr}`;
-    await child.stop();
-  }
-  throw new Error(last);
 }
 
 interface PollAnswer {
@@ -122,19 +69,18 @@ async function publish(ts: TestServer, channel: string, data: unknown): Promise<
 
 describe.skipIf(need.mode === 'skip')(need.title('behind nginx (default proxy buffering)'), () => {
   let ts: TestServer;
-  let nginx: { child: Child; port: number } | undefined;
+  let nginx: RunningNginx | undefined;
   let base: string;
   const dir = tempDir('nginx');
 
   beforeAll(async () => {
     if (need.mode === 'fail') throw new Error(need.missing);
-    chmodSync(dir.path, 0o755); // nginx workers (nobody) use the temp paths inside
     ts = await startServer({ http: { heartbeatInterval: HEARTBEAT, pollTimeout: 25_000 } });
-    nginx = await startNginx(dir.path, ts.server.address?.port ?? 0);
+    nginx = await startNginx(dir.path, nginxHttp(ts.server.address?.port ?? 0));
     base = `http://127.0.0.1:${nginx.port}`;
   });
   afterAll(async () => {
-    await nginx?.child.stop();
+    await nginx?.stop();
     await ts?.close();
     dir.remove();
   });
