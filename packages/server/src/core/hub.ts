@@ -404,6 +404,7 @@ export class Hub implements PublicationSink {
         if (sub.state === 'recovering') sub.overflowed = true;
         if (sub.state !== 'live') continue;
         sub.state = 'recovering';
+        sub.buffer = []; // live subscriptions share NO_BUFFER: never push into it
         sub.overflowed = true;
         this.recoverInBackground(sub);
       }
