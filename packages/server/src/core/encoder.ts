@@ -14,6 +14,8 @@ export interface EncodeCache {
   /** `json` with a trailing newline (HTTP streaming). */
   ndjson?: Uint8Array;
   sse?: Uint8Array;
+  /** A whole SSE event (id line included) for connections that read this one stream only. */
+  sseSingle?: Uint8Array;
 }
 
 export type NonPubPush = Exclude<Push, { push: 'pub' }>;

@@ -29,6 +29,16 @@ class SseEncoder implements StreamEncoder {
 
   publication(pub: Publication, cache: EncodeCache): Uint8Array {
     this.cursors.set(pub.stream, { epoch: pub.epoch, offset: pub.offset });
+    if (this.cursors.size === 1) {
+      // The common case, one stream per connection: the event id is the same for every subscriber
+      // of this publication, so the whole event is encoded once and shared.
+      let whole = cache.sseSingle;
+      if (whole === undefined) {
+        whole = Buffer.from(`id: ${pub.stream};${pub.epoch};${pub.offset}\ndata: ${pubData(pub)}\n\n`);
+        cache.sseSingle = whole;
+      }
+      return whole;
+    }
     let shared = cache.sse;
     if (shared === undefined) {
       shared = Buffer.from(`data: ${pubData(pub)}\n\n`);
