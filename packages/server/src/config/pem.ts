@@ -18,15 +18,7 @@ export function readPem(value: string): string {
   try {
     content = readFileSync(text, 'utf8').trim();
   } catch (err) {
-    const code = err instanceof Error && 'code' in err ? err.code : undefined;
-    const why =
-      code === 'ENOENT'
-        ? 'the file does not exist'
-        : code === 'EISDIR'
-          ? 'it is a directory'
-          : code === 'EACCES'
-            ? 'permission denied'
-            : String(code);
+    const why = readFailure(err);
     throw new Error(`is not PEM text, and reading it as a file failed: ${why} (${text.slice(0, 200)})`);
   }
   if (!content.startsWith('-----BEGIN '))
@@ -95,4 +87,13 @@ export function keyAlgorithms(key: KeyObject): { type: string; algorithms: reado
   }
   if (type === 'ed25519') return { type, algorithms: ['EdDSA'] };
   throw new Error(`is a ${String(type)} key; Herald verifies RSA, EC (P-256/384/521) and Ed25519 keys`);
+}
+
+/** Why reading a file failed, in words (ENOENT, EISDIR, EACCES; else the error code). */
+export function readFailure(err: unknown): string {
+  const code = err instanceof Error && 'code' in err ? err.code : undefined;
+  if (code === 'ENOENT') return 'the file does not exist';
+  if (code === 'EISDIR') return 'it is a directory';
+  if (code === 'EACCES') return 'permission denied';
+  return String(code);
 }

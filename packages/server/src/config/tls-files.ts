@@ -5,6 +5,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { readFailure } from './pem.js';
 
 export type TlsFileKind = 'cert' | 'key';
 
@@ -12,15 +13,7 @@ function readText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    const code = err instanceof Error && 'code' in err ? err.code : undefined;
-    const why =
-      code === 'ENOENT'
-        ? 'the file does not exist'
-        : code === 'EISDIR'
-          ? 'it is a directory'
-          : code === 'EACCES'
-            ? 'permission denied'
-            : String(code);
+    const why = readFailure(err);
     throw new Error(`cannot read ${file.slice(0, 200)}: ${why}`);
   }
 }
