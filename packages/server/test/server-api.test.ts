@@ -39,18 +39,9 @@ async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 
 const isPub = (data: unknown) => (f: Frame) =>
   f['push'] === 'pub' && JSON.stringify(f['data']) === JSON.stringify(data);
 
-async function subscriber(url: string, ...channels: string[]): Promise<WsClient> {
-  const c = await WsClient.connect(url);
-  for (const channel of channels) {
-    const r = await c.request({ cmd: 'subscribe', channel });
-    expect(r['result'], `subscribe ${channel}`).toBeDefined();
-  }
-  return c;
-}
-
 describe('server API: publish', () => {
   it('publishes to subscribers and returns the position', async () => {
-    const c = await subscriber(srv.wsUrl, 'pub.a');
+    const c = await WsClient.subscribed(srv.wsUrl, 'pub.a');
     const r = await api(srv.url, 'publish', { channel: 'pub.a', data: { hello: 'world' } });
     expect(r.status).toBe(200);
     expect(r.body).toEqual({ channel: 'pub.a', epoch: expect.any(String), offset: 1, duplicate: false });
@@ -75,7 +66,7 @@ describe('server API: publish', () => {
 
 describe('server API: broadcast', () => {
   it('publishes one data to many channels, with a per-channel error entry for a bad one', async () => {
-    const c = await subscriber(srv.wsUrl, 'bc.one', 'bc.two');
+    const c = await WsClient.subscribed(srv.wsUrl, 'bc.one', 'bc.two');
     const r = await api(srv.url, 'broadcast', {
       channels: ['bc.one', 'bad channel', 'bc.two', 'bc.**'],
       data: { n: 1 },
@@ -211,8 +202,8 @@ describe('server API: history', () => {
 
 describe('server API: channels', () => {
   it('lists streams with subscriber counts, filtered exactly or by prefix', async () => {
-    const a = await subscriber(srv.wsUrl, 'chat.one', 'chat.two', 'chatter.x');
-    const b = await subscriber(srv.wsUrl, 'chat.one', 'chat.deep.**');
+    const a = await WsClient.subscribed(srv.wsUrl, 'chat.one', 'chat.two', 'chatter.x');
+    const b = await WsClient.subscribed(srv.wsUrl, 'chat.one', 'chat.deep.**');
     const all = await api(srv.url, 'channels', {});
     expect(all.status).toBe(200);
     expect(all.body.channels).toEqual(
@@ -279,9 +270,9 @@ describe('server API: info', () => {
 
 describe('server API: disconnect', () => {
   it('disconnects one client by id, with or without reconnect, leaving others connected', async () => {
-    const gone = await subscriber(srv.wsUrl, 'dc.x');
-    const bounce = await subscriber(srv.wsUrl, 'dc.x');
-    const stay = await subscriber(srv.wsUrl, 'dc.x');
+    const gone = await WsClient.subscribed(srv.wsUrl, 'dc.x');
+    const bounce = await WsClient.subscribed(srv.wsUrl, 'dc.x');
+    const stay = await WsClient.subscribed(srv.wsUrl, 'dc.x');
 
     const r1 = await api(srv.url, 'disconnect', { client: gone.clientId });
     expect(r1).toEqual({ status: 200, body: { disconnected: 1 } });
@@ -438,7 +429,7 @@ describe('server API: bad bodies', () => {
 
 describe('server API: idempotency', () => {
   it('applies a publish at most once per key and channel', async () => {
-    const c = await subscriber(srv.wsUrl, 'idem.a');
+    const c = await WsClient.subscribed(srv.wsUrl, 'idem.a');
     const first = await api(srv.url, 'publish', { channel: 'idem.a', data: 'once', idempotencyKey: 'k1' });
     expect(first.body).toMatchObject({ channel: 'idem.a', offset: 1, duplicate: false });
     const retry = await api(srv.url, 'publish', { channel: 'idem.a', data: 'once', idempotencyKey: 'k1' });
@@ -458,7 +449,7 @@ describe('server API: idempotency', () => {
   it('forgets a key after idempotencyWindow', async () => {
     const own = await startServer({ idempotencyWindow: 1000 });
     try {
-      const c = await subscriber(own.wsUrl, 'win.a');
+      const c = await WsClient.subscribed(own.wsUrl, 'win.a');
       const first = await api(own.url, 'publish', { channel: 'win.a', data: 'w', idempotencyKey: 'kw' });
       expect(first.body).toMatchObject({ offset: 1, duplicate: false });
       // Well within the window: a duplicate.

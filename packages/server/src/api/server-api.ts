@@ -1,7 +1,7 @@
 /**
  * The server API for the application backend: `POST /api/<method>` with a JSON body and
  * `Authorization: apikey <key>`. Replies are JSON; errors are `{"error":{"code","message"}}` with
- * the code's HTTP status.
+ * the code's HTTP status. `POST /api/batch` runs many methods in one request (see batch.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes, HeraldError, isStreamPosition, parseCursor, type StreamPosition } from '@herald/protocol';
@@ -11,6 +11,7 @@ import { withPublications } from '../core/encoder.js';
 import { readBody } from '../http/body.js';
 import { sendJsonError } from '../http/admission.js';
 import { ApiKeys } from './api-keys.js';
+import { runBatch, type ApiMethod, type ApiParams } from './batch.js';
 
 export interface ServerApiOptions {
   readonly hub: Hub;
@@ -21,16 +22,17 @@ export interface ServerApiOptions {
   readonly info: () => Record<string, unknown>;
 }
 
-type Body = Record<string, unknown>;
-type Method = (body: Body) => Promise<string>;
+type Body = ApiParams;
 
 export class ServerApi {
   private readonly keys: ApiKeys;
-  private readonly methods: Record<string, Method>;
+  private readonly methods: Record<string, ApiMethod>;
 
   constructor(private readonly opts: ServerApiOptions) {
     this.keys = new ApiKeys(opts.apiKeys);
     const hub = opts.hub;
+    const methodOf = (name: string): ApiMethod | undefined => this.methodOf(name);
+    const errorBody = (err: unknown) => hub.toErrorBody(err, opts.logger);
     this.methods = {
       publish: async (b) => {
         const r = await hub.publish(b['channel'], b['data'], { idempotencyKey: optKey(b) });
@@ -92,7 +94,12 @@ export class ServerApi {
         const n = hub.disconnect({ client, user }, reconnect);
         return Promise.resolve(JSON.stringify({ disconnected: n }));
       },
+      batch: (b) => runBatch(b, methodOf, errorBody),
     };
+  }
+
+  private methodOf(name: string): ApiMethod | undefined {
+    return Object.prototype.hasOwnProperty.call(this.methods, name) ? this.methods[name] : undefined;
   }
 
   /** Handles a request whose path starts with `/api/`. */
@@ -119,7 +126,7 @@ export class ServerApi {
       );
       return;
     }
-    const method = Object.prototype.hasOwnProperty.call(this.methods, name) ? this.methods[name] : undefined;
+    const method = this.methodOf(name);
     if (method === undefined) {
       req.resume();
       sendJsonError(res, 404, { code: 'HERALD_ERR_API_NOT_FOUND', message: `no API method "${name.slice(0, 64)}"` });

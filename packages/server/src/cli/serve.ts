@@ -72,7 +72,7 @@ export async function runServe(argv: string[]): Promise<number> {
   console.log(`
 Herald ${VERSION} is running (engine: ${config.engine}, pid ${process.pid})
   WebSocket   ${secure ? 'wss' : 'ws'}://${host}:${address.port}/ws
-  Server API  ${base}/api/{publish,broadcast,history,channels,info,disconnect}
+  Server API  ${base}/api/{publish,broadcast,history,channels,info,disconnect,batch}
   Health      ${base}/health
 ${keyLine}
 

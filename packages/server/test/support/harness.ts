@@ -145,6 +145,16 @@ export class WsClient {
     return c;
   }
 
+  /** Connects and subscribes to each channel in turn; throws when a subscribe is refused. */
+  static async subscribed(url: string, ...channels: string[]): Promise<WsClient> {
+    const c = await WsClient.connect(url);
+    for (const channel of channels) {
+      const r = await c.request({ cmd: 'subscribe', channel });
+      if (r['result'] === undefined) throw new Error(`subscribe ${channel} refused: ${JSON.stringify(r['error'])}`);
+    }
+    return c;
+  }
+
   get clientId(): string {
     return this.frames.find((f) => f['push'] === 'connected')?.['client'] as string;
   }
