@@ -240,7 +240,7 @@ export class HeraldServer {
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroySelf);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -351,4 +351,9 @@ function disabled(res: ServerResponse, name: string): void {
     code: 'HERALD_ERR_TRANSPORT_DISABLED',
     message: `the ${name} transport is switched off on this server`,
   });
+}
+
+/** Shared 'error' listener for upgraded sockets (no closure per connection). */
+function destroySelf(this: Duplex): void {
+  this.destroy();
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, WsClient, type TestServer } from './support/harness.js';
+import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
 
 let srv: TestServer;
 beforeAll(async () => {
@@ -115,6 +115,22 @@ describe('WebSocket protocol', () => {
     const c = await WsClient.connect(srv.wsUrl);
     const r = await c.request({ cmd: 'ping' });
     expect(r['result']).toEqual({});
+    await c.close();
+  });
+
+  it('answers WebSocket ping frames with a pong carrying the same data', async () => {
+    const c = await WsClient.connect(srv.wsUrl);
+    for (const data of ['a', 'second ping', '']) {
+      const pong = withTimeout(
+        new Promise<string>((resolve) => c.ws.once('pong', (d: Buffer) => resolve(d.toString()))),
+        5000,
+        `pong for "${data}"`,
+      );
+      c.ws.ping(data);
+      expect(await pong).toBe(data);
+    }
+    // The connection still works after control frames.
+    expect((await c.request({ cmd: 'ping' }))['result']).toEqual({});
     await c.close();
   });
 

@@ -19,7 +19,7 @@ import type { Logger } from './logger.js';
 import { ANONYMOUS_IDENTITY, type SessionIdentity } from './authorizer.js';
 import type { TimerHandle } from './clock.js';
 import type { TransportConnection } from './transport.js';
-import type { Subscription } from './subscription.js';
+import { Subscriptions } from './subscription.js';
 import { runCommand } from './commands.js';
 
 export type SessionState = 'open' | 'closing' | 'closed';
@@ -50,7 +50,7 @@ export class Session {
   private expiry: TimerHandle | undefined;
   readonly remoteAddress: string | undefined;
   readonly detached: boolean;
-  readonly subscriptions = new Map<string, Subscription>();
+  readonly subscriptions = new Subscriptions();
   private log: Logger | undefined;
   state: SessionState = 'open';
   /** Frames waiting for the next flush; made on demand and dropped after (idle sessions hold none). */

@@ -28,3 +28,55 @@ export class Subscription {
 
 /** The buffer of every live subscription: never written to (live publications are delivered). */
 export const NO_BUFFER: Publication[] = [];
+
+/**
+ * One session's subscriptions by stream, with the part of the Map API the hub uses. Most
+ * connections hold a single subscription: it lives in a field, and a Map (about 200 bytes even with
+ * one entry) is made only when a second stream is added. Idle memory per connection counts.
+ */
+export class Subscriptions {
+  private one: Subscription | undefined;
+  private many: Map<string, Subscription> | undefined;
+
+  get size(): number {
+    if (this.many !== undefined) return this.many.size;
+    return this.one === undefined ? 0 : 1;
+  }
+
+  get(stream: string): Subscription | undefined {
+    if (this.many !== undefined) return this.many.get(stream);
+    return this.one !== undefined && this.one.stream === stream ? this.one : undefined;
+  }
+
+  has(stream: string): boolean {
+    return this.get(stream) !== undefined;
+  }
+
+  /** Adds or replaces the subscription to `sub.stream`. */
+  add(sub: Subscription): void {
+    if (this.many !== undefined) {
+      this.many.set(sub.stream, sub);
+    } else if (this.one === undefined || this.one.stream === sub.stream) {
+      this.one = sub;
+    } else {
+      this.many = new Map([
+        [this.one.stream, this.one],
+        [sub.stream, sub],
+      ]);
+      this.one = undefined;
+    }
+  }
+
+  delete(stream: string): boolean {
+    if (this.many !== undefined) return this.many.delete(stream);
+    if (this.one === undefined || this.one.stream !== stream) return false;
+    this.one = undefined;
+    return true;
+  }
+
+  /** A snapshot safe to iterate while subscriptions are removed. */
+  list(): Subscription[] {
+    if (this.many !== undefined) return [...this.many.values()];
+    return this.one === undefined ? [] : [this.one];
+  }
+}

@@ -122,9 +122,12 @@ export class HttpListener {
       this.server = server;
       this.h1 = server;
     }
+    const sockets = this.sockets;
     this.server.on('connection', (socket: net.Socket) => {
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
+      sockets.add(socket);
+      (socket as TrackedSocket)[TRACKED_IN] = sockets;
+      // A shared listener, not a closure per socket: idle memory per connection counts.
+      socket.on('close', untrack);
     });
   }
 
@@ -225,4 +228,11 @@ function sniff(socket: net.Socket, timeoutMs: number, route: (isH2: boolean) => 
   socket.on('end', onError);
   socket.setTimeout(timeoutMs);
   socket.on('timeout', onError);
+}
+
+const TRACKED_IN = Symbol('herald.trackedIn');
+type TrackedSocket = net.Socket & { [TRACKED_IN]?: Set<net.Socket> };
+
+function untrack(this: net.Socket): void {
+  (this as TrackedSocket)[TRACKED_IN]?.delete(this);
 }

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { PROTOCOL_VERSION, DisconnectCodes, ErrorCodes } from '@herald/protocol';
 import type { SessionIdentity } from '../core/authorizer.js';
 import { requestToken } from '../http/token.js';
@@ -31,21 +31,65 @@ export interface WebSocketTransportOptions {
   readonly clock?: Clock;
 }
 
+/**
+ * Herald's `ws` socket: events are dispatched by overriding `emit` instead of registering listeners.
+ * An EventEmitter's `_events` object is a dictionary-mode object in V8 (a few hundred bytes once it
+ * holds four listeners); with no listeners it stays empty. Idle memory per connection counts at
+ * 100k connections (issue #6).
+ */
+class HeraldWebSocket extends WebSocket {
+  conn: WsConnection | undefined;
+
+  override emit(event: string | symbol, a?: unknown, b?: unknown): boolean {
+    const conn = this.conn;
+    if (conn === undefined) return false;
+    switch (event) {
+      case 'message':
+        conn.message(a as RawData, b as boolean);
+        break;
+      case 'ping':
+        // autoPong is off (it keeps a closure per socket): answer here, unless the client pings
+        // faster than it reads our answers.
+        conn.awaitingRound = 0;
+        if (this.readyState !== 1) break;
+        if (this.bufferedAmount > MAX_PONG_BACKLOG) this.terminate();
+        else this.pong(a as Buffer, false);
+        break;
+      case 'pong':
+        conn.awaitingRound = 0;
+        break;
+      case 'error': {
+        const err = a as Error & { code?: string };
+        conn.session?.logger.info({ code: err.code, err: err.message }, 'websocket error');
+        break;
+      }
+      case 'close':
+        conn.transport.forget(conn);
+        break;
+    }
+    return true;
+  }
+}
+
+/** Bytes of unsent output beyond which a client's pings are no longer answered but end the connection. */
+const MAX_PONG_BACKLOG = 1 << 20;
+
 class WsConnection implements TransportConnection {
-  readonly name = 'websocket' as const;
   /** The heartbeat round whose ping this connection has not answered yet; 0 when none is pending. */
   awaitingRound = 0;
   session: Session | undefined;
-  transport: WebSocketTransport | undefined;
   private closeTimer: TimerHandle | undefined;
 
   constructor(
-    readonly ws: WebSocket,
+    readonly ws: HeraldWebSocket,
     /** The upgraded socket: frames from `wsFrameEncoder` are complete, so they are written as is. */
     private readonly socket: Duplex,
-    private readonly clock: Clock,
-    private readonly closeTimeout: number,
+    readonly transport: WebSocketTransport,
   ) {}
+
+  get name(): 'websocket' {
+    return 'websocket';
+  }
 
   write(data: Uint8Array): void {
     if (this.ws.readyState !== 1) return;
@@ -61,18 +105,32 @@ class WsConnection implements TransportConnection {
   close(code: number, reason: string): void {
     if (this.ws.readyState >= 2) return;
     this.ws.close(code, reason.slice(0, 120));
-    this.closeTimer = this.clock.setTimeout(() => this.ws.terminate(), this.closeTimeout);
+    const ws = this.ws;
+    this.closeTimer = this.transport.clock.setTimeout(() => ws.terminate(), this.transport.closeTimeout);
   }
 
   closed(): void {
     this.closeTimer?.cancel();
+  }
+
+  message(data: RawData, isBinary: boolean): void {
+    const session = this.session;
+    this.awaitingRound = 0;
+    if (session === undefined) return;
+    if (isBinary) {
+      session.logger.info({ code: DisconnectCodes.BAD_REQUEST.code }, 'binary frame on a JSON connection');
+      session.disconnect('BAD_REQUEST', { reason: 'binary frames are not supported' });
+      return;
+    }
+    session.handleMessage(rawToString(data));
   }
 }
 
 export class WebSocketTransport {
   private readonly wss: WebSocketServer;
   private readonly conns = new Set<WsConnection>();
-  private readonly clock: Clock;
+  readonly clock: Clock;
+  readonly closeTimeout: number;
   private readonly pingTimer: TimerHandle;
   /** One reap per heartbeat round still within its pingTimeout (several when pingTimeout > pingInterval). */
   private readonly reapTimers = new Set<TimerHandle>();
@@ -80,11 +138,14 @@ export class WebSocketTransport {
 
   constructor(private readonly opts: WebSocketTransportOptions) {
     this.clock = opts.clock ?? systemClock;
+    this.closeTimeout = opts.closeTimeout ?? 5_000;
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: opts.maxFrameSize,
       perMessageDeflate: false,
       clientTracking: false,
+      autoPong: false,
+      WebSocket: HeraldWebSocket,
     });
     this.pingTimer = this.clock.setInterval(() => this.heartbeat(), opts.pingInterval);
   }
@@ -106,7 +167,7 @@ export class WebSocketTransport {
       (identity) => {
         if (socket.destroyed) return;
         this.wss.handleUpgrade(req, socket, head, (ws) =>
-          this.onConnection(ws, socket, clientId, identity, remoteAddress),
+          this.onConnection(ws as HeraldWebSocket, socket, clientId, identity, remoteAddress),
         );
       },
       (err: unknown) => {
@@ -118,23 +179,17 @@ export class WebSocketTransport {
   }
 
   private onConnection(
-    ws: WebSocket,
+    ws: HeraldWebSocket,
     socket: Duplex,
     clientId: string,
     identity: SessionIdentity,
     remoteAddress: string | undefined,
   ): void {
-    const conn = new WsConnection(ws, socket, this.clock, this.opts.closeTimeout ?? 5_000);
+    const conn = new WsConnection(ws, socket, this);
     this.conns.add(conn);
     const session = this.opts.hub.createSession(conn, wsFrameEncoder, { id: clientId, identity, remoteAddress });
     conn.session = session;
-    conn.transport = this;
-    // Shared listeners (no closures per connection: idle memory per connection matters at 100k).
-    (ws as OwnedSocket)[CONN] = conn;
-    ws.on('message', onMessage);
-    ws.on('pong', onPong);
-    ws.on('error', onError);
-    ws.on('close', onClose);
+    ws.conn = conn;
     session.sendPush({
       push: 'connected',
       client: session.id,
@@ -190,35 +245,6 @@ export class WebSocketTransport {
     this.terminateAll();
     this.wss.close();
   }
-}
-
-const CONN = Symbol('herald.connection');
-type OwnedSocket = WebSocket & { [CONN]: WsConnection };
-
-function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
-  const conn = (this as OwnedSocket)[CONN];
-  const session = conn.session;
-  conn.awaitingRound = 0;
-  if (session === undefined) return;
-  if (isBinary) {
-    session.logger.info({ code: DisconnectCodes.BAD_REQUEST.code }, 'binary frame on a JSON connection');
-    session.disconnect('BAD_REQUEST', { reason: 'binary frames are not supported' });
-    return;
-  }
-  session.handleMessage(rawToString(data));
-}
-
-function onPong(this: WebSocket): void {
-  (this as OwnedSocket)[CONN].awaitingRound = 0;
-}
-
-function onError(this: WebSocket, err: Error & { code?: string }): void {
-  (this as OwnedSocket)[CONN].session?.logger.info({ code: err.code, err: err.message }, 'websocket error');
-}
-
-function onClose(this: WebSocket): void {
-  const conn = (this as OwnedSocket)[CONN];
-  conn.transport?.forget(conn);
 }
 
 function rawToString(data: RawData): string {
