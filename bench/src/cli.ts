@@ -24,6 +24,8 @@ options:
   --measure S        seconds measured per step (default: per scenario)
   --rates a,b,...    publications per second of each step (default: per scenario)
   --warmup S         seconds of warm-up before each measured window (default: per scenario)
+  --settle S         S4: wait at least S seconds for RSS to settle before each reading (default 5,
+                     then until it holds still for 5 s; quick and 0: read after --measure seconds)
   --profile          run Herald with --cpu-prof and summarise where its time goes
   --retries K        measure a step again up to K times when other processes used the cores (default 2)
   --wait-quiet MIN   first wait up to MIN minutes for the machine to be quiet (< 10 % busy)
@@ -44,6 +46,7 @@ async function main(): Promise<number> {
       payload: { type: 'string' },
       retries: { type: 'string' },
       'wait-quiet': { type: 'string' },
+      settle: { type: 'string' },
       'no-save': { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -68,7 +71,12 @@ async function main(): Promise<number> {
   const seconds = (v: string | undefined, fallback: number): number => (v === undefined ? fallback : Number(v) * 1000);
   const specs: ScenarioSpec[] = ids.map((id) => {
     let spec = scenario(id, n, targets);
-    if (quick) spec = { ...spec, warmupMs: 1000, measureMs: spec.kind === 'rates' ? 4000 : 2000 };
+    if (quick) spec = { ...spec, warmupMs: 1000, measureMs: spec.kind === 'rates' ? 4000 : 2000, settle: undefined };
+    if (values.settle !== undefined) {
+      const min = Number(values.settle) * 1000;
+      if (!(min >= 0)) throw new Error('--settle must be a number of seconds >= 0');
+      spec = { ...spec, settle: min === 0 ? undefined : { minMs: min, maxMs: Math.max(30_000, 2 * min) } };
+    }
     const rates = values.rates?.split(',').map(Number) ?? spec.rates;
     if (rates.some((r) => !(r > 0))) throw new Error('--rates must be positive numbers');
     return {

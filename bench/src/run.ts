@@ -115,9 +115,13 @@ export class Session {
     return [...this.servers, ...this.extra].flatMap((s) => s.pids());
   }
 
-  /** Subscribes `n` clients (on `channels` channels, round-robin), spread evenly over the servers. */
-  async connect(): Promise<ConnectResult> {
-    const { n, channels } = this.opts;
+  /**
+   * Subscribes `n` clients (on `channels` channels, round-robin), spread evenly over the servers;
+   * numbered from `first` (a later call adds more clients after the first ones, counting from the
+   * per-channel sequence numbers `after` already published).
+   */
+  async connect(first = 0, n = this.opts.n, after?: readonly number[]): Promise<ConnectResult> {
+    const { channels } = this.opts;
     const per = Math.ceil(n / this.servers.length);
     const total = { ok: 0, failed: 0, ms: 0, errors: [] as string[] };
     for (const [i, s] of this.servers.entries()) {
@@ -126,7 +130,8 @@ export class Session {
       const r = await this.sub.request<ConnectResult>({
         type: 'connect',
         spec: this.target.sub(s.port),
-        first: i * per,
+        first: first + i * per,
+        ...(after !== undefined ? { after } : {}),
         n: count,
         channels,
         concurrency: this.opts.connectConcurrency ?? 256,

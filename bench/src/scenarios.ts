@@ -25,7 +25,24 @@ export interface ScenarioSpec {
   readonly measureMs: number;
   /** Stop raising the rate for a target once a step is saturated. */
   readonly stopWhenSaturated: boolean;
+  /**
+   * Memory scenarios: wait at least `minMs` (at most `maxMs`) for the server's RSS to settle before
+   * each reading (see `settledRss`). Without it, readings are taken `measureMs` after connecting
+   * (quick runs).
+   */
+  readonly settle?: { readonly minMs: number; readonly maxMs: number };
+  /** Extra flags for the Node servers (Herald and the Node peers alike). */
+  readonly nodeFlags?: readonly string[];
 }
+
+/**
+ * S4 runs every Node server (Herald, raw ws, Socket.IO, raw SSE) with a young generation capped at
+ * 1 MiB per semi-space. By default V8 grows it to 2 × 16 MiB during a burst of connections and gives
+ * it back only when its memory reducer happens to run (after a full GC, 20-30 s later, or never):
+ * at N = 10,000 that garbage space alone reads as up to 3 KiB "per connection", differently from one
+ * run to the next. nginx (Nchan) is not affected.
+ */
+const SMALL_YOUNG_GENERATION = '--max-semi-space-size=1';
 
 export interface MemoryResult {
   readonly target: string;
@@ -33,10 +50,24 @@ export interface MemoryResult {
   readonly n: number;
   readonly connected: number;
   readonly connectMs: number;
+  /** The fresh server, before any client. */
   readonly rssBeforeMiB: number;
+  /** With the first half of the clients connected (settled when the spec settles). */
+  readonly rssHalfMiB: number;
+  /** With every client connected (settled when the spec settles). */
   readonly rssAfterMiB: number;
+  /** The figure the target is checked against: RSS growth from the fresh server to all clients, / N. */
   readonly kibPerConnection: number;
-  /** Herald only: growth of the V8 heap in use per connection (from `/api/info`), the rest being native. */
+  /**
+   * RSS growth from half to all of the clients, per connection added: fixed costs (code compiled,
+   * modules loaded on first use, buffers sized once) are in both readings and cancel out.
+   */
+  readonly kibPerConnectionAdded: number;
+  /** The same, read `measureMs` after the last client connected, without waiting to settle. */
+  readonly kibPerConnectionEarly: number;
+  /** How long the last reading waited for RSS to settle; undefined when the spec does not settle. */
+  readonly settledAfterMs?: number;
+  /** Herald only: growth of the V8 heap in use per connection added (from `/api/info`), the rest being native. */
   readonly heapKibPerConnection?: number;
   readonly notes: readonly string[];
 }
@@ -129,7 +160,9 @@ export function scenario(id: string, n: number, targetsOverride?: readonly strin
         targets: t(MEMORY_TARGETS),
         channels: 1,
         rates: [],
-        measureMs: 3000, // idle time before RSS is read
+        measureMs: 3000, // idle time before the early RSS reading
+        settle: { minMs: 5_000, maxMs: 30_000 },
+        nodeFlags: [SMALL_YOUNG_GENERATION],
       };
     case 's5':
       return {
@@ -137,9 +170,10 @@ export function scenario(id: string, n: number, targetsOverride?: readonly strin
         id,
         title: 'S5 many channels: one channel per subscriber, rising publishes/s',
         kind: 'rates',
-        targets: t(['herald-ws', 'nchan-ws', 'ws-naive', 'socketio']),
+        // Herald twice: one request per publication, and publications batched by POST /api/batch.
+        targets: t(['herald-ws', 'herald-ws-batch', 'nchan-ws', 'ws-naive', 'socketio']),
         channels: n,
-        rates: [1000, 2000, 5000, 10_000, 20_000, 40_000],
+        rates: [1000, 2000, 5000, 10_000, 20_000, 40_000, 80_000],
         warmupMs: 1500,
         measureMs: 5000,
       };
@@ -235,7 +269,10 @@ function sessionOptions(spec: ScenarioSpec, def: TargetDef, ctx: RunContext) {
     channels: spec.channels,
     payloadBytes: ctx.payloadBytes,
     log: ctx.log,
-    server: def.server === 'herald' && ctx.profileDir !== undefined ? { profileDir: ctx.profileDir } : {},
+    server: {
+      ...(def.server === 'herald' && ctx.profileDir !== undefined ? { profileDir: ctx.profileDir } : {}),
+      ...(spec.nodeFlags !== undefined ? { nodeFlags: spec.nodeFlags } : {}),
+    },
   };
 }
 
@@ -302,23 +339,39 @@ async function heraldHeap(def: TargetDef, session: Session): Promise<number | un
   }
 }
 
+/**
+ * S4: reads the fresh server's RSS, connects half of the clients, reads RSS once it settled, connects
+ * the other half, reads again. The figure per connection is RSS growth from fresh to N over N; the
+ * growth from N/2 to N over the clients added is shown beside it.
+ */
 async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Promise<MemoryResult> {
   const session = await Session.open(def, sessionOptions(spec, def, ctx));
   try {
     await sleep(1000);
     const before = rssBytes(session.serverPids());
-    const heapBefore = await heraldHeap(def, session);
-    const t0 = performance.now();
-    const ok = await connectOrThrow(session, ctx);
-    const connectMs = performance.now() - t0;
-    // Three publications so that every connection has carried traffic (buffers allocated, history kept),
-    // then `measureMs` of idle time before RSS is read.
-    const { drain } = await session.publishAndWait(3);
-    await sleep(spec.measureMs);
-    const after = rssBytes(session.serverPids());
-    const heapAfter = await heraldHeap(def, session);
+    const half = Math.floor(spec.n / 2);
+    const first = await session.connect(0, half);
     const notes: string[] = [];
-    if (drain.lost > 0) notes.push(`${drain.lost} of the 3 warm-up messages did not arrive`);
+    // Publications so that every connection has carried traffic (buffers allocated, history kept).
+    const warm1 = await session.publishAndWait(3);
+    const atHalf = await settledRss(session, spec);
+    const heapHalf = await heraldHeap(def, session);
+    const second = await session.connect(half, spec.n - half, warm1.published.final);
+    const connectMs = first.ms + second.ms;
+    const ok = first.ok + second.ok;
+    ctx.log(`  ${def.label}: ${ok} subscribed in ${(connectMs / 1000).toFixed(1)} s`);
+    if (first.ok === 0 || second.ok === 0) {
+      throw new Error(`subscribers could not subscribe: ${[...first.errors, ...second.errors].join('; ')}`);
+    }
+    if (first.failed + second.failed > 0) notes.push(`${first.failed + second.failed} failed to subscribe`);
+    const warm2 = await session.publishAndWait(3);
+    await sleep(spec.measureMs);
+    const early = rssBytes(session.serverPids());
+    const atFull = await settledRss(session, spec);
+    const heapFull = await heraldHeap(def, session);
+    const lost = warm1.drain.lost + warm2.drain.lost;
+    if (lost > 0) notes.push(`${lost} of the warm-up messages did not arrive`);
+    if (atFull.settled === false || atHalf.settled === false) notes.push('RSS did not settle within the time allowed');
     const r: MemoryResult = {
       target: def.id,
       label: def.label,
@@ -326,19 +379,53 @@ async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): P
       connected: ok,
       connectMs,
       rssBeforeMiB: before / 2 ** 20,
-      rssAfterMiB: after / 2 ** 20,
-      kibPerConnection: (after - before) / 1024 / ok,
-      ...(heapBefore !== undefined && heapAfter !== undefined
-        ? { heapKibPerConnection: (heapAfter - heapBefore) / 1024 / ok }
+      rssHalfMiB: atHalf.rss / 2 ** 20,
+      rssAfterMiB: atFull.rss / 2 ** 20,
+      kibPerConnection: (atFull.rss - before) / 1024 / ok,
+      kibPerConnectionAdded: (atFull.rss - atHalf.rss) / 1024 / second.ok,
+      kibPerConnectionEarly: (early - before) / 1024 / ok,
+      ...(atFull.ms !== undefined ? { settledAfterMs: atFull.ms } : {}),
+      ...(heapHalf !== undefined && heapFull !== undefined
+        ? { heapKibPerConnection: (heapFull - heapHalf) / 1024 / second.ok }
         : {}),
       notes,
     };
     ctx.log(
-      `    RSS ${r.rssBeforeMiB.toFixed(1)} → ${r.rssAfterMiB.toFixed(1)} MiB: ${r.kibPerConnection.toFixed(2)} KiB per connection`,
+      `    RSS ${r.rssBeforeMiB.toFixed(1)} → ${r.rssHalfMiB.toFixed(1)} (N/2) → ${r.rssAfterMiB.toFixed(1)} MiB (N): ` +
+        `${r.kibPerConnection.toFixed(2)} KiB per connection (${r.kibPerConnectionAdded.toFixed(2)} per connection added)` +
+        (r.settledAfterMs !== undefined ? ` (settled after ${(r.settledAfterMs / 1000).toFixed(0)} s)` : ''),
     );
     return r;
   } finally {
     await session.close();
+  }
+}
+
+/**
+ * The servers' RSS once it stopped moving: read every second, at least `settle.minMs`, until five
+ * readings in a row lie within 0.5 % (or 256 KiB); at most `settle.maxMs`. Without `settle`, one
+ * reading after `measureMs`.
+ */
+async function settledRss(
+  session: Session,
+  spec: ScenarioSpec,
+): Promise<{ rss: number; ms?: number; settled?: boolean }> {
+  const settle = spec.settle;
+  if (settle === undefined) {
+    await sleep(spec.measureMs);
+    return { rss: rssBytes(session.serverPids()) };
+  }
+  const t0 = performance.now();
+  const last: number[] = [];
+  for (;;) {
+    await sleep(1000);
+    const rss = rssBytes(session.serverPids());
+    last.push(rss);
+    if (last.length > 5) last.shift();
+    const ms = performance.now() - t0;
+    const stable = last.length === 5 && Math.max(...last) - Math.min(...last) <= Math.max(256 * 1024, rss * 0.005);
+    if (ms >= settle.minMs && stable) return { rss, ms, settled: true };
+    if (ms >= settle.maxMs) return { rss, ms, settled: false };
   }
 }
 

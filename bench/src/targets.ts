@@ -30,6 +30,14 @@ const heraldPub = (port: number): PubSpec => ({
   path: '/api/publish',
   headers: { Authorization: `apikey ${API_KEY}` },
 });
+/** Publications that wait for a connection go out together through `POST /api/batch`. */
+const heraldBatchPub = (port: number): PubSpec => ({
+  style: 'herald-batch',
+  port,
+  path: '/api/batch',
+  headers: { Authorization: `apikey ${API_KEY}` },
+  batch: 100,
+});
 const rawPub =
   (path: string) =>
   (port: number): PubSpec => ({ style: 'raw', port, path, headers: {} });
@@ -42,6 +50,14 @@ export const TARGETS: readonly TargetDef[] = [
     transport: 'ws',
     sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
     pub: heraldPub,
+  },
+  {
+    id: 'herald-ws-batch',
+    label: 'Herald WS (batch API)',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldBatchPub,
   },
   {
     id: 'herald-sse',
@@ -140,6 +156,8 @@ export interface ServerOptions {
   readonly heraldEnv?: Readonly<Record<string, string>>;
   /** Herald on a given port instead of a free one (multi-node runs). */
   readonly port?: number;
+  /** Extra `node` flags for the Node servers (Herald and the Node peers). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export class RunningServer {
@@ -176,12 +194,13 @@ function heraldEnv(extra: Readonly<Record<string, string>> | undefined): NodeJS.
 export async function startServer(kind: ServerKind, opts: ServerOptions): Promise<RunningServer> {
   const port = opts.port ?? (await freePort());
   const node = process.execPath;
+  const flags = opts.nodeFlags ?? [];
   let child: ChildProcess;
   const log = `${kind}-${port}.log`;
   switch (kind) {
     case 'herald': {
       const prof = opts.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.profileDir];
-      const args = [...prof, HERALD_MAIN, 'serve', '--port', String(port), '--host', '127.0.0.1'];
+      const args = [...flags, ...prof, HERALD_MAIN, 'serve', '--port', String(port), '--host', '127.0.0.1'];
       args.push('--api-key', API_KEY, '--log-level', 'warn');
       child = spawnPinned(node, args, { cpu: opts.cpu, log, env: heraldEnv(opts.heraldEnv) });
       break;
@@ -189,20 +208,24 @@ export async function startServer(kind: ServerKind, opts: ServerOptions): Promis
     case 'raw-ws':
     case 'raw-ws-prebuilt': {
       const mode = kind === 'raw-ws' ? 'naive' : 'prebuilt';
-      child = spawnPinned(node, [join(here, 'peers', 'raw-ws-server.js'), '--port', String(port), '--mode', mode], {
-        cpu: opts.cpu,
-        log,
-      });
+      child = spawnPinned(
+        node,
+        [...flags, join(here, 'peers', 'raw-ws-server.js'), '--port', String(port), '--mode', mode],
+        {
+          cpu: opts.cpu,
+          log,
+        },
+      );
       break;
     }
     case 'socketio':
-      child = spawnPinned(node, [join(here, 'peers', 'socketio-server.js'), '--port', String(port)], {
+      child = spawnPinned(node, [...flags, join(here, 'peers', 'socketio-server.js'), '--port', String(port)], {
         cpu: opts.cpu,
         log,
       });
       break;
     case 'raw-sse':
-      child = spawnPinned(node, [join(here, 'peers', 'raw-sse-server.js'), '--port', String(port)], {
+      child = spawnPinned(node, [...flags, join(here, 'peers', 'raw-sse-server.js'), '--port', String(port)], {
         cpu: opts.cpu,
         log,
       });

@@ -31,9 +31,9 @@ interface Results {
   results: { steps: Step[]; memory: Memory[]; skipped: { target: string; reason: string }[] }[];
 }
 
-function runBench(args: readonly string[]): Promise<{ code: number; output: string }> {
+function runBench(args: readonly string[], dir = out): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args, '--out', out], { timeout: 90_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [cli, ...args, '--out', dir], { timeout: 90_000 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, output: stdout + stderr });
     });
   });
@@ -78,5 +78,42 @@ describe('bench suite smoke run', () => {
     }
     expect(readdirSync(out).some((f) => f.endsWith('.svg'))).toBe(true);
     expect(readdirSync(out).some((f) => f.endsWith('.md'))).toBe(true);
+  }, 120_000);
+
+  it('publishes through POST /api/batch and reads idle memory per connection', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-bench-smoke-'));
+    try {
+      const run = await runBench(
+        [
+          's5',
+          's4',
+          '--n',
+          '12',
+          '--rates',
+          '200',
+          '--targets',
+          'herald-ws-batch',
+          '--retries',
+          '0',
+          '--warmup',
+          '0.3',
+          '--measure',
+          '0.7',
+          '--settle',
+          '0',
+        ],
+        dir,
+      );
+      expect(run.code, run.output).toBe(0);
+      const json = readdirSync(dir).find((f) => f.endsWith('.json'));
+      const { results } = JSON.parse(readFileSync(join(dir, json!), 'utf8')) as Results;
+      const [s5, s4] = results;
+      expect(s5!.steps.map((s) => [s.target, s.lost, s.dup, s.closed])).toEqual([['herald-ws-batch', 0, 0, 0]]);
+      expect(s5!.steps[0]!.deliveriesPerSec).toBeGreaterThan(0);
+      expect(s4!.memory.map((m) => [m.target, m.connected])).toEqual([['herald-ws-batch', 12]]);
+      expect(Number.isFinite(s4!.memory[0]!.kibPerConnection)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 });

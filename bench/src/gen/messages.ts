@@ -27,10 +27,17 @@ export interface SubSpec {
  * `raw` posts the payload itself to `path` (with `{ch}` replaced).
  */
 export interface PubSpec {
-  readonly style: 'herald' | 'raw';
+  /**
+   * `herald`: one publication per `POST /api/publish`; `herald-batch`: the publications waiting for
+   * a connection go out together as one `POST /api/batch` (up to `batch` of them), the way a backend
+   * with a backlog would send them; `raw`: the body is the payload, the channel is in the path.
+   */
+  readonly style: 'herald' | 'herald-batch' | 'raw';
   readonly port: number;
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** Largest number of publications in one request (`herald-batch` only). */
+  readonly batch?: number;
 }
 
 /** Per-subscriber counters of one measurement window, summed over subscribers. */
@@ -72,6 +79,11 @@ export type SubscriberRequest =
       readonly n: number;
       readonly channels: number;
       readonly concurrency: number;
+      /**
+       * Last sequence number already published per channel: the new subscribers count from there
+       * (they join after those publications and get no backlog).
+       */
+      readonly after?: readonly number[];
     }
   | { readonly type: 'mark' }
   | { readonly type: 'window' }

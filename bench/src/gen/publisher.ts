@@ -8,6 +8,10 @@
  * which the subscribers' lost/duplicate accounting relies on. Each payload gets its sequence number and its
  * `process.hrtime.bigint()` timestamp when its request is written (so latency does not include time
  * spent queued in the publisher; a publisher that falls behind shows as `achievedRate` < rate).
+ *
+ * With the `herald-batch` style, a connection that becomes free sends everything queued for it (up to
+ * the spec's `batch`) as one `POST /api/batch`: batches grow only when publications wait, as they
+ * would in a backend that publishes through a small pool of connections.
  */
 import { connect, type Socket } from 'node:net';
 import { channelName, type Envelope, type PublisherReply, type PublisherRequest, type PubSpec } from './messages.js';
@@ -21,6 +25,8 @@ const MAX_QUEUED = 20_000;
 class Connection {
   inFlight = 0;
   readonly queue: number[] = [];
+  /** Publications carried by each request in flight, oldest first (responses come back in order). */
+  private readonly counts: number[] = [];
   private socket: Socket | undefined;
   private buf = '';
 
@@ -28,15 +34,16 @@ class Connection {
     private readonly port: number,
     /** Requests in flight at once (HTTP/1.1 pipelining; responses come back in request order). */
     private readonly depth: number,
-    private readonly done: (conn: Connection, status: number, body: string) => void,
+    private readonly done: (conn: Connection, status: number, body: string, count: number) => void,
   ) {}
 
   get free(): boolean {
     return this.inFlight < this.depth;
   }
 
-  send(request: string): void {
+  send(request: string, count: number): void {
     this.inFlight++;
+    this.counts.push(count);
     if (this.socket === undefined || this.socket.destroyed) this.open();
     this.socket!.write(request);
   }
@@ -83,7 +90,7 @@ class Connection {
 
   private finish(status: number, body: string): void {
     this.inFlight--;
-    this.done(this, status, body);
+    this.done(this, status, body, this.counts.shift() ?? 1);
   }
 }
 
@@ -105,21 +112,36 @@ class Publisher {
     this.seqs = new Array<number>(channels).fill(0);
     for (const c of this.conns) c.close();
     this.conns = Array.from({ length: Math.max(1, Math.min(sockets, channels)) }, () => {
-      return new Connection(spec.port, pipeline, (conn, status, body) => this.onResponse(conn, status, body));
+      return new Connection(spec.port, pipeline, (conn, status, body, count) =>
+        this.onResponse(conn, status, body, count),
+      );
     });
     this.padding = 'x'.repeat(Math.max(0, payloadBytes - 40));
   }
 
-  private request(ch: number): string {
-    const spec = this.spec!;
+  private command(ch: number): string {
     const seq = ++this.seqs[ch]!;
     const data = payload(seq, process.hrtime.bigint(), this.padding);
-    const name = channelName(ch);
-    const body = spec.style === 'herald' ? `{"channel":"${name}","data":${data}}` : data;
+    return `{"channel":"${channelName(ch)}","data":${data}}`;
+  }
+
+  private request(chs: readonly number[]): string {
+    const spec = this.spec!;
+    let body: string;
+    let path = spec.path;
+    if (spec.style === 'herald-batch') {
+      body = `{"commands":[${chs.map((ch) => `{"publish":${this.command(ch)}}`).join(',')}]}`;
+    } else if (spec.style === 'herald') {
+      body = this.command(chs[0]!);
+    } else {
+      const ch = chs[0]!;
+      body = payload(++this.seqs[ch]!, process.hrtime.bigint(), this.padding);
+      path = path.replace('{ch}', channelName(ch));
+    }
     let headers = '';
     for (const [k, v] of Object.entries(spec.headers)) headers += `${k}: ${v}\r\n`;
     return (
-      `POST ${spec.path.replace('{ch}', name)} HTTP/1.1\r\nHost: ${HOST}:${spec.port}\r\n` +
+      `POST ${path} HTTP/1.1\r\nHost: ${HOST}:${spec.port}\r\n` +
       `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`
     );
   }
@@ -127,25 +149,31 @@ class Publisher {
   private enqueue(ch: number): void {
     const conn = this.conns[ch % this.conns.length]!;
     this.queued++;
-    if (conn.free && conn.queue.length === 0) this.dispatch(conn, ch);
-    else conn.queue.push(ch);
+    conn.queue.push(ch);
+    if (conn.free) this.dispatch(conn);
   }
 
-  private dispatch(conn: Connection, ch: number): void {
-    this.queued--;
+  /** Sends the connection's next request: one queued publication, or a batch of them. */
+  private dispatch(conn: Connection): void {
+    const n = this.spec!.style === 'herald-batch' ? Math.min(conn.queue.length, this.spec!.batch ?? 100) : 1;
+    const chs = conn.queue.splice(0, n);
+    this.queued -= chs.length;
     this.inFlight++;
-    conn.send(this.request(ch));
+    conn.send(this.request(chs), chs.length);
   }
 
-  private onResponse(conn: Connection, status: number, body: string): void {
+  private onResponse(conn: Connection, status: number, body: string, count: number): void {
     this.inFlight--;
-    if (status >= 200 && status < 300) this.sent++;
-    else {
-      this.failed++;
+    // A batch answers 200 with one reply per command; a refused command is an `error` reply.
+    const failed =
+      status >= 200 && status < 300 ? (this.spec!.style === 'herald-batch' ? countErrors(body) : 0) : count;
+    this.sent += count - failed;
+    this.failed += failed;
+    if (failed > 0) {
       const e = `HTTP ${status}: ${body.slice(0, 160)}`;
       if (this.errors.length < 5 && !this.errors.includes(e)) this.errors.push(e);
     }
-    while (conn.free && conn.queue.length > 0) this.dispatch(conn, conn.queue.shift()!);
+    while (conn.free && conn.queue.length > 0) this.dispatch(conn);
     this.wake?.();
     if (this.inFlight === 0 && this.queued === 0) this.idle?.();
   }
@@ -229,6 +257,12 @@ class Publisher {
   close(): void {
     for (const c of this.conns) c.close();
   }
+}
+
+function countErrors(body: string): number {
+  let n = 0;
+  for (let i = body.indexOf('{"error":'); i !== -1; i = body.indexOf('{"error":', i + 1)) n++;
+  return n;
 }
 
 const pub = new Publisher();

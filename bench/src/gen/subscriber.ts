@@ -66,7 +66,7 @@ class SubscriberProcess implements SubSink {
   async handle(req: SubscriberRequest): Promise<SubscriberReply> {
     switch (req.type) {
       case 'connect':
-        return this.connect(req.spec, req.first, req.n, req.channels, req.concurrency);
+        return this.connect(req.spec, req.first, req.n, req.channels, req.concurrency, req.after);
       case 'mark':
         this.hist.reset();
         this.windowDeliveries = 0;
@@ -132,12 +132,14 @@ class SubscriberProcess implements SubSink {
     n: number,
     channels: number,
     concurrency: number,
+    after: readonly number[] | undefined,
   ): Promise<ConnectResult> {
     const t0 = performance.now();
     const subs: Sub[] = [];
     for (let i = 0; i < n; i++) {
       const ch = (first + i) % channels;
       const sub = createSub(channelName(ch), ch, spec, this);
+      sub.last = sub.acct = after?.[ch] ?? 0;
       this.subs.push(sub);
       subs.push(sub);
     }
