@@ -16,6 +16,7 @@ import type { Cors } from '../http/cors.js';
 import { acceptTransportRequest, identify } from '../http/accept.js';
 import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
+import { SharedHeaderBlock } from '../http/shared-header.js';
 
 /** An encoder for one streaming connection, with the frames only streams have. */
 export interface StreamEncoder extends FrameEncoder {
@@ -51,20 +52,22 @@ export interface StreamingTransportOptions {
 class ResponseConnection implements TransportConnection {
   lastWrite: number;
   session: Session | undefined;
-  private ended = false;
 
   constructor(
-    readonly name: StreamFormat['name'],
     readonly res: ServerResponse,
     readonly encoder: StreamEncoder,
-    private readonly clock: Clock,
+    readonly transport: StreamingTransport,
   ) {
-    this.lastWrite = clock.now();
+    this.lastWrite = transport.clock.now();
+  }
+
+  get name(): StreamFormat['name'] {
+    return this.transport.format.name;
   }
 
   write(data: Uint8Array): void {
-    if (this.ended || data.byteLength === 0) return;
-    this.lastWrite = this.clock.now();
+    if (this.res.writableEnded || data.byteLength === 0) return;
+    this.lastWrite = this.transport.clock.now();
     this.res.write(data);
   }
 
@@ -73,8 +76,7 @@ class ResponseConnection implements TransportConnection {
   }
 
   close(): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.res.writableEnded) return;
     this.res.end();
   }
 
@@ -87,13 +89,29 @@ class ResponseConnection implements TransportConnection {
   }
 }
 
+/**
+ * The response's listeners are shared functions that find the connection through one property, not
+ * closures per connection (each closure keeps its whole scope). Idle memory per connection counts.
+ */
+const CONNECTION = Symbol('herald.connection');
+type StreamingResponse = ServerResponse & { [CONNECTION]?: ResponseConnection };
+
+function onResponseClose(this: StreamingResponse): void {
+  const conn = this[CONNECTION];
+  if (conn !== undefined) conn.transport.forget(conn);
+}
+
+/** An 'error' without a listener would be thrown; the 'close' that follows ends the session. */
+function ignoreError(): void {}
+
 export class StreamingTransport {
   private readonly conns = new Set<ResponseConnection>();
-  private readonly clock: Clock;
+  readonly clock: Clock;
   private readonly beat: TimerHandle;
+  private readonly headerBlock = new SharedHeaderBlock();
 
   constructor(
-    private readonly format: StreamFormat,
+    readonly format: StreamFormat,
     private readonly opts: StreamingTransportOptions,
   ) {
     this.clock = opts.clock ?? systemClock;
@@ -145,10 +163,11 @@ export class StreamingTransport {
       res.end();
       return;
     }
+    this.headerBlock.share(res);
     req.socket.setKeepAlive(true, 30_000);
     req.socket.setNoDelay(true);
     const encoder = this.format.encoder();
-    const conn = new ResponseConnection(this.format.name, res, encoder, this.clock);
+    const conn = new ResponseConnection(res, encoder, this);
     this.conns.add(conn);
     const session = hub.createSession(conn, encoder, {
       id: clientId,
@@ -156,11 +175,9 @@ export class StreamingTransport {
       remoteAddress: req.socket.remoteAddress,
     });
     conn.session = session;
-    res.on('close', () => {
-      this.conns.delete(conn);
-      session.transportClosed();
-    });
-    res.on('error', () => undefined);
+    (res as StreamingResponse)[CONNECTION] = conn;
+    res.on('close', onResponseClose);
+    res.on('error', ignoreError);
     conn.write(this.format.preamble(this.opts.padding));
     session.sendPush({
       push: 'connected',
@@ -184,6 +201,12 @@ export class StreamingTransport {
   private heartbeat(): void {
     const due = this.clock.now() - this.opts.heartbeatInterval;
     for (const conn of this.conns) if (conn.lastWrite <= due) conn.write(this.format.heartbeat);
+  }
+
+  /** A connection ended (either side). */
+  forget(conn: ResponseConnection): void {
+    this.conns.delete(conn);
+    conn.session?.transportClosed();
   }
 
   close(): void {
