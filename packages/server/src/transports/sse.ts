@@ -6,11 +6,11 @@
  * `disconnect`.
  */
 import type { IncomingMessage } from 'node:http';
-import { formatCursorSet, type StreamPosition } from '@herald/protocol';
 import type { EncodeCache, NonPubPush } from '../core/encoder.js';
 import { jsonEncoder } from '../core/encoder.js';
 import type { Publication } from '../core/engine.js';
 import type { StreamEncoder, StreamFormat } from './http-streaming.js';
+import { StreamCursors } from './stream-cursors.js';
 
 function pubData(pub: Publication): string {
   return (
@@ -21,14 +21,14 @@ function pubData(pub: Publication): string {
 
 class SseEncoder implements StreamEncoder {
   /** Position of every stream of this connection after the last event written. */
-  private readonly cursors = new Map<string, StreamPosition>();
+  private readonly cursors = new StreamCursors();
 
   private idLine(): string {
-    return `id: ${formatCursorSet(this.cursors)}\n`;
+    return `id: ${this.cursors.format()}\n`;
   }
 
   publication(pub: Publication, cache: EncodeCache): Uint8Array {
-    this.cursors.set(pub.stream, { epoch: pub.epoch, offset: pub.offset });
+    this.cursors.set(pub.stream, pub.epoch, pub.offset);
     if (this.cursors.size === 1) {
       // The common case, one stream per connection: the event id is the same for every subscriber
       // of this publication, so the whole event is encoded once and shared.
@@ -52,7 +52,7 @@ class SseEncoder implements StreamEncoder {
     pubs: readonly Publication[],
   ): Uint8Array {
     const start = pubs.length > 0 ? (pubs[0] as Publication).offset - 1 : result.offset;
-    this.cursors.set(result.stream, { epoch: result.epoch, offset: start });
+    this.cursors.set(result.stream, result.epoch, start);
     const parts: Uint8Array[] = [Buffer.from(`event: subscribed\n${this.idLine()}data: ${JSON.stringify(result)}\n\n`)];
     for (const pub of pubs) parts.push(this.publication(pub, {}));
     return Buffer.concat(parts);
