@@ -6,7 +6,7 @@
  * which gives it the hub's guarantees: nothing published between two polls is lost or doubled.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { formatCursorSet, type ErrorBody, type StreamPosition, type SubscribeResult } from '@herald/protocol';
+import type { ErrorBody, SubscribeResult } from '@herald/protocol';
 import type { EncodeCache, FrameEncoder, NonPubPush } from '../core/encoder.js';
 import { jsonEncoder } from '../core/encoder.js';
 import type { Publication } from '../core/engine.js';
@@ -19,6 +19,7 @@ import type { Cors } from '../http/cors.js';
 import { acceptTransportRequest, identify } from '../http/accept.js';
 import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
+import { StreamCursors } from './stream-cursors.js';
 
 export interface LongPollOptions {
   readonly hub: Hub;
@@ -34,12 +35,16 @@ export interface LongPollOptions {
 /** What the response says of each stream: its position (and recovery), or why it was refused. */
 type StreamState = Omit<SubscribeResult, 'publications'> | { stream: string; error: ErrorBody };
 
-/** One poll request: collects publications (encoded once, shared) and answers once. */
+/**
+ * One poll request: collects publications (encoded once, shared) and answers once. A waiting poll
+ * is an idle connection: its listener and timer find it through its fields, and what only the
+ * answer needs (the session token) is made then. Idle memory per connection counts.
+ */
 class PollConnection implements TransportConnection, FrameEncoder {
-  readonly name = 'long-poll' as const;
   readonly pubs: Uint8Array[] = [];
-  readonly streams = new Map<string, StreamState>();
-  readonly cursors = new Map<string, StreamPosition>();
+  /** What the answer says of each stream, by stream name (built as the answer's `streams` object). */
+  readonly streams: Record<string, StreamState> = {};
+  readonly cursors = new StreamCursors();
   disconnect: NonPubPush | undefined;
   answered = false;
   session: Session | undefined;
@@ -47,10 +52,14 @@ class PollConnection implements TransportConnection, FrameEncoder {
 
   constructor(
     readonly clientId: string,
-    readonly token: string,
+    readonly transport: LongPollTransport,
     private readonly res: ServerResponse,
     private readonly headers: Record<string, string>,
   ) {}
+
+  get name(): 'long-poll' {
+    return 'long-poll';
+  }
 
   // -- TransportConnection: publications arrive through the session's queue ----------------------
   write(): void {
@@ -66,7 +75,7 @@ class PollConnection implements TransportConnection, FrameEncoder {
 
   // -- FrameEncoder: record instead of encoding a byte stream -------------------------------------
   publication(pub: Publication, cache: EncodeCache): Uint8Array {
-    this.cursors.set(pub.stream, { epoch: pub.epoch, offset: pub.offset });
+    this.cursors.set(pub.stream, pub.epoch, pub.offset);
     this.pubs.push(jsonEncoder.publication(pub, cache));
     return EMPTY;
   }
@@ -86,20 +95,24 @@ class PollConnection implements TransportConnection, FrameEncoder {
 
   subscribedWith(result: Omit<SubscribeResult, 'publications'>, pubs: readonly Publication[]): void {
     const start = pubs.length > 0 ? (pubs[0] as Publication).offset - 1 : result.offset;
-    this.streams.set(result.stream, result);
-    this.cursors.set(result.stream, { epoch: result.epoch, offset: start });
+    this.streams[result.stream] = result;
+    this.cursors.set(result.stream, result.epoch, start);
     for (const pub of pubs) this.publication(pub, {});
+  }
+
+  /** Answers after `ms` unless something arrives first. */
+  hold(clock: Clock, ms: number): void {
+    this.timer = clock.setTimeout(() => this.answer(), ms);
   }
 
   answer(): void {
     if (this.answered) return;
     this.answered = true;
     this.timer?.cancel();
-    const streams: Record<string, StreamState> = {};
-    for (const [name, st] of this.streams) streams[name] = st;
+    const token = this.transport.tokens.issue(this.clientId);
     let body =
-      `{"client":${JSON.stringify(this.clientId)},"session":${JSON.stringify(this.token)},` +
-      `"cursor":${JSON.stringify(formatCursorSet(this.cursors))},"streams":${JSON.stringify(streams)},`;
+      `{"client":${JSON.stringify(this.clientId)},"session":${JSON.stringify(token)},` +
+      `"cursor":${JSON.stringify(this.cursors.format())},"streams":${JSON.stringify(this.streams)},`;
     if (this.disconnect !== undefined) body += `"disconnect":${JSON.stringify(this.disconnect)},`;
     const pubs = Buffer.concat([Buffer.from(`${body}"publications":[`), ...join(this.pubs), Buffer.from(']}')]);
     if (!this.res.destroyed) {
@@ -116,6 +129,15 @@ class PollConnection implements TransportConnection, FrameEncoder {
   }
 }
 
+/** The poll a response answers; its 'close' listener is shared (see `PollConnection`). */
+const POLL = Symbol('herald.poll');
+type PollResponse = ServerResponse & { [POLL]?: PollConnection };
+
+function onPollClose(this: PollResponse): void {
+  const conn = this[POLL];
+  if (conn !== undefined) conn.transport.finished(conn);
+}
+
 const EMPTY = new Uint8Array(0);
 const COMMA = Buffer.from(',');
 
@@ -130,11 +152,13 @@ function join(parts: readonly Uint8Array[]): Uint8Array[] {
 
 export class LongPollTransport {
   private readonly clock: Clock;
+  readonly tokens: SessionTokens;
   /** The open poll of each client id, so that a newer poll answers the older one. */
   private readonly open = new Map<string, PollConnection>();
 
   constructor(private readonly opts: LongPollOptions) {
     this.clock = opts.clock ?? systemClock;
+    this.tokens = opts.tokens;
   }
 
   get connectionCount(): number {
@@ -154,7 +178,7 @@ export class LongPollTransport {
     });
     if (accepted === undefined) return;
     const { query, cors } = accepted;
-    const clientId = query.session === undefined ? undefined : this.opts.tokens.verify(query.session);
+    const clientId = query.session === undefined ? undefined : this.tokens.verify(query.session);
     if (query.session !== undefined && clientId === undefined) {
       sendJsonError(res, 404, { code: 'HERALD_ERR_SESSION_NOT_FOUND', message: 'unknown or invalid session id' }, cors);
       return;
@@ -174,16 +198,12 @@ export class LongPollTransport {
     const identity = await identify(req, res, hub, { clientId, transport: 'long-poll', queryToken: query.token, cors });
     if (identity === undefined || res.destroyed) return;
     this.open.get(clientId)?.answer(); // one open poll per client: the newer one takes over
-    const conn = new PollConnection(clientId, this.opts.tokens.issue(clientId), res, cors);
+    const conn = new PollConnection(clientId, this, res, cors);
     this.open.set(clientId, conn);
     const session = hub.createSession(conn, conn, { id: clientId, identity, remoteAddress: req.socket.remoteAddress });
     conn.session = session;
-    const finished = (): void => {
-      if (this.open.get(clientId) === conn) this.open.delete(clientId);
-      conn.timer?.cancel();
-      session.transportClosed();
-    };
-    res.on('close', finished);
+    (res as PollResponse)[POLL] = conn;
+    res.on('close', onPollClose);
     const hold = Math.min(query.timeoutMs ?? this.opts.pollTimeout, this.opts.pollTimeout);
     // A poll without channels is a handshake: it answers at once with a session id for /send.
     let immediate = query.streams.length === 0;
@@ -197,14 +217,21 @@ export class LongPollTransport {
         })
         .catch((err: unknown) => {
           immediate = true;
-          conn.streams.set(stream, { stream, error: hub.toErrorBody(err, session.logger) });
+          conn.streams[stream] = { stream, error: hub.toErrorBody(err, session.logger) };
         });
     });
     void Promise.all(subscribes).then(() => {
       if (conn.answered) return;
       if (immediate || conn.pubs.length > 0 || hold === 0) conn.answer();
-      else conn.timer = this.clock.setTimeout(() => conn.answer(), hold);
+      else conn.hold(this.clock, hold);
     });
+  }
+
+  /** A poll's response closed (answered, or the client went away). */
+  finished(conn: PollConnection): void {
+    if (this.open.get(conn.clientId) === conn) this.open.delete(conn.clientId);
+    conn.timer?.cancel();
+    conn.session?.transportClosed();
   }
 
   close(): void {
