@@ -10,6 +10,7 @@ import { pinning, workDir } from './launch.js';
 import { machine } from './machine.js';
 import { loadAverage, waitQuiet } from './proc.js';
 import { profileMarkdown, summarize } from './profile.js';
+import { heapMarkdown, heapReport } from './heap.js';
 import { markdownReport, terminalReport } from './report.js';
 import { SCENARIO_IDS, runScenario, scenario, type ScenarioResult, type ScenarioSpec } from './scenarios.js';
 import { rateChart } from './svg.js';
@@ -18,6 +19,8 @@ import { REPO_ROOT, TARGETS } from './targets.js';
 const USAGE = `usage: npm run bench -- <scenario...> [options]
 scenarios: ${SCENARIO_IDS.join(', ')}, quick (S2 + S4 at N=2,000), all (S1-S7)
            profile <file.cpuprofile>   summarise a CPU profile
+           heap [--targets herald-ws,herald-sse] [--n 2000]
+                                       heap per idle connection, by constructor and owner
 options:
   --n N              subscribers (default 10000; quick: 2000)
   --targets a,b      only these targets (${TARGETS.map((t) => t.id).join(', ')})
@@ -55,6 +58,14 @@ async function main(): Promise<number> {
   if (values.help || positionals.length === 0) {
     console.log(USAGE);
     return positionals.length === 0 && !values.help ? 2 : 0;
+  }
+  if (positionals[0] === 'heap') {
+    const n = values.n !== undefined ? Number(values.n) : 2000;
+    if (!Number.isInteger(n) || n < 1 || n > 15_000) throw new Error('--n must be an integer from 1 to 15000');
+    for (const id of values.targets?.split(',') ?? ['herald-ws', 'herald-sse']) {
+      console.log(heapMarkdown(await heapReport(id.trim(), n, pinning(), (line) => console.log(line))));
+    }
+    return 0;
   }
   if (positionals[0] === 'profile') {
     const file = positionals[1];

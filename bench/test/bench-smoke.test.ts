@@ -116,4 +116,11 @@ describe('bench suite smoke run', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('reports the heap per idle connection from two heap snapshots', async () => {
+    const run = await runBench(['heap', '--n', '5', '--targets', 'herald-ws']);
+    expect(run.code, run.output).toBe(0);
+    expect(run.output).toMatch(/Heap per idle subscribed connection: Herald WS \(N = 5\)/);
+    expect(run.output).toMatch(/\| `Session` \|/);
+  }, 120_000);
 });
