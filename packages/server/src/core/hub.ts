@@ -373,12 +373,13 @@ export class Hub implements PublicationSink {
     if (st === undefined) return;
     this.stats.received += 1;
     const cache: EncodeCache = {};
+    let delivered = 0;
     for (const sub of st.subs) {
       if (sub.state === 'live') {
         if (pub.offset === sub.offset + 1 && pub.epoch === sub.epoch) {
           sub.offset = pub.offset;
           sub.session.deliver(pub, cache);
-          this.stats.deliveries += 1;
+          delivered++;
         } else if (pub.epoch !== sub.epoch || pub.offset > sub.offset) {
           // A gap (the engine lost publications on the way) or a new epoch: read history.
           sub.state = 'recovering';
@@ -391,6 +392,7 @@ export class Hub implements PublicationSink {
         else sub.overflowed = true;
       }
     }
+    this.stats.deliveries += delivered;
   }
 
   onGap(streams: readonly string[] | undefined): void {

@@ -54,6 +54,11 @@ export class Session {
   private log: Logger | undefined;
   state: SessionState = 'open';
   /** Frames waiting for the next flush; made on demand and dropped after (idle sessions hold none). */
+  /**
+   * Frames waiting for this tick's write: the first in `head`, any more in `queue` (most ticks carry
+   * one frame per connection, which then costs no array).
+   */
+  private head: Uint8Array | undefined;
   private queue: Uint8Array[] | undefined;
   private queuedBytes = 0;
   private scheduled = false;
@@ -205,7 +210,7 @@ export class Session {
    */
   enqueue(bytes: Uint8Array, kind: 'reply' | 'push' = 'push'): void {
     if (this.state !== 'open') return;
-    (this.queue ??= []).push(bytes);
+    this.push(bytes);
     this.queuedBytes += bytes.byteLength;
     const pending = this.queuedBytes + this.transport.bufferedAmount();
     const limit = this.hub.limits.maxQueueBytes;
@@ -222,14 +227,24 @@ export class Session {
     }
   }
 
+  private push(bytes: Uint8Array): void {
+    if (this.head === undefined) this.head = bytes;
+    else (this.queue ??= [this.head]).push(bytes);
+  }
+
+  private clearQueue(): void {
+    this.head = undefined;
+    this.queue = undefined;
+    this.queuedBytes = 0;
+  }
+
   /** Writes everything queued as one batch. Called by the hub's flush loop. */
   flush(): void {
     this.scheduled = false;
-    const queue = this.queue;
-    if (queue === undefined || queue.length === 0) return;
-    const data = queue.length === 1 ? (queue[0] as Uint8Array) : this.encoder.join(queue);
-    this.queue = undefined;
-    this.queuedBytes = 0;
+    const head = this.head;
+    if (head === undefined) return;
+    const data = this.queue === undefined ? head : this.encoder.join(this.queue);
+    this.clearQueue();
     if (this.state === 'closed') return;
     this.transport.write(data);
   }
@@ -239,13 +254,10 @@ export class Session {
     if (this.state !== 'open') return;
     const info = DisconnectCodes[name];
     const reason = opts.reason ?? name.toLowerCase();
-    if (opts.flushFirst !== true) {
-      this.queue = undefined;
-      this.queuedBytes = 0;
-    }
+    if (opts.flushFirst !== true) this.clearQueue();
     const push: NonPubPush = { push: 'disconnect', code: info.code, reason, reconnect: info.reconnect };
     if (opts.retryAfterMs !== undefined) push.retryAfterMs = opts.retryAfterMs;
-    (this.queue ??= []).push(this.encoder.push(push));
+    this.push(this.encoder.push(push));
     this.flush();
     this.state = 'closing';
     this.expiry?.cancel();
@@ -259,8 +271,7 @@ export class Session {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.expiry?.cancel();
-    this.queue = undefined;
-    this.queuedBytes = 0;
+    this.clearQueue();
     this.hub.detach(this);
   }
 }

@@ -99,7 +99,9 @@ class WsConnection implements TransportConnection {
   }
 
   bufferedAmount(): number {
-    return this.ws.bufferedAmount;
+    // What ws.bufferedAmount would say without its getter's indirections: ws queues nothing itself
+    // (no compression is negotiated), so everything unsent is in the socket.
+    return this.socket.writableLength;
   }
 
   close(code: number, reason: string): void {
