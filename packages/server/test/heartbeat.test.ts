@@ -63,3 +63,18 @@ describe('heartbeat', () => {
     await live.close();
   });
 });
+
+describe('heartbeat with many connections', () => {
+  // Pings go out in batches (one per turn of the event loop): every connection still gets one.
+  it('pings every one of 1,200 connections in each round', async () => {
+    srv = await startServer({ heartbeat: { pingInterval: 300, pingTimeout: 5000 } });
+    const url = srv.wsUrl;
+    const clients = await Promise.all(Array.from({ length: 1200 }, () => WsClient.connect(url)));
+    try {
+      await Promise.all(clients.map((c) => pings(c, 2, 15_000)));
+      expect(srv.server.hub.sessions.size).toBe(1200);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  }, 30_000);
+});
