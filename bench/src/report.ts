@@ -1,7 +1,7 @@
 /** Tables (terminal and Markdown), ratios against Herald, and the issue's targets met or not. */
 import type { Machine } from './machine.js';
 import type { StepResult } from './run.js';
-import { saturated, type ScenarioResult } from './scenarios.js';
+import type { ScenarioResult } from './scenarios.js';
 
 type Table = { header: string[]; rows: string[][] };
 
@@ -159,9 +159,12 @@ function stormTable(r: ScenarioResult): Table {
   };
 }
 
-/** Highest delivered/s of a target over its unsaturated steps. */
-function maxSustained(steps: readonly StepResult[], id: string): number | undefined {
-  const ok = steps.filter((s) => s.target === id && !saturated(s));
+/**
+ * Highest delivered/s of a target over the steps where it lost nothing, closed nothing and kept p99
+ * under 1 s, even if below the offered rate: the throughput it sustains (S5's publishes/s).
+ */
+function maxThroughput(steps: readonly StepResult[], id: string): number | undefined {
+  const ok = steps.filter((s) => s.target === id && s.lost === 0 && s.closed === 0 && s.p99 <= 1000);
   if (ok.length === 0) return undefined;
   return Math.max(...ok.map((s) => s.deliveriesPerSec));
 }
@@ -245,17 +248,17 @@ export function verdicts(r: ScenarioResult): Verdict[] {
     }
   }
   if (id === 's5') {
-    const sio = maxSustained(r.steps, 'socketio');
+    const sio = maxThroughput(r.steps, 'socketio');
     for (const [hid, how] of [
       ['herald-ws', 'one POST /api/publish per publication'],
       ['herald-ws-batch', 'POST /api/batch'],
     ] as const) {
-      const h = maxSustained(r.steps, hid);
+      const h = maxThroughput(r.steps, hid);
       if (h === undefined || sio === undefined) continue;
       out.push({
         goal: `S5 publishes/s at least 2× Socket.IO’s (Herald with ${how})`,
         met: h >= 2 * sio,
-        detail: `Herald ${int(h)}/s, Socket.IO ${int(sio)}/s (ratio ${f2(h / sio)}; highest unsaturated step)`,
+        detail: `Herald ${int(h)}/s, Socket.IO ${int(sio)}/s (ratio ${f2(h / sio)}; highest delivered/s with nothing lost and p99 under 1 s)`,
       });
     }
   }

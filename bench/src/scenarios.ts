@@ -173,7 +173,7 @@ export function scenario(id: string, n: number, targetsOverride?: readonly strin
         // Herald twice: one request per publication, and publications batched by POST /api/batch.
         targets: t(['herald-ws', 'herald-ws-batch', 'nchan-ws', 'ws-naive', 'socketio']),
         channels: n,
-        rates: [1000, 2000, 5000, 10_000, 20_000, 40_000, 80_000],
+        rates: [1000, 2000, 5000, 10_000, 20_000, 30_000, 40_000, 80_000],
         warmupMs: 1500,
         measureMs: 5000,
       };
