@@ -1,5 +1,7 @@
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
+import { waitUntil } from './support/inbox.js';
 
 let srv: TestServer;
 beforeAll(async () => {
@@ -133,6 +135,23 @@ describe('WebSocket protocol', () => {
     expect((await c.request({ cmd: 'ping' }))['result']).toEqual({});
     await c.close();
   });
+
+  it('closes a connection that pings faster than it reads the pongs; others are unaffected', async () => {
+    const other = await WsClient.connect(srv.wsUrl);
+    await other.request({ cmd: 'subscribe', channel: 'flood.x' });
+    const flooder = await WsClient.connect(srv.wsUrl);
+    const id = (flooder.frames[0] as { client: string }).client;
+    // The raw socket under the client: stop reading, then send 100,000 masked ping frames of 125
+    // bytes (a zero mask leaves the payload as is) in one write.
+    const socket = (flooder.ws as unknown as { _socket: Socket })._socket;
+    socket.pause();
+    const frame = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 0, 0, 0, 0]), Buffer.alloc(125, 0x61)]);
+    socket.write(Buffer.concat(Array.from({ length: 100_000 }, () => frame)));
+    await waitUntil(() => !srv.server.hub.sessions.has(id), 'the flooding connection is closed', 20_000);
+    await api(srv.url, 'publish', { channel: 'flood.x', data: 'after' });
+    await other.waitFor((f) => f['push'] === 'pub' && f['data'] === 'after', 'a publication on the other client');
+    await other.close();
+  }, 30_000);
 
   it('rejects bad input with codes and keeps the connection', async () => {
     const c = await WsClient.connect(srv.wsUrl);
