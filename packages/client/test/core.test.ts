@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Herald, HeraldError, type HeraldOptions } from '@herald/client';
 import { backoff } from '../src/options.js';
 import { FakeServer } from './support/fake-server.js';
-import { collect, next, sleep } from './support/helpers.js';
+import { collect, next, sleep, until } from './support/helpers.js';
 
 const clients: Herald[] = [];
 afterEach(() => {
@@ -60,6 +60,7 @@ describe('tokens', () => {
     await next(h, 'connected');
     server.last.serverClose(3511, 'token expired');
     expect(await next(h, 'state')).toMatchObject({ state: 'disconnected', code: 3511 });
+    // No reconnect: 50 ms is five times minReconnectDelay, so a scheduled one would have happened.
     await sleep(50);
     expect(server.sockets).toHaveLength(1);
   });
@@ -84,8 +85,7 @@ describe('tokens', () => {
     let n = 0;
     const h = client(server, { getToken: () => Promise.resolve(jwt(`u${++n}`, 300)) });
     await next(h, 'connected');
-    const deadline = Date.now() + 2000;
-    while (!server.commands.some((c) => c.frame['cmd'] === 'refresh') && Date.now() < deadline) await sleep(10);
+    await until(() => server.commands.some((c) => c.frame['cmd'] === 'refresh'), 'a refresh command', 2000);
     const refresh = server.commands.find((c) => c.frame['cmd'] === 'refresh');
     expect(refresh?.frame['token']).toMatch(/^ey/);
     expect(server.sockets).toHaveLength(1);
@@ -98,8 +98,7 @@ describe('tokens', () => {
     const h = client(server, { getToken: () => Promise.resolve(`t${++n}`) });
     await next(h, 'connected');
     server.last.push({ push: 'refresh', expiresAt: Date.now() + 5000 });
-    const deadline = Date.now() + 2000;
-    while (!server.commands.some((c) => c.frame['cmd'] === 'refresh') && Date.now() < deadline) await sleep(5);
+    await until(() => server.commands.some((c) => c.frame['cmd'] === 'refresh'), 'a refresh command', 2000);
     expect(server.commands.find((c) => c.frame['cmd'] === 'refresh')?.frame['token']).toBe('t2');
     expect(server.sockets).toHaveLength(1);
     expect(h.state).toBe('connected');
@@ -186,7 +185,7 @@ describe('commands', () => {
     await sub.ready();
     ac.abort();
     expect(sub.state).toBe('unsubscribed');
-    await sleep(10);
+    await until(() => server.commands.length >= 2, 'the unsubscribe command');
     expect(server.commands.map((c) => c.frame['cmd'])).toEqual(['subscribe', 'unsubscribe']);
   });
 });
