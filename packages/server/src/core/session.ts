@@ -53,10 +53,10 @@ export class Session {
   readonly subscriptions = new Subscriptions();
   private log: Logger | undefined;
   state: SessionState = 'open';
-  /** Frames waiting for the next flush; made on demand and dropped after (idle sessions hold none). */
   /**
-   * Frames waiting for this tick's write: the first in `head`, any more in `queue` (most ticks carry
-   * one frame per connection, which then costs no array).
+   * Frames waiting for this tick's write, dropped after it (idle sessions hold none): the first in
+   * `head`, all of them in `queue` once there is a second (most ticks carry one frame per
+   * connection, which then costs no array).
    */
   private head: Uint8Array | undefined;
   private queue: Uint8Array[] | undefined;
