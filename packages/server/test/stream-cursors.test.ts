@@ -9,27 +9,27 @@ describe('StreamCursors', () => {
   it('formats one stream, then several, like a Map in insertion order', () => {
     const c = new StreamCursors();
     expect([c.size, c.format()]).toEqual([0, '']);
-    c.set('news', 'e1', 4);
+    c.setPosition('news', 'e1', 4);
     expect([c.size, c.format()]).toEqual([1, 'news;e1;4']);
-    c.set('news', 'e2', 0); // the same stream: replaced in place
+    c.setPosition('news', 'e2', 0); // the same stream: replaced in place
     expect([c.size, c.format()]).toEqual([1, 'news;e2;0']);
-    c.set('chat', 'e3', 7);
-    c.set('news', 'e2', 1); // keeps its place before chat
+    c.setPosition('chat', 'e3', 7);
+    c.setPosition('news', 'e2', 1); // keeps its place before chat
     expect([c.size, c.format()]).toEqual([2, 'news;e2;1,chat;e3;7']);
     expect(c.delete('news')).toBe(true);
     expect(c.delete('news')).toBe(false);
-    c.set('news', 'e2', 2); // back, and now last
+    c.setPosition('news', 'e2', 2); // back, and now last
     expect(c.format()).toBe('chat;e3;7,news;e2;2');
   });
 
   it('deletes its single stream only by its own name', () => {
     const c = new StreamCursors();
     expect(c.delete('a')).toBe(false);
-    c.set('a', 'e', 1);
+    c.setPosition('a', 'e', 1);
     expect(c.delete('b')).toBe(false);
     expect(c.delete('a')).toBe(true);
     expect([c.size, c.format()]).toEqual([0, '']);
-    c.set('b', 'e', 2);
+    c.setPosition('b', 'e', 2);
     expect(c.format()).toBe('b;e;2');
   });
 
@@ -47,7 +47,7 @@ describe('StreamCursors', () => {
         for (const { stream, del, epoch, offset } of ops) {
           if (del) expect(c.delete(stream)).toBe(m.delete(stream));
           else {
-            c.set(stream, epoch, offset);
+            c.setPosition(stream, epoch, offset);
             m.set(stream, { epoch, offset });
           }
           expect([c.size, c.format()]).toEqual([m.size, formatCursorSet(m)]);

@@ -161,7 +161,7 @@ export class Hub implements PublicationSink {
 
   /** Forgets a session (disconnected or closed): drops its subscriptions. Idempotent. */
   detach(session: Session): void {
-    for (const sub of session.subscriptions.list()) this.removeSubscription(sub);
+    for (const sub of session.subscriptions.values()) this.removeSubscription(sub);
     if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
   }
 
@@ -262,7 +262,7 @@ export class Hub implements PublicationSink {
     }
     if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the connection is closing');
     const sub = new Subscription(session, stream);
-    session.subscriptions.add(sub);
+    session.subscriptions.set(stream, sub);
     const st = this.attach(sub);
     try {
       await this.engineCall('subscribe', () => st.ready);

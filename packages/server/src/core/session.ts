@@ -19,7 +19,8 @@ import type { Logger } from './logger.js';
 import { ANONYMOUS_IDENTITY, type SessionIdentity } from './authorizer.js';
 import type { TimerHandle } from './clock.js';
 import type { TransportConnection } from './transport.js';
-import { Subscriptions } from './subscription.js';
+import { SmallMap } from './small-map.js';
+import type { Subscription } from './subscription.js';
 import { runCommand } from './commands.js';
 
 export type SessionState = 'open' | 'closing' | 'closed';
@@ -50,7 +51,8 @@ export class Session {
   private expiry: TimerHandle | undefined;
   readonly remoteAddress: string | undefined;
   readonly detached: boolean;
-  readonly subscriptions = new Subscriptions();
+  /** By stream. */
+  readonly subscriptions = new SmallMap<Subscription>();
   private log: Logger | undefined;
   state: SessionState = 'open';
   /**

@@ -75,7 +75,7 @@ class PollConnection implements TransportConnection, FrameEncoder {
 
   // -- FrameEncoder: record instead of encoding a byte stream -------------------------------------
   publication(pub: Publication, cache: EncodeCache): Uint8Array {
-    this.cursors.set(pub.stream, pub.epoch, pub.offset);
+    this.cursors.setPosition(pub.stream, pub.epoch, pub.offset);
     this.pubs.push(jsonEncoder.publication(pub, cache));
     return EMPTY;
   }
@@ -96,7 +96,7 @@ class PollConnection implements TransportConnection, FrameEncoder {
   subscribedWith(result: Omit<SubscribeResult, 'publications'>, pubs: readonly Publication[]): void {
     const start = pubs.length > 0 ? (pubs[0] as Publication).offset - 1 : result.offset;
     this.streams[result.stream] = result;
-    this.cursors.set(result.stream, result.epoch, start);
+    this.cursors.setPosition(result.stream, result.epoch, start);
     for (const pub of pubs) this.publication(pub, {});
   }
 

@@ -28,7 +28,7 @@ class SseEncoder implements StreamEncoder {
   }
 
   publication(pub: Publication, cache: EncodeCache): Uint8Array {
-    this.cursors.set(pub.stream, pub.epoch, pub.offset);
+    this.cursors.setPosition(pub.stream, pub.epoch, pub.offset);
     if (this.cursors.size === 1) {
       // The common case, one stream per connection: the event id is the same for every subscriber
       // of this publication, so the whole event is encoded once and shared.
@@ -52,7 +52,7 @@ class SseEncoder implements StreamEncoder {
     pubs: readonly Publication[],
   ): Uint8Array {
     const start = pubs.length > 0 ? (pubs[0] as Publication).offset - 1 : result.offset;
-    this.cursors.set(result.stream, result.epoch, start);
+    this.cursors.setPosition(result.stream, result.epoch, start);
     const parts: Uint8Array[] = [Buffer.from(`event: subscribed\n${this.idLine()}data: ${JSON.stringify(result)}\n\n`)];
     for (const pub of pubs) parts.push(this.publication(pub, {}));
     return Buffer.concat(parts);

@@ -1,55 +1,29 @@
-import { formatCursorSet } from '@herald/protocol';
+import type { StreamPosition } from '@herald/protocol';
+import { SmallMap } from '../core/small-map.js';
 
 /**
  * The position of each stream of one HTTP connection, in the order the streams were added, written
- * as a cursor set (the SSE event id, the long-poll `cursor`). Most connections read one stream: its
- * position lives in three fields, and a Map is made only when a second stream is added (a Map with
- * one entry and its position object take about 250 bytes). Idle memory per connection counts.
+ * as a cursor set (the SSE event id, the long-poll `cursor`). Most connections read one stream, so
+ * the positions live in a `SmallMap` (no Map for a single stream).
  */
-export class StreamCursors {
-  private stream: string | undefined;
-  private epoch = '';
-  private offset = 0;
-  private many: Map<string, { epoch: string; offset: number }> | undefined;
-
-  get size(): number {
-    if (this.many !== undefined) return this.many.size;
-    return this.stream === undefined ? 0 : 1;
-  }
-
-  /** Sets the position of `stream` (a new stream goes last, as with Map.set). */
-  set(stream: string, epoch: string, offset: number): void {
-    const many = this.many;
-    if (many !== undefined) {
-      const pos = many.get(stream);
-      if (pos === undefined) many.set(stream, { epoch, offset });
-      else {
-        pos.epoch = epoch;
-        pos.offset = offset;
-      }
-    } else if (this.stream === undefined || this.stream === stream) {
-      this.stream = stream;
-      this.epoch = epoch;
-      this.offset = offset;
-    } else {
-      this.many = new Map([
-        [this.stream, { epoch: this.epoch, offset: this.offset }],
-        [stream, { epoch, offset }],
-      ]);
-      this.stream = undefined;
+export class StreamCursors extends SmallMap<StreamPosition> {
+  /** Moves `stream` to a position (in place: this runs for every publication delivered). */
+  setPosition(stream: string, epoch: string, offset: number): void {
+    const pos = this.get(stream) as { epoch: string; offset: number } | undefined;
+    if (pos === undefined) this.set(stream, { epoch, offset });
+    else {
+      pos.epoch = epoch;
+      pos.offset = offset;
     }
   }
 
-  delete(stream: string): boolean {
-    if (this.many !== undefined) return this.many.delete(stream);
-    if (this.stream !== stream) return false;
-    this.stream = undefined;
-    return true;
-  }
-
-  /** `<stream>;<epoch>;<offset>` joined by `,` (see `formatCursorSet`); empty when there is none. */
+  /** `<stream>;<epoch>;<offset>` joined by `,` (as `formatCursorSet`); empty when there is none. */
   format(): string {
-    if (this.many !== undefined) return formatCursorSet(this.many);
-    return this.stream === undefined ? '' : `${this.stream};${this.epoch};${this.offset}`;
+    let out = '';
+    this.forEach((pos, stream) => {
+      if (out !== '') out += ',';
+      out += `${stream};${pos.epoch};${pos.offset}`;
+    });
+    return out;
   }
 }
