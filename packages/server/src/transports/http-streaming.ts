@@ -79,8 +79,8 @@ class ResponseConnection implements TransportConnection {
   }
 
   bufferedAmount(): number {
-    if (this.socket !== undefined) return this.socket.writableLength;
-    return this.res.writableLength + (this.res.socket?.writableLength ?? 0);
+    // A response's writableLength already counts its socket's (HTTP/1); over HTTP/2 it is the stream's.
+    return this.socket !== undefined ? this.socket.writableLength : this.res.writableLength;
   }
 
   close(): void {
