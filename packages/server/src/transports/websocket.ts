@@ -52,7 +52,7 @@ class HeraldWebSocket extends WebSocket {
         // faster than it reads our answers.
         conn.awaitingRound = 0;
         if (this.readyState !== 1) break;
-        if (this.bufferedAmount > MAX_PONG_BACKLOG) {
+        if (conn.bufferedAmount() > MAX_PONG_BACKLOG) {
           conn.session?.logger.info({ code: DisconnectCodes.SLOW.code }, 'pings faster than it reads: closed');
           this.terminate();
         } else this.pong(a as Buffer, false);
