@@ -111,6 +111,14 @@ export class Session {
     return session;
   }
 
+  /** Asks every Node server for a full GC (S4; see FULL_GC_ON_SIGNAL in scenarios.ts). Not nginx: USR2 upgrades its binary. */
+  collectGarbage(): void {
+    for (const s of this.servers) {
+      if (s.kind === 'nchan' || s.kind === 'redis' || s.child.pid === undefined) continue;
+      process.kill(s.child.pid, 'SIGUSR2');
+    }
+  }
+
   serverPids(): number[] {
     return [...this.servers, ...this.extra].flatMap((s) => s.pids());
   }

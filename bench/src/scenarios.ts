@@ -3,6 +3,8 @@
  * which publish rates, and what is read.
  */
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Pinning } from './launch.js';
 import { freePort, spawnPinned, stopChild, waitPort } from './launch.js';
 import { cpuSeconds, rssBytes, waitQuiet } from './proc.js';
@@ -33,6 +35,8 @@ export interface ScenarioSpec {
   readonly settle?: { readonly minMs: number; readonly maxMs: number };
   /** Extra flags for the Node servers (Herald and the Node peers alike). */
   readonly nodeFlags?: readonly string[];
+  /** Memory scenarios: run a full GC in the Node servers before each RSS reading (needs FULL_GC_ON_SIGNAL). */
+  readonly collectGarbage?: boolean;
 }
 
 /**
@@ -42,7 +46,18 @@ export interface ScenarioSpec {
  * at N = 10,000 that garbage space alone reads as up to 3 KiB "per connection", differently from one
  * run to the next. nginx (Nchan) is not affected.
  */
+const here = dirname(fileURLToPath(import.meta.url));
+
 const SMALL_YOUNG_GENERATION = '--max-semi-space-size=1';
+
+/**
+ * S4 also runs a full garbage collection in every Node server before each RSS reading (a SIGUSR2
+ * handled by `peers/gc-on-signal.ts`). Otherwise the old generation's garbage (the startup's, the
+ * connection burst's) is freed whenever V8's memory reducer happens to run: in one run the fresh
+ * reading was inflated by startup garbage that was gone at N, and the figure per connection read
+ * 3.1 KiB in one run and 5.2 in the next for the same code. nginx (Nchan) has no collector to wait for.
+ */
+const FULL_GC_ON_SIGNAL = ['--expose-gc', '--import', pathToFileURL(join(here, 'peers', 'gc-on-signal.js')).href];
 
 export interface MemoryResult {
   readonly target: string;
@@ -162,7 +177,8 @@ export function scenario(id: string, n: number, targetsOverride?: readonly strin
         rates: [],
         measureMs: 3000, // idle time before the early RSS reading
         settle: { minMs: 5_000, maxMs: 30_000 },
-        nodeFlags: [SMALL_YOUNG_GENERATION],
+        nodeFlags: [SMALL_YOUNG_GENERATION, ...FULL_GC_ON_SIGNAL],
+        collectGarbage: true,
       };
     case 's5':
       return {
@@ -347,8 +363,8 @@ async function heraldHeap(def: TargetDef, session: Session): Promise<number | un
 async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Promise<MemoryResult> {
   const session = await Session.open(def, sessionOptions(spec, def, ctx));
   try {
-    await sleep(1000);
-    const before = rssBytes(session.serverPids());
+    const fresh = await settledRss(session, spec);
+    const before = fresh.rss;
     const half = Math.floor(spec.n / 2);
     const first = await session.connect(0, half);
     const notes: string[] = [];
@@ -371,7 +387,8 @@ async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): P
     const heapFull = await heraldHeap(def, session);
     const lost = warm1.drain.lost + warm2.drain.lost;
     if (lost > 0) notes.push(`${lost} of the warm-up messages did not arrive`);
-    if (atFull.settled === false || atHalf.settled === false) notes.push('RSS did not settle within the time allowed');
+    if (atFull.settled === false || atHalf.settled === false || fresh.settled === false)
+      notes.push('RSS did not settle within the time allowed');
     const r: MemoryResult = {
       target: def.id,
       label: def.label,
@@ -411,6 +428,7 @@ async function settledRss(
   spec: ScenarioSpec,
 ): Promise<{ rss: number; ms?: number; settled?: boolean }> {
   const settle = spec.settle;
+  if (spec.collectGarbage === true) session.collectGarbage();
   if (settle === undefined) {
     await sleep(spec.measureMs);
     return { rss: rssBytes(session.serverPids()) };

@@ -6,7 +6,7 @@
  * must end up with every publication exactly once, in order.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, startServer, withTimeout, type TestServer } from './support/harness.js';
@@ -96,7 +96,9 @@ describe.skipIf(need.mode === 'skip')(need.title('Chromium EventSource against /
       if (drops < dropAt.length && messages().length >= (dropAt[drops] as number)) {
         // Reset the browser's connection from the server side, mid-stream.
         const sse = [...ts.server.hub.sessions.values()].find((s) => s.transport.name === 'sse');
-        (sse?.transport as { res?: ServerResponse } | undefined)?.res?.socket?.destroy();
+        // An HTTP/1.1 stream holds its socket itself (detached from node:http); through Node it has `res`.
+        const t = sse?.transport as { socket?: Socket; res?: ServerResponse } | undefined;
+        (t?.socket ?? t?.res?.socket)?.destroy();
         drops++;
       }
       await new Promise((resolve) => setTimeout(resolve, 3)); // a steady publisher, not a burst

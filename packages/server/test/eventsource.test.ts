@@ -5,6 +5,7 @@
  * missed ones: no gap, no duplicate.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, startServer, type TestServer } from './support/harness.js';
@@ -91,9 +92,11 @@ describe('eventsource (npm) against /sse', () => {
   it('resumes exactly after the server resets the connection mid-stream', async () => {
     await dropAndResume('es.reset', (client) => {
       const session = ts.server.hub.sessions.get(client);
-      const res = (session?.transport as { res?: ServerResponse } | undefined)?.res;
-      expect(res).toBeDefined();
-      res?.socket?.destroy();
+      // An HTTP/1.1 stream holds its socket itself (detached from node:http); through Node it has `res`.
+      const t = session?.transport as { socket?: Socket; res?: ServerResponse } | undefined;
+      const socket = t?.socket ?? t?.res?.socket;
+      expect(socket).toBeDefined();
+      socket?.destroy();
       return Promise.resolve();
     });
   });

@@ -1,64 +1,14 @@
 /**
- * The bytes of HTTP/1.1 SSE responses on a raw TCP connection. Streams write their chunks straight to
- * the socket (not through `res.write`) once the header is out: the chunk framing must stay exact,
- * a pipelined stream must wait for the response before it, and a stream the server ends must leave
- * the connection reusable.
+ * The bytes of HTTP/1.1 SSE responses on a raw TCP connection. Streams take their socket from
+ * node:http once the header is out and write their chunks straight to it: the chunk framing must
+ * stay exact, a pipelined stream must wait for the response before it, and a stream the server ends
+ * sends its last chunk and closes the connection, as its `Connection: close` header said. A stream
+ * that Node must keep (one queued behind a pipelined response) keeps the connection reusable.
  */
-import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { api, startServer, type TestServer } from './support/harness.js';
+import { dechunk, RawConnection } from './support/raw-http.js';
 import { waitUntil } from './support/inbox.js';
-
-/** Everything a raw connection received, as latin1 text, with a way to await a pattern. */
-class RawConnection {
-  text = '';
-  private waiters: Array<() => void> = [];
-  readonly socket: Socket;
-
-  constructor(port: number) {
-    this.socket = connect({ host: '127.0.0.1', port });
-    this.socket.on('data', (chunk: Buffer) => {
-      this.text += chunk.toString('latin1');
-      for (const w of this.waiters.splice(0)) w();
-    });
-  }
-
-  async until(pred: (text: string) => boolean, what: string): Promise<void> {
-    await withTimeout(
-      (async () => {
-        while (!pred(this.text)) await new Promise<void>((resolve) => this.waiters.push(resolve));
-      })(),
-      5000,
-      what,
-    );
-  }
-}
-
-/**
- * Decodes a chunked body from `from`: the data of each complete chunk, and whether the last chunk
- * (size 0) was seen. Throws on any framing error.
- */
-function dechunk(text: string, from: number): { chunks: string[]; ended: boolean; next: number } {
-  const chunks: string[] = [];
-  let i = from;
-  for (;;) {
-    const eol = text.indexOf('\r\n', i);
-    if (eol === -1) return { chunks, ended: false, next: i };
-    const sizeText = text.slice(i, eol);
-    if (!/^[0-9a-f]+$/.test(sizeText)) throw new Error(`bad chunk size line ${JSON.stringify(sizeText)}`);
-    const size = parseInt(sizeText, 16);
-    if (size === 0) {
-      if (text.length < eol + 4) return { chunks, ended: false, next: i };
-      if (text.slice(eol + 2, eol + 4) !== '\r\n') throw new Error('bad last chunk');
-      return { chunks, ended: true, next: eol + 4 };
-    }
-    const end = eol + 2 + size;
-    if (text.length < end + 2) return { chunks, ended: false, next: i };
-    if (text.slice(end, end + 2) !== '\r\n') throw new Error(`chunk of ${size} bytes not followed by CRLF`);
-    chunks.push(text.slice(eol + 2, end));
-    i = end + 2;
-  }
-}
 
 function body(c: RawConnection, headerEnd: number): string {
   return dechunk(c.text, headerEnd).chunks.join('');
@@ -73,7 +23,7 @@ describe('SSE over HTTP/1.1, on the wire', () => {
   });
   afterAll(() => srv.close());
 
-  it('frames every event as an exact chunk, behind a pipelined response, and leaves the connection reusable', async () => {
+  it('frames every event as an exact chunk, behind a pipelined response, and closes the connection after the last chunk', async () => {
     const c = new RawConnection(port);
     // Two requests in one write: the stream's bytes must come after the whole first response.
     c.socket.write('GET /health HTTP/1.1\r\nHost: t\r\n\r\n' + 'GET /sse?channel=wire.a HTTP/1.1\r\nHost: t\r\n\r\n');
@@ -86,6 +36,7 @@ describe('SSE over HTTP/1.1, on the wire', () => {
     const headerEnd = c.text.indexOf('\r\n\r\n', second) + 4;
     expect(c.text.slice(second, headerEnd)).toMatch(/transfer-encoding: chunked/i);
     expect(c.text.slice(second, headerEnd)).toMatch(/content-type: text\/event-stream/i);
+    expect(c.text.slice(second, headerEnd)).toMatch(/\r\nconnection: close\r\n/i);
 
     for (let i = 1; i <= 3; i++) {
       const r = await api(srv.url, 'publish', { channel: 'wire.a', data: { i, pad: 'x'.repeat(i * 700) } });
@@ -95,16 +46,14 @@ describe('SSE over HTTP/1.1, on the wire', () => {
     const events = body(c, headerEnd);
     expect(events).toMatch(/^id: wire\.a;[^;\n]+;3\ndata: \{"stream":"wire\.a".*"offset":3,.*"i":3/m);
 
-    // The server ends the stream (disconnect): the last chunk comes, the connection stays open.
+    // The server ends the stream (disconnect): the last chunk comes, then the server closes.
     const connected = /event: connected\ndata: (.*)\n/.exec(events);
     const client = (JSON.parse(connected![1]!) as { client: string }).client;
     expect((await api(srv.url, 'disconnect', { client })).status).toBe(200);
     await c.until(() => dechunk(c.text, headerEnd).ended, 'the last chunk');
-    const after = dechunk(c.text, headerEnd).next;
     expect(body(c, headerEnd)).toMatch(/event: disconnect/);
-    c.socket.write('GET /health HTTP/1.1\r\nHost: t\r\n\r\n');
-    await c.until((t) => t.indexOf('HTTP/1.1 200', after) === after, 'a third response on the same connection');
-    c.socket.destroy();
+    await c.until(() => c.closed, 'the server to close the connection');
+    expect(c.text.length).toBe(dechunk(c.text, headerEnd).next); // nothing after the last chunk
   });
 
   it('writes through Node when a stream waits behind a response still being written', async () => {
@@ -127,6 +76,15 @@ describe('SSE over HTTP/1.1, on the wire', () => {
     expect((await api(srv.url, 'publish', { channel: 'wire.c', data: 'late' })).status).toBe(200);
     await c.until(() => body(c, headerEnd).includes('"data":"late"'), 'a later publication');
     expect(body(c, headerEnd)).toMatch(/"data":"early"[\s\S]*"data":"late"/);
+    // This stream stayed with Node (it waited behind the poll): its connection is kept after it ends.
+    expect(c.text.slice(second, headerEnd)).toMatch(/\r\nconnection: keep-alive\r\n/i);
+    const events = body(c, headerEnd);
+    const client = (JSON.parse(/event: connected\ndata: (.*)\n/.exec(events)![1]!) as { client: string }).client;
+    expect((await api(srv.url, 'disconnect', { client })).status).toBe(200);
+    await c.until(() => dechunk(c.text, headerEnd).ended, 'the last chunk');
+    const after = dechunk(c.text, headerEnd).next;
+    c.socket.write('GET /health HTTP/1.1\r\nHost: t\r\n\r\n');
+    await c.until((t) => t.indexOf('HTTP/1.1 200', after) === after, 'a third response on the same connection');
     c.socket.destroy();
   });
 });

@@ -18,6 +18,7 @@ import { acceptTransportRequest, identify } from '../http/accept.js';
 import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
 import { SharedHeaderBlock } from '../http/shared-header.js';
+import { detach, detachable } from '../http/detach.js';
 
 /** An encoder for one streaming connection, with the frames only streams have. */
 export interface StreamEncoder extends FrameEncoder {
@@ -47,19 +48,17 @@ export interface StreamingTransportOptions {
   readonly heartbeatInterval: number;
   readonly padding: number;
   readonly maxChannels: number;
+  /** How long a closed stream's last bytes may take to be read before the socket is dropped. */
+  readonly closeTimeout?: number;
   readonly clock?: Clock;
 }
 
-class ResponseConnection implements TransportConnection {
+/** A streaming connection: what the two kinds below share. */
+abstract class StreamConnection implements TransportConnection {
   lastWrite: number;
   session: Session | undefined;
-  /** HTTP/1.x: the socket written to directly once the header is out (see `directSocket`). */
-  socket: Socket | undefined;
-  /** With `socket`: frames each write as an HTTP/1.1 chunk (false: HTTP/1.0, the body ends at close). */
-  chunked = false;
 
   constructor(
-    readonly res: ServerResponse,
     readonly encoder: StreamEncoder,
     readonly transport: StreamingTransport,
   ) {
@@ -70,23 +69,9 @@ class ResponseConnection implements TransportConnection {
     return this.transport.format.name;
   }
 
-  write(data: Uint8Array): void {
-    if (this.res.writableEnded || data.byteLength === 0) return;
-    this.lastWrite = this.transport.clock.now();
-    const socket = this.socket;
-    if (socket === undefined) this.res.write(data);
-    else if (!socket.destroyed) socket.write(this.chunked ? this.transport.chunk(data) : data);
-  }
-
-  bufferedAmount(): number {
-    // A response's writableLength already counts its socket's (HTTP/1); over HTTP/2 it is the stream's.
-    return this.socket !== undefined ? this.socket.writableLength : this.res.writableLength;
-  }
-
-  close(): void {
-    if (this.res.writableEnded) return;
-    this.res.end();
-  }
+  abstract write(data: Uint8Array): void;
+  abstract bufferedAmount(): number;
+  abstract close(): void;
 
   subscribed(result: Omit<SubscribeResult, 'publications'>): void {
     this.session?.enqueue(this.encoder.subscribed(result, []));
@@ -98,41 +83,124 @@ class ResponseConnection implements TransportConnection {
 }
 
 /**
- * The response's listeners are shared functions that find the connection through one property, not
- * closures per connection (each closure keeps its whole scope). Idle memory per connection counts.
+ * The fast path of HTTP/1.x streams: the socket, taken from node:http once the header is sent
+ * (`http/detach.ts`). Frames are written straight to it, chunk-framed by the transport
+ * (`StreamingTransport.chunk`): `res.write` would cost about as much CPU again as the socket write
+ * itself on the fan-out path (SSE is to cost within 10 % of WebSocket, issue #6), and node:http's
+ * per-connection state would cost ~4 KiB per idle connection.
+ */
+class SocketConnection extends StreamConnection {
+  private ended = false;
+  private closeTimer: TimerHandle | undefined;
+
+  constructor(
+    readonly socket: Socket,
+    /** Frames each write as an HTTP/1.1 chunk (false: HTTP/1.0, the body ends at close). */
+    private readonly chunked: boolean,
+    encoder: StreamEncoder,
+    transport: StreamingTransport,
+  ) {
+    super(encoder, transport);
+  }
+
+  write(data: Uint8Array): void {
+    if (this.ended || data.byteLength === 0 || this.socket.destroyed) return;
+    this.lastWrite = this.transport.clock.now();
+    this.socket.write(this.chunked ? this.transport.chunk(data) : data);
+  }
+
+  bufferedAmount(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Ends the body (last chunk) and the connection; a client that does not read it within closeTimeout is dropped. */
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    // Closed once the last bytes are handed to the kernel, as node:http does after `Connection: close`.
+    socket.once('finish', destroySocket);
+    if (this.chunked) socket.end(LAST_CHUNK);
+    else socket.end();
+    this.closeTimer = this.transport.clock.setTimeout(() => socket.destroy(), this.transport.closeTimeout);
+  }
+
+  closed(): void {
+    this.closeTimer?.cancel();
+  }
+}
+
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/**
+ * Through node:http's response: HTTP/2, and HTTP/1.x streams that could not be detached (a
+ * response queued behind a pipelined one, whose bytes Node buffers until its turn).
+ */
+class ResponseConnection extends StreamConnection {
+  constructor(
+    readonly res: ServerResponse,
+    encoder: StreamEncoder,
+    transport: StreamingTransport,
+  ) {
+    super(encoder, transport);
+  }
+
+  write(data: Uint8Array): void {
+    if (this.res.writableEnded || data.byteLength === 0) return;
+    this.lastWrite = this.transport.clock.now();
+    this.res.write(data);
+  }
+
+  bufferedAmount(): number {
+    return this.res.writableLength;
+  }
+
+  close(): void {
+    if (this.res.writableEnded) return;
+    this.res.end();
+  }
+}
+
+/**
+ * Listeners are shared functions that find the connection through one property, not closures per
+ * connection (each closure keeps its whole scope). Idle memory per connection counts.
  */
 const CONNECTION = Symbol('herald.connection');
 type StreamingResponse = ServerResponse & { [CONNECTION]?: ResponseConnection };
+type StreamingSocket = Socket & { [CONNECTION]?: SocketConnection };
 
 function onResponseClose(this: StreamingResponse): void {
   const conn = this[CONNECTION];
   if (conn !== undefined) conn.transport.forget(conn);
 }
 
+function onSocketClose(this: StreamingSocket): void {
+  const conn = this[CONNECTION];
+  if (conn === undefined) return;
+  conn.closed();
+  conn.transport.forget(conn);
+}
+
+/** The client ended its side: it reads no more (an EventSource closing does this). */
+function onSocketEnd(this: StreamingSocket): void {
+  this.destroy();
+}
+
+function destroySocket(this: Socket): void {
+  this.destroy();
+}
+
+/** Bytes a client sends on a stream's connection are not requests: the response said `Connection: close`. */
+function discard(): void {}
+
 /** An 'error' without a listener would be thrown; the 'close' that follows ends the session. */
 function ignoreError(): void {}
 
-/**
- * The fast path of HTTP/1.x streams: once the header is sent, frames are written straight to the
- * socket, chunk-framed by the transport (`StreamingTransport.chunk`), instead of through
- * `res.write`, which costs about as much CPU again as the socket write itself on the fan-out path
- * (SSE is to cost within 10 % of WebSocket, issue #6). Only when the response owns its socket now:
- * a pipelined response still waiting for an earlier one has its bytes buffered by Node, so it keeps
- * using `res.write`, as does HTTP/2. `res.end()` still writes the last chunk.
- */
-function directSocket(req: IncomingMessage, res: ServerResponse): { socket: Socket; chunked: boolean } | undefined {
-  if (req.httpVersionMajor !== 1) return undefined;
-  const chunked = (res as { chunkedEncoding?: unknown }).chunkedEncoding;
-  if (typeof chunked !== 'boolean') return undefined;
-  res.flushHeaders();
-  const socket = res.socket;
-  if (socket === null || socket.destroyed || res.writableLength !== socket.writableLength) return undefined;
-  return { socket, chunked };
-}
-
 export class StreamingTransport {
-  private readonly conns = new Set<ResponseConnection>();
+  private readonly conns = new Set<StreamConnection>();
   readonly clock: Clock;
+  readonly closeTimeout: number;
   private readonly beat: TimerHandle;
   private readonly headerBlock = new SharedHeaderBlock();
   /** The last bytes `chunk` framed, and their framing: one publication is written N times in a row. */
@@ -144,6 +212,7 @@ export class StreamingTransport {
     private readonly opts: StreamingTransportOptions,
   ) {
     this.clock = opts.clock ?? systemClock;
+    this.closeTimeout = opts.closeTimeout ?? 5_000;
     this.beat = this.clock.setInterval(() => this.heartbeat(), Math.max(1, Math.floor(opts.heartbeatInterval / 2)));
   }
 
@@ -181,37 +250,51 @@ export class StreamingTransport {
       cors,
     });
     if (identity === undefined || res.destroyed) return;
+    const head = req.method === 'HEAD';
+    // Decided before the header, which then says whether the connection is kept after the stream.
+    const takeSocket = !head && detachable(req, res);
+    const http11 = req.httpVersionMajor === 1 && req.httpVersionMinor === 1;
     res.writeHead(200, {
       'Content-Type': this.format.contentType,
       'Cache-Control': 'no-cache, no-transform',
       'X-Accel-Buffering': 'no',
-      ...(req.httpVersionMajor === 1 && req.httpVersionMinor === 1 ? { Connection: 'keep-alive' } : {}),
+      ...(http11 ? { Connection: takeSocket ? 'close' : 'keep-alive' } : {}),
       ...cors,
     });
-    if (req.method === 'HEAD') {
+    if (head) {
       res.end();
       return;
     }
-    this.headerBlock.share(res);
-    req.socket.setKeepAlive(true, 30_000);
-    req.socket.setNoDelay(true);
+    const chunked = (res as { chunkedEncoding?: unknown }).chunkedEncoding === true;
+    const socket = takeSocket ? detach(req, res) : undefined;
     const encoder = this.format.encoder();
-    const conn = new ResponseConnection(res, encoder, this);
-    const direct = directSocket(req, res);
-    if (direct !== undefined) {
-      conn.socket = direct.socket;
-      conn.chunked = direct.chunked;
+    let conn: StreamConnection;
+    if (socket !== undefined) {
+      const sconn = new SocketConnection(socket, chunked, encoder, this);
+      (socket as StreamingSocket)[CONNECTION] = sconn;
+      socket.on('data', discard);
+      socket.on('end', onSocketEnd);
+      socket.on('error', ignoreError);
+      socket.on('close', onSocketClose);
+      conn = sconn;
+    } else {
+      this.headerBlock.share(res);
+      const rconn = new ResponseConnection(res, encoder, this);
+      (res as StreamingResponse)[CONNECTION] = rconn;
+      res.on('close', onResponseClose);
+      res.on('error', ignoreError);
+      conn = rconn;
     }
+    const tcp = socket ?? req.socket;
+    tcp.setKeepAlive(true, 30_000);
+    tcp.setNoDelay(true);
     this.conns.add(conn);
     const session = hub.createSession(conn, encoder, {
       id: clientId,
       identity,
-      remoteAddress: req.socket.remoteAddress,
+      remoteAddress: tcp.remoteAddress,
     });
     conn.session = session;
-    (res as StreamingResponse)[CONNECTION] = conn;
-    res.on('close', onResponseClose);
-    res.on('error', ignoreError);
     conn.write(this.format.preamble(this.opts.padding));
     session.sendPush({
       push: 'connected',
@@ -258,7 +341,7 @@ export class StreamingTransport {
   }
 
   /** A connection ended (either side). */
-  forget(conn: ResponseConnection): void {
+  forget(conn: StreamConnection): void {
     this.conns.delete(conn);
     conn.session?.transportClosed();
   }
