@@ -25,6 +25,9 @@ describe('WebSocket protocol', () => {
     const f = c.frames[0]!;
     expect(f).toMatchObject({ push: 'connected', version: 1 });
     expect(typeof f['client']).toBe('string');
+    // A plain TCP socket: frames go to its descriptor while nothing is queued (transports/socket-write.ts).
+    const conn = srv.server.hub.sessions.get(f['client'] as string)?.transport as { direct?: boolean } | undefined;
+    expect(conn?.direct).toBe(true);
     await c.close();
   });
 

@@ -10,6 +10,7 @@ import { PROTOCOL_VERSION, DisconnectCodes, ErrorCodes } from '@herald/protocol'
 import type { SessionIdentity } from '../core/authorizer.js';
 import { requestToken } from '../http/token.js';
 import { wsFrameEncoder } from './ws-frame.js';
+import { directWritable, writeFrame } from './socket-write.js';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
 import type { Session } from '../core/session.js';
@@ -84,13 +85,17 @@ class WsConnection implements TransportConnection {
   awaitingRound = 0;
   session: Session | undefined;
   private closeTimer: TimerHandle | undefined;
+  /** See `writeFrame`. */
+  private readonly direct: boolean;
 
   constructor(
     readonly ws: HeraldWebSocket,
     /** The upgraded socket: frames from `wsFrameEncoder` are complete, so they are written as is. */
     private readonly socket: Duplex,
     readonly transport: WebSocketTransport,
-  ) {}
+  ) {
+    this.direct = directWritable(socket);
+  }
 
   get name(): 'websocket' {
     return 'websocket';
@@ -100,7 +105,7 @@ class WsConnection implements TransportConnection {
     if (this.ws.readyState !== 1) return;
     // ws writes its own frames (pings, close) synchronously and whole (no compression is
     // negotiated), so frames written here never interleave with them.
-    this.socket.write(data);
+    writeFrame(this.socket, data, this.direct);
   }
 
   bufferedAmount(): number {
