@@ -363,7 +363,7 @@ async function heraldHeap(def: TargetDef, session: Session): Promise<number | un
 async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Promise<MemoryResult> {
   const session = await Session.open(def, sessionOptions(spec, def, ctx));
   try {
-    const fresh = await settledRss(session, spec);
+    const fresh = await settledRss(session, spec, 1000);
     const before = fresh.rss;
     const half = Math.floor(spec.n / 2);
     const first = await session.connect(0, half);
@@ -421,16 +421,17 @@ async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): P
 /**
  * The servers' RSS once it stopped moving: read every second, at least `settle.minMs`, until five
  * readings in a row lie within 0.5 % (or 256 KiB); at most `settle.maxMs`. Without `settle`, one
- * reading after `measureMs`.
+ * reading after `unsettledWaitMs` (`measureMs` unless given).
  */
 async function settledRss(
   session: Session,
   spec: ScenarioSpec,
+  unsettledWaitMs = spec.measureMs,
 ): Promise<{ rss: number; ms?: number; settled?: boolean }> {
   const settle = spec.settle;
   if (spec.collectGarbage === true) session.collectGarbage();
   if (settle === undefined) {
-    await sleep(spec.measureMs);
+    await sleep(unsettledWaitMs);
     return { rss: rssBytes(session.serverPids()) };
   }
   const t0 = performance.now();
