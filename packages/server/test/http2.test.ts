@@ -233,6 +233,41 @@ describe('HTTP/2 over TLS (ALPN h2 + http/1.1)', () => {
     await ws.close();
     await closeH2(session);
   });
+
+  it('streams SSE over HTTP/1.1 + TLS from a socket taken from node:http, never written to directly', async () => {
+    const events: string[] = [];
+    let wake: () => void = () => undefined;
+    const req = https.get(`${base}/sse?channel=h2tls.sse`, { ca: tls.pem, agent: false }, (res) => {
+      expect(res.httpVersion).toBe('1.1');
+      expect(res.headers['connection']).toBe('close');
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        events.push(c);
+        wake();
+      });
+    });
+    const until = (pred: () => boolean, what: string) =>
+      withTimeout(
+        (async () => {
+          while (!pred()) await new Promise<void>((resolve) => (wake = resolve));
+        })(),
+        5000,
+        what,
+      );
+    try {
+      await until(() => events.join('').includes('event: subscribed'), 'subscribed over HTTP/1.1 + TLS');
+      const client = /"client":"([^"]+)"/.exec(events.join(''))![1]!;
+      const t = ts.server.hub.sessions.get(client)?.transport as { socket?: unknown; direct?: boolean } | undefined;
+      expect(t?.socket).toBeDefined(); // detached: the stream holds the TLS socket itself
+      expect(t?.direct).toBe(false); // a TLS socket's descriptor carries encrypted records
+      const session = await connectH2(base, { ca: tls.pem });
+      await h2Request(session, 'POST', '/api/publish', { channel: 'h2tls.sse', data: 'over-tls' });
+      await closeH2(session);
+      await until(() => events.join('').includes('"data":"over-tls"'), 'the publication over HTTP/1.1 + TLS');
+    } finally {
+      req.destroy();
+    }
+  });
 });
 
 describe('HTTP/2 idle sessions', () => {
