@@ -37,7 +37,7 @@ function transportOf(client: string): { socket?: ServerSocket; res?: ServerRespo
   return session!.transport as { socket?: ServerSocket; res?: ServerResponse };
 }
 
-/** The names of the listeners node:http (Node 18-22) puts on a connection's socket. */
+/** The names of the listeners node:http (Node 20) puts on a connection's socket. */
 const NODE_HTTP_LISTENERS = new Set(
   ['socketOnData', 'socketOnEnd', 'socketOnClose', 'socketOnDrain']
     .map((n) => `bound ${n}`)

@@ -44,7 +44,7 @@ const httpCommon = ((): HttpCommon | undefined => {
 })();
 
 /**
- * The listeners node:http's server puts on each connection's socket (Node 18-22), by event and
+ * The listeners node:http's server puts on each connection's socket (read from Node 20), by event and
  * function name (bound functions are named `bound <name>`). `required`: must be there to detach.
  */
 const NODE_LISTENERS: ReadonlyArray<{ event: string; name: string; required: boolean }> = [

@@ -186,11 +186,10 @@ function onSocketClose(this: StreamingSocket): void {
   conn.transport.forget(conn);
 }
 
-/** The client ended its side: it reads no more (an EventSource closing does this). */
-function onSocketEnd(this: StreamingSocket): void {
-  this.destroy();
-}
-
+/**
+ * On 'end', the client ended its side: it reads no more (an EventSource closing does this). On
+ * 'finish', the server's last bytes were handed to the kernel after `close`.
+ */
 function destroySocket(this: Socket): void {
   this.destroy();
 }
@@ -277,7 +276,7 @@ export class StreamingTransport {
       const sconn = new SocketConnection(socket, chunked, encoder, this);
       (socket as StreamingSocket)[CONNECTION] = sconn;
       socket.on('data', discard);
-      socket.on('end', onSocketEnd);
+      socket.on('end', destroySocket);
       socket.on('error', ignoreError);
       socket.on('close', onSocketClose);
       conn = sconn;
