@@ -381,7 +381,8 @@ async function runMemory(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): P
     }
     if (first.failed + second.failed > 0) notes.push(`${first.failed + second.failed} failed to subscribe`);
     const warm2 = await session.publishAndWait(3);
-    await sleep(spec.measureMs);
+    // Quick runs (no settling) read it at once: their next reading is only `measureMs` away.
+    if (spec.settle !== undefined) await sleep(spec.measureMs);
     const early = rssBytes(session.serverPids());
     const atFull = await settledRss(session, spec);
     const heapFull = await heraldHeap(def, session);
