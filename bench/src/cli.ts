@@ -31,6 +31,8 @@ options:
                      then until it holds still for 5 s; quick and 0: read after --measure seconds)
   --profile          run Herald with --cpu-prof and summarise where its time goes
   --retries K        measure a step again up to K times when other processes used the cores (default 2)
+  --rounds K         rate scenarios: run every target K times, round after round, and judge by the
+                     median of each target's rounds (default 1; 3 or 5 for a verdict within the noise)
   --wait-quiet MIN   first wait up to MIN minutes for the machine to be quiet (< 10 % busy)
   --payload BYTES    payload size (default: ~40 bytes: sequence number and timestamp)
   --no-save          print only; write nothing to bench/results/
@@ -48,6 +50,7 @@ async function main(): Promise<number> {
       profile: { type: 'boolean', default: false },
       payload: { type: 'string' },
       retries: { type: 'string' },
+      rounds: { type: 'string' },
       'wait-quiet': { type: 'string' },
       settle: { type: 'string' },
       'no-save': { type: 'boolean', default: false },
@@ -90,8 +93,12 @@ async function main(): Promise<number> {
     }
     const rates = values.rates?.split(',').map(Number) ?? spec.rates;
     if (rates.some((r) => !(r > 0))) throw new Error('--rates must be positive numbers');
+    const rounds = values.rounds !== undefined ? Number(values.rounds) : 1;
+    if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9)
+      throw new Error('--rounds must be an integer from 1 to 9');
     return {
       ...spec,
+      rounds,
       rates: spec.kind === 'rates' || spec.kind === 'nodes' ? rates : spec.rates,
       warmupMs: seconds(values.warmup, spec.warmupMs),
       measureMs: seconds(values.measure, spec.measureMs),

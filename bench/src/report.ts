@@ -284,9 +284,34 @@ function md(t: Table): string {
   ].join('\n');
 }
 
+/** Every round's µs/delivery and p99 beside their medians (`--rounds`). */
+function roundsTable(r: ScenarioResult): Table {
+  const n = Math.max(...r.rounds.map((x) => x.usPerDelivery.length));
+  const each = (v: readonly number[], fmt: (x: number) => string): string => v.map(fmt).join(', ');
+  const mid = (v: readonly number[]): number => {
+    const s = [...v].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  };
+  return {
+    header: ['target', 'offered/s', `µs/delivery, rounds 1-${n}`, 'median', 'spread %', 'p99 ms, rounds', 'median'],
+    rows: r.rounds.map((x) => [
+      x.label,
+      int(x.offered),
+      each(x.usPerDelivery, f2),
+      f2(mid(x.usPerDelivery)),
+      f1(((Math.max(...x.usPerDelivery) - Math.min(...x.usPerDelivery)) / mid(x.usPerDelivery)) * 100),
+      each(x.p99, f1),
+      f1(mid(x.p99)),
+    ]),
+  };
+}
+
 function tables(r: ScenarioResult): { title: string; table: Table }[] {
   const out: { title: string; table: Table }[] = [];
-  if (r.steps.length > 0) out.push({ title: 'Steps', table: stepTable(r.steps) });
+  if (r.steps.length > 0)
+    out.push({ title: r.rounds.length > 0 ? 'Steps (median of the rounds)' : 'Steps', table: stepTable(r.steps) });
+  if (r.rounds.length > 0) out.push({ title: 'Rounds', table: roundsTable(r) });
   const ratios = ratioTable(r.steps);
   if (ratios.rows.length > 0) out.push({ title: 'Herald against each peer (same step)', table: ratios });
   if (r.memory.length > 0) out.push({ title: 'Idle memory', table: memoryTable(r) });

@@ -35,6 +35,11 @@ export interface ScenarioSpec {
   readonly settle?: { readonly minMs: number; readonly maxMs: number };
   /** Extra flags for the Node servers (Herald and the Node peers alike). */
   readonly nodeFlags?: readonly string[];
+  /**
+   * Rate scenarios: run every target this many times, round after round (each round every target
+   * in turn), and keep per target and rate the median (see `medianSteps`). Default 1.
+   */
+  readonly rounds?: number;
   /** Memory scenarios: run a full GC in the Node servers before each RSS reading (needs FULL_GC_ON_SIGNAL). */
   readonly collectGarbage?: boolean;
 }
@@ -102,9 +107,21 @@ export interface StormResult {
   readonly notes: readonly string[];
 }
 
+/** One target at one rate over several rounds (`ScenarioSpec.rounds`), in round order. */
+export interface RoundsResult {
+  readonly target: string;
+  readonly label: string;
+  readonly offered: number;
+  readonly usPerDelivery: number[];
+  readonly p99: number[];
+}
+
 export interface ScenarioResult {
   readonly spec: ScenarioSpec;
+  /** With several rounds: the median step of each target and rate (see `medianSteps`). */
   readonly steps: StepResult[];
+  /** With several rounds: every round's figures. */
+  readonly rounds: RoundsResult[];
   readonly memory: MemoryResult[];
   readonly storms: StormResult[];
   readonly skipped: { target: string; reason: string }[];
@@ -244,23 +261,48 @@ export function saturated(s: StepResult): boolean {
 }
 
 export async function runScenario(spec: ScenarioSpec, ctx: RunContext): Promise<ScenarioResult> {
-  const result: ScenarioResult = { spec, steps: [], memory: [], storms: [], skipped: [] };
+  const result: ScenarioResult = { spec, steps: [], rounds: [], memory: [], storms: [], skipped: [] };
   if (spec.kind === 'nodes') {
     await runNodes(spec, ctx, result);
     return result;
   }
+  const rounds = spec.kind === 'rates' ? Math.max(1, spec.rounds ?? 1) : 1;
+  const roundSteps: StepResult[] = [];
+  const skip = new Set<string>();
+  for (let round = 1; round <= rounds; round++) {
+    if (rounds > 1) ctx.log(`  round ${round} of ${rounds}`);
+    await runTargets(spec, ctx, result, roundSteps, skip);
+  }
+  if (rounds === 1) result.steps.push(...roundSteps);
+  else {
+    const median = medianSteps(roundSteps, rounds);
+    result.steps.push(...median.steps);
+    result.rounds.push(...median.rounds);
+  }
+  return result;
+}
+
+async function runTargets(
+  spec: ScenarioSpec,
+  ctx: RunContext,
+  result: ScenarioResult,
+  steps: StepResult[],
+  skip: Set<string>,
+): Promise<void> {
   for (const id of spec.targets) {
+    if (skip.has(id)) continue;
     const def = target(id);
     const why = unavailable(def.server, ctx.log);
     if (why !== undefined) {
       ctx.log(`  ${def.label}: skipped (${why})`);
       result.skipped.push({ target: id, reason: why });
+      skip.add(id);
       continue;
     }
     try {
       switch (spec.kind) {
         case 'rates':
-          result.steps.push(...(await runRates(spec, def, ctx)));
+          steps.push(...(await runRates(spec, def, ctx)));
           break;
         case 'memory':
           result.memory.push(await runMemory(spec, def, ctx));
@@ -268,14 +310,64 @@ export async function runScenario(spec: ScenarioSpec, ctx: RunContext): Promise<
         case 'storm':
           result.storms.push(await runStorm(spec, def, ctx));
           break;
+        case 'nodes':
+          throw new Error('S7 runs through runNodes');
       }
     } catch (err) {
       const reason = `failed: ${(err as Error).message}`;
       ctx.log(`  ${def.label}: ${reason}`);
       result.skipped.push({ target: id, reason });
+      skip.add(id);
     }
   }
-  return result;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * Several rounds → one step per target and rate: the round whose µs/delivery is the median (the
+ * lower middle one for an even count), with p50/p95/p99 replaced by the medians over the rounds, and
+ * a note saying so. A rate that not every round reached (a target saturated earlier in one round) is
+ * kept only from the rounds that reached it.
+ */
+export function medianSteps(
+  steps: readonly StepResult[],
+  rounds: number,
+): { steps: StepResult[]; rounds: RoundsResult[] } {
+  const groups = new Map<string, StepResult[]>();
+  for (const s of steps) {
+    const key = `${s.target}\u0000${s.offered}`;
+    const g = groups.get(key);
+    if (g === undefined) groups.set(key, [s]);
+    else g.push(s);
+  }
+  const out: StepResult[] = [];
+  const perRound: RoundsResult[] = [];
+  for (const g of groups.values()) {
+    const byCost = [...g].sort((a, b) => a.usPerDelivery - b.usPerDelivery);
+    const mid = byCost[(byCost.length - 1) >> 1]!;
+    const note =
+      `median of ${g.length} round${g.length === 1 ? '' : 's'}` + (g.length < rounds ? ` (of ${rounds})` : '');
+    out.push({
+      ...mid,
+      p50: median(g.map((s) => s.p50)),
+      p95: median(g.map((s) => s.p95)),
+      p99: median(g.map((s) => s.p99)),
+      notes: [...mid.notes, note],
+    });
+    perRound.push({
+      target: mid.target,
+      label: mid.label,
+      offered: mid.offered,
+      usPerDelivery: g.map((s) => s.usPerDelivery),
+      p99: g.map((s) => s.p99),
+    });
+  }
+  return { steps: out, rounds: perRound };
 }
 
 function sessionOptions(spec: ScenarioSpec, def: TargetDef, ctx: RunContext) {

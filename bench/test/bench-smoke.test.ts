@@ -28,7 +28,12 @@ interface Memory {
   kibPerConnection: number;
 }
 interface Results {
-  results: { steps: Step[]; memory: Memory[]; skipped: { target: string; reason: string }[] }[];
+  results: {
+    steps: Step[];
+    rounds: { target: string; usPerDelivery: number[] }[];
+    memory: Memory[];
+    skipped: { target: string; reason: string }[];
+  }[];
 }
 
 function runBench(args: readonly string[], dir = out): Promise<{ code: number; output: string }> {
@@ -80,7 +85,7 @@ describe('bench suite smoke run', () => {
     expect(readdirSync(out).some((f) => f.endsWith('.md'))).toBe(true);
   }, 120_000);
 
-  it('publishes through POST /api/batch and reads idle memory per connection', async () => {
+  it('publishes through POST /api/batch in two rounds and reads idle memory per connection', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'herald-bench-smoke-'));
     try {
       const run = await runBench(
@@ -101,6 +106,8 @@ describe('bench suite smoke run', () => {
           '0.7',
           '--settle',
           '0',
+          '--rounds',
+          '2',
         ],
         dir,
       );
@@ -110,6 +117,15 @@ describe('bench suite smoke run', () => {
       const [s5, s4] = results;
       expect(s5!.steps.map((s) => [s.target, s.lost, s.dup, s.closed])).toEqual([['herald-ws-batch', 0, 0, 0]]);
       expect(s5!.steps[0]!.deliveriesPerSec).toBeGreaterThan(0);
+      expect(s5!.rounds.map((r) => [r.target, r.usPerDelivery.length])).toEqual([['herald-ws-batch', 2]]);
+      const md = readFileSync(
+        join(
+          dir,
+          readdirSync(dir).find((f) => f.endsWith('.md'))!,
+        ),
+        'utf8',
+      );
+      expect(md).toContain('### Rounds');
       expect(s4!.memory.map((m) => [m.target, m.connected])).toEqual([['herald-ws-batch', 12]]);
       expect(Number.isFinite(s4!.memory[0]!.kibPerConnection)).toBe(true);
     } finally {
