@@ -78,3 +78,35 @@ describe('heartbeat with many connections', () => {
     }
   }, 30_000);
 });
+
+describe('heartbeat spread over the interval', () => {
+  // With a pingInterval of 3 s the server ticks every second and pings a third of the connections
+  // each time: every connection still gets one ping per interval, but they do not all come at once.
+  it('pings each connection once per interval, a share of them at each tick', async () => {
+    srv = await startServer({ heartbeat: { pingInterval: 3000, pingTimeout: 10_000 } });
+    const url = srv.wsUrl;
+    const clients = await Promise.all(Array.from({ length: 60 }, () => WsClient.connect(url)));
+    try {
+      const t0 = Date.now();
+      const firstPing = new Map<WsClient, number>();
+      for (const c of clients) {
+        c.ws.on('ping', () => {
+          if (!firstPing.has(c)) firstPing.set(c, Date.now() - t0);
+        });
+      }
+      // Everyone's first ping arrives within one interval (and a tick of slack), then a second one.
+      await Promise.all(clients.map((c) => pings(c, 2, 10_000)));
+      const times = [...firstPing.values()].sort((a, b) => a - b);
+      expect(times).toHaveLength(60);
+      // Spread: the first and the last connection to be pinged were pinged at least half a second
+      // apart (ticks are a second apart), and no tick pinged more than half of them.
+      expect(times[59]! - times[0]!).toBeGreaterThan(500);
+      const groups = new Map<number, number>();
+      for (const t of times) groups.set(Math.round(t / 250), (groups.get(Math.round(t / 250)) ?? 0) + 1);
+      expect(Math.max(...groups.values())).toBeLessThanOrEqual(30);
+      expect(srv.server.hub.sessions.size).toBe(60);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  }, 30_000);
+});

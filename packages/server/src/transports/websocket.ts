@@ -77,6 +77,9 @@ class HeraldWebSocket extends WebSocket {
 /** Pings written per turn of the event loop (see `WebSocketTransport.sendPings`). */
 const PING_BATCH = 500;
 
+/** At most this many heartbeat ticks per ping interval (see `WebSocketTransport.heartbeat`). */
+const MAX_TICKS = 60;
+
 /** Bytes of unsent output beyond which a client's pings are no longer answered but end the connection. */
 const MAX_PONG_BACKLOG = 1 << 20;
 
@@ -147,6 +150,10 @@ export class WebSocketTransport {
   /** One reap per heartbeat round still within its pingTimeout (several when pingTimeout > pingInterval). */
   private readonly reapTimers = new Set<TimerHandle>();
   private round = 0;
+  /** Heartbeat ticks per ping interval (about one a second): each pings its share of the connections. */
+  private readonly ticks: number;
+  /** Where the current sweep over the connections is; a sweep takes one ping interval. */
+  private sweep: Iterator<WsConnection> | undefined;
 
   constructor(private readonly opts: WebSocketTransportOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -159,7 +166,8 @@ export class WebSocketTransport {
       autoPong: false,
       WebSocket: HeraldWebSocket,
     });
-    this.pingTimer = this.clock.setInterval(() => this.heartbeat(), opts.pingInterval);
+    this.ticks = Math.max(1, Math.min(MAX_TICKS, Math.round(opts.pingInterval / 1000)));
+    this.pingTimer = this.clock.setInterval(() => this.heartbeat(), opts.pingInterval / this.ticks);
   }
 
   get connectionCount(): number {
@@ -211,19 +219,34 @@ export class WebSocketTransport {
   }
 
   /**
-   * Pings every connection that has no unanswered ping, and reaps this round's silent ones after
-   * pingTimeout. A connection still awaiting an earlier round's answer keeps that round's deadline
-   * (so a pingTimeout longer than pingInterval does not postpone the reap forever).
+   * One heartbeat tick: pings the next `1/ticks` of the connections (those with no unanswered ping)
+   * and reaps this tick's silent ones after pingTimeout, so that every connection is pinged about
+   * once per pingInterval but the pings, and their pongs, come spread over the interval rather than
+   * 10,000 at once: a burst of pings on the server's or the clients' core delayed the publications
+   * fanned out meanwhile (issue #6). A connection still awaiting an earlier tick's answer keeps that
+   * tick's deadline (so a pingTimeout longer than pingInterval does not postpone the reap forever).
    */
   private heartbeat(): void {
     this.round += 1;
     const round = this.round;
     const due: WsConnection[] = [];
-    for (const conn of this.conns) {
+    const quota = Math.ceil(this.conns.size / this.ticks);
+    let restarted = false;
+    for (let visited = 0; visited < quota; visited++) {
+      let next = this.sweep?.next();
+      if (next === undefined || next.done === true) {
+        if (restarted) break; // every connection visited in this tick already
+        restarted = true;
+        this.sweep = this.conns.values();
+        next = this.sweep.next();
+        if (next.done === true) break;
+      }
+      const conn = next.value;
       if (conn.awaitingRound !== 0) continue;
       conn.awaitingRound = round;
       due.push(conn);
     }
+    if (due.length === 0) return;
     this.sendPings(due, 0);
     const timer = this.clock.setTimeout(() => {
       this.reapTimers.delete(timer);
@@ -233,9 +256,10 @@ export class WebSocketTransport {
   }
 
   /**
-   * Pings go out `PING_BATCH` at a time, one batch per turn of the event loop: 10,000 pings written
-   * at once would hold the loop for tens of milliseconds, and every publication fanned out meanwhile
-   * would wait (it showed in the benchmark's p99 latency).
+   * A tick's pings (every connection's when pingInterval is under 1.5 s: one tick per interval) go
+   * out `PING_BATCH` at a time, one batch per turn of the event loop: 10,000 pings written at once
+   * would hold the loop for tens of milliseconds, and every publication fanned out meanwhile would
+   * wait (it showed in the benchmark's p99 latency).
    */
   private sendPings(conns: readonly WsConnection[], from: number): void {
     const end = Math.min(conns.length, from + PING_BATCH);
