@@ -1,7 +1,7 @@
 /** Tables (terminal and Markdown), ratios against Herald, and the issue's targets met or not. */
 import type { Machine } from './machine.js';
 import type { StepResult } from './run.js';
-import type { ScenarioResult } from './scenarios.js';
+import { median, type ScenarioResult } from './scenarios.js';
 
 type Table = { header: string[]; rows: string[][] };
 
@@ -288,21 +288,16 @@ function md(t: Table): string {
 function roundsTable(r: ScenarioResult): Table {
   const n = Math.max(...r.rounds.map((x) => x.usPerDelivery.length));
   const each = (v: readonly number[], fmt: (x: number) => string): string => v.map(fmt).join(', ');
-  const mid = (v: readonly number[]): number => {
-    const s = [...v].sort((a, b) => a - b);
-    const m = s.length >> 1;
-    return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-  };
   return {
     header: ['target', 'offered/s', `µs/delivery, rounds 1-${n}`, 'median', 'spread %', 'p99 ms, rounds', 'median'],
     rows: r.rounds.map((x) => [
       x.label,
       int(x.offered),
       each(x.usPerDelivery, f2),
-      f2(mid(x.usPerDelivery)),
-      f1(((Math.max(...x.usPerDelivery) - Math.min(...x.usPerDelivery)) / mid(x.usPerDelivery)) * 100),
+      f2(median(x.usPerDelivery)),
+      f1(((Math.max(...x.usPerDelivery) - Math.min(...x.usPerDelivery)) / median(x.usPerDelivery)) * 100),
       each(x.p99, f1),
-      f1(mid(x.p99)),
+      f1(median(x.p99)),
     ]),
   };
 }
