@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChurningClient, prng, type Received } from './support/churning-client.js';
 import { startChildNode } from './support/child-node.js';
 import { api, withTimeout } from './support/harness.js';
-import { REDIS_URL, adminClient, dropPrefix, killClients, skipRedis, testPrefix } from './support/redis.js';
+import { REDIS_URL, adminClient, clientIds, dropPrefix, killClients, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 
 const prefix = testPrefix();
@@ -89,7 +89,20 @@ describe.skipIf(skipRedis)('redis engine failures', () => {
       let killed = 0;
       await publishAll(b, ['drop.a', 'drop.b', 'drop.b.c'], 300, async (i) => {
         if (i === 50) await clients[0]!.reach(1);
-        if (i === 100 || i === 200) killed += await killClients(admin, a.engine.connectionName);
+        if (i === 100) killed += await killClients(admin, a.engine.connectionName);
+        if (i === 200) {
+          // Both connections back after the first kill (reconnecting takes a backoff), then again.
+          await withTimeout(
+            (async () => {
+              while ((await clientIds(admin, a.engine.connectionName)).length < 2) {
+                await new Promise((r) => setTimeout(r, 20));
+              }
+            })(),
+            5000,
+            'node A to reconnect both Redis connections',
+          );
+          killed += await killClients(admin, a.engine.connectionName);
+        }
       });
       expect(killed).toBeGreaterThanOrEqual(4); // command and subscriber connections, twice
       for (const cl of clients) await expectWholeStream(a, cl);

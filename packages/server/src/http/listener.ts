@@ -161,14 +161,18 @@ export class HttpListener {
   }
 
   /**
-   * Closes what is not busy: idle HTTP/1.1 keep-alive connections now, and every HTTP/2 session
-   * gracefully (GOAWAY: its open streams finish, no new ones start).
+   * Closes what is not busy: idle HTTP/1.1 keep-alive connections and connections that have sent
+   * nothing yet now, and every HTTP/2 session gracefully (GOAWAY: its open streams finish, no new
+   * ones start).
    */
   closeIdleConnections(): void {
     // The TLS server's HTTP/1.1 fallback has it too (Node >= 18.19).
     (this.server as net.Server & { closeIdleConnections?: () => void }).closeIdleConnections?.();
     if (this.h1 !== undefined && this.h1 !== this.server) this.h1.closeIdleConnections();
     for (const session of this.sessions.keys()) session.close();
+    // Node counts a connection that has not sent a request yet as busy (its headersTimeout runs), so
+    // one that has sent nothing at all would hold a shutdown for its whole timeout.
+    for (const socket of this.sockets) if (socket.bytesRead === 0) socket.destroy();
   }
 
   /** Drops every connection. */

@@ -81,15 +81,19 @@ export async function adminClient(url = REDIS_URL): Promise<Redis> {
 
 /** Kills every connection whose CLIENT SETNAME starts with `namePrefix`; returns how many. */
 export async function killClients(admin: Redis, namePrefix: string): Promise<number> {
+  const ids = await clientIds(admin, namePrefix);
+  for (const id of ids) await admin.client('KILL', 'ID', id);
+  return ids.length;
+}
+
+/** The ids of the Redis connections whose name starts with `namePrefix`. */
+export async function clientIds(admin: Redis, namePrefix: string): Promise<string[]> {
   const list = (await admin.client('LIST')) as string;
-  let n = 0;
+  const ids: string[] = [];
   for (const line of list.split('\n')) {
     const id = /(?:^| )id=(\d+)/.exec(line)?.[1];
     const name = /(?:^| )name=(\S*)/.exec(line)?.[1] ?? '';
-    if (id !== undefined && name.startsWith(namePrefix)) {
-      await admin.client('KILL', 'ID', id);
-      n += 1;
-    }
+    if (id !== undefined && name.startsWith(namePrefix)) ids.push(id);
   }
-  return n;
+  return ids;
 }
