@@ -12,6 +12,7 @@ import { ConfigError, loadConfig, resolveConfig } from '../src/config/index.js';
 import { API_KEY, WsClient, api, startServer, withTimeout, type TestServer } from './support/harness.js';
 import { Inbox, SseParser, waitUntil, type SseEvent } from './support/inbox.js';
 import { Child, findProgram, needProgram, selfSignedCert, tempDir } from './support/processes.js';
+import { RawConnection } from './support/raw-http.js';
 
 interface H2Response {
   status: number;
@@ -407,6 +408,25 @@ describe('cleartext h2c (prior knowledge) beside HTTP/1.1', () => {
     expect(connections).toBe(3); // ws, h2c, and one keep-alive HTTP/1.1 connection
     await ws.close();
     await closeH2(session);
+  });
+
+  it('streams SSE over HTTP/1.1 on the h2c port from a socket taken from node:http', async () => {
+    const c = new RawConnection(ts.server.address!.port);
+    try {
+      c.socket.write('GET /sse?channel=h2c.h1 HTTP/1.1\r\nHost: t\r\n\r\n');
+      await c.until((t) => t.includes('event: subscribed'), 'subscribed over HTTP/1.1 on the h2c port');
+      expect(c.text).toMatch(/\r\nconnection: close\r\n/i);
+      const client = /"client":"([^"]+)"/.exec(c.text)![1]!;
+      const t = ts.server.hub.sessions.get(client)?.transport as { socket?: unknown; direct?: boolean } | undefined;
+      expect(t?.socket).toBeDefined();
+      expect(t?.direct).toBe(true);
+      const session = await connectH2(ts.url);
+      await h2Request(session, 'POST', '/api/publish', { channel: 'h2c.h1', data: 'to-h1' });
+      await closeH2(session);
+      await c.until((text) => text.includes('"data":"to-h1"'), 'the publication over HTTP/1.1');
+    } finally {
+      c.socket.destroy();
+    }
   });
 });
 
