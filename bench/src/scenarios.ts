@@ -127,7 +127,7 @@ export interface ScenarioResult {
   readonly skipped: { target: string; reason: string }[];
 }
 
-const WS_TARGETS = ['herald-ws', 'nchan-ws', 'ws-prebuilt', 'ws-naive', 'socketio'];
+const WS_TARGETS = ['herald-ws', 'nchan-ws', 'ws-prebuilt', 'ws-naive', 'socketio', 'faye'];
 const SSE_TARGETS = ['herald-ws', 'herald-sse', 'herald-stream', 'nchan-sse', 'raw-sse'];
 const MEMORY_TARGETS = [
   'herald-ws',
@@ -138,6 +138,7 @@ const MEMORY_TARGETS = [
   'ws-prebuilt',
   'ws-naive',
   'socketio',
+  'faye',
   'raw-sse',
 ];
 

@@ -10,7 +10,7 @@ import { freePort, spawnPinned, stopChild, waitPort, workDir } from './launch.js
 import { processTree } from './proc.js';
 import { ensureNchan, nchanCommand } from './peers/nchan.js';
 
-export type ServerKind = 'herald' | 'raw-ws' | 'raw-ws-prebuilt' | 'socketio' | 'nchan' | 'raw-sse';
+export type ServerKind = 'herald' | 'raw-ws' | 'raw-ws-prebuilt' | 'socketio' | 'faye' | 'nchan' | 'raw-sse';
 export type Transport = 'ws' | 'sse' | 'stream' | 'poll';
 
 export interface TargetDef {
@@ -124,6 +124,14 @@ export const TARGETS: readonly TargetDef[] = [
     pub: rawPub('/publish?channel={ch}'),
   },
   {
+    id: 'faye',
+    label: 'Faye 1.4',
+    server: 'faye',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'faye', port, path: '/faye' }),
+    pub: rawPub('/publish?channel={ch}'),
+  },
+  {
     id: 'raw-sse',
     label: 'raw Node SSE',
     server: 'raw-sse',
@@ -220,6 +228,12 @@ export async function startServer(kind: ServerKind, opts: ServerOptions): Promis
     }
     case 'socketio':
       child = spawnPinned(node, [...flags, join(here, 'peers', 'socketio-server.js'), '--port', String(port)], {
+        cpu: opts.cpu,
+        log,
+      });
+      break;
+    case 'faye':
+      child = spawnPinned(node, [...flags, join(here, 'peers', 'faye-server.js'), '--port', String(port)], {
         cpu: opts.cpu,
         log,
       });

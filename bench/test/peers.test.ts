@@ -10,6 +10,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { io } from 'socket.io-client';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -58,6 +59,14 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
+/** The official Faye client (the package has no types of its own). */
+const faye = createRequire(import.meta.url)('faye') as {
+  Client: new (url: string) => {
+    subscribe(channel: string, onMessage: (message: unknown) => void): PromiseLike<unknown>;
+    disconnect(): void;
+  };
+};
+
 describe('bench peers', () => {
   it('the Socket.IO peer serves the official client: subscribe with ack, then pub', async () => {
     const port = await freePort();
@@ -78,8 +87,29 @@ describe('bench peers', () => {
     }
   }, 30_000);
 
+  it('the Faye peer serves the official client: subscribe, then a publication', async () => {
+    const port = await freePort();
+    const peer = spawn(process.execPath, [join(dist, 'peers', 'faye-server.js'), '--port', String(port)], {
+      stdio: 'ignore',
+    });
+    await waitPort(port);
+    const client = new faye.Client(`http://127.0.0.1:${port}/faye`);
+    try {
+      let subscribed: PromiseLike<unknown> = Promise.resolve();
+      const got = new Promise<unknown>((resolve) => {
+        subscribed = client.subscribe('/b0/x', resolve);
+      });
+      await withTimeout(Promise.resolve(subscribed), 10_000, 'faye subscribe');
+      expect(await post(port, '/publish?channel=b0.x', '{"seq":1,"t":"1"}')).toBe(200);
+      expect(await withTimeout(got, 10_000, 'the publication')).toEqual({ seq: 1, t: '1' });
+    } finally {
+      client.disconnect();
+      peer.kill();
+    }
+  }, 30_000);
+
   it('the generator measures every Node peer with nothing lost', async () => {
-    const targets = 'ws-naive,ws-prebuilt,socketio,raw-sse';
+    const targets = 'ws-naive,ws-prebuilt,socketio,faye,raw-sse';
     const args = [
       's2',
       '--n',

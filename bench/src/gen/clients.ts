@@ -198,10 +198,14 @@ const OP_PING = 9;
 export class WsSub extends Sub {
   private pending: Buffer | undefined;
   private fragments = '';
+  /** Faye: the client id the handshake gave, and the id of the last message sent. */
+  private fayeClient = '';
+  private fayeSeq = 0;
 
   protected reset(): void {
     this.pending = undefined;
     this.fragments = '';
+    this.fayeClient = '';
   }
 
   protected request(): string {
@@ -218,6 +222,8 @@ export class WsSub extends Sub {
       this.sendText(`{"id":1,"cmd":"subscribe","channel":"${this.channel}"${since}}`);
     } else if (this.spec.protocol === 'plain-ws') {
       this.markSubscribed('');
+    } else if (this.spec.protocol === 'faye') {
+      this.sendFaye({ channel: '/meta/handshake', version: '1.0', supportedConnectionTypes: ['websocket'] });
     } // socketio: waits for the Engine.IO open packet
     return true;
   }
@@ -281,6 +287,10 @@ export class WsSub extends Sub {
       this.onSocketIo(text, now);
       return;
     }
+    if (this.spec.protocol === 'faye' && text.includes('"/meta/')) {
+      this.onFayeMeta(text);
+      if (this.state === SubState.closed) return;
+    }
     if (this.spec.protocol === 'herald-ws' && this.state === SubState.connecting) {
       if (text.includes('{"id":1,"result"')) this.markSubscribed(text);
       else if (text.includes('{"id":1,"error"')) {
@@ -289,6 +299,39 @@ export class WsSub extends Sub {
       }
     }
     this.scan(text, now);
+  }
+
+  private sendFaye(message: Record<string, unknown>): void {
+    this.fayeSeq += 1;
+    const clientId = this.fayeClient === '' ? {} : { clientId: this.fayeClient };
+    this.sendText(JSON.stringify([{ ...message, ...clientId, id: String(this.fayeSeq) }]));
+  }
+
+  /**
+   * Bayeux replies (publications in the same frame are scanned by the caller): after the handshake,
+   * subscribe and open a `/meta/connect`, which the server answers at its timeout; then open the next.
+   */
+  private onFayeMeta(text: string): void {
+    let messages: { channel?: string; successful?: boolean; clientId?: string; error?: string }[];
+    try {
+      messages = JSON.parse(text) as typeof messages;
+    } catch {
+      this.fail(`faye: not JSON: ${text.slice(0, 200)}`);
+      return;
+    }
+    for (const m of messages) {
+      if (m.channel === undefined || !m.channel.startsWith('/meta/')) continue;
+      if (m.successful !== true) {
+        this.fail(`faye ${m.channel} failed: ${m.error ?? text.slice(0, 200)}`);
+        return;
+      }
+      if (m.channel === '/meta/handshake') {
+        this.fayeClient = m.clientId ?? '';
+        this.sendFaye({ channel: '/meta/subscribe', subscription: `/${this.channel.replaceAll('.', '/')}` });
+        this.sendFaye({ channel: '/meta/connect', connectionType: 'websocket' });
+      } else if (m.channel === '/meta/subscribe') this.markSubscribed(text);
+      else if (m.channel === '/meta/connect') this.sendFaye({ channel: '/meta/connect', connectionType: 'websocket' });
+    }
   }
 
   /** Engine.IO v4 packet types: 0 open, 2 ping, 4 message; Socket.IO: 0 connect, 2 event, 3 ack. */
@@ -508,6 +551,7 @@ export function createSub(channel: string, chIndex: number, spec: SubSpec, sink:
     case 'herald-ws':
     case 'plain-ws':
     case 'socketio':
+    case 'faye':
       return new WsSub(channel, chIndex, spec, sink);
     case 'herald-sse':
     case 'herald-stream':

@@ -12,9 +12,11 @@ import type { LatencySummary } from './histogram.js';
  * - `plain-ws`: subscribed once the upgrade succeeds (raw `ws` peers, Nchan); one message = one payload.
  * - `plain-sse`: subscribed once the 200 response headers arrive (raw Node SSE, Nchan).
  * - `socketio`: Engine.IO v4 / Socket.IO v5 over WebSocket, `subscribe` event with an ack.
+ * - `faye`: Bayeux over WebSocket (handshake, subscribe, a `/meta/connect` kept outstanding);
+ *   subscribed when `/meta/subscribe` succeeds. The channel `a.b` is Faye's `/a/b`.
  */
 export type SubProtocol =
-  'herald-ws' | 'herald-sse' | 'herald-stream' | 'herald-poll' | 'plain-ws' | 'plain-sse' | 'socketio';
+  'herald-ws' | 'herald-sse' | 'herald-stream' | 'herald-poll' | 'plain-ws' | 'plain-sse' | 'socketio' | 'faye';
 
 export interface SubSpec {
   readonly protocol: SubProtocol;
