@@ -17,7 +17,7 @@ import { rateChart } from './svg.js';
 import { REPO_ROOT, TARGETS } from './targets.js';
 
 const USAGE = `usage: npm run bench -- <scenario...> [options]
-scenarios: ${SCENARIO_IDS.join(', ')}, quick (S2 + S4 at N=2,000), all (S1-S7)
+scenarios: ${SCENARIO_IDS.join(', ')}, quick (S2 + S4 at N=2,000, no Faye), all (S1-S7)
            profile <file.cpuprofile>   summarise a CPU profile
            heap [--targets herald-ws,herald-sse] [--n 2000]
                                        heap per idle connection, by constructor and owner
