@@ -3,42 +3,27 @@
  * the load generator agree (nothing lost or duplicated), and the Socket.IO peer also serves the
  * official `socket.io-client`, so the generator's raw Socket.IO framing is not the only witness.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { io } from 'socket.io-client';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort, waitPort } from '../src/launch.js';
 
 const dist = fileURLToPath(new URL('../dist/', import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'herald-bench-peers-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0));
-    });
-  });
-}
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port }, () => {
-        s.destroy();
-        resolve(true);
-      }).on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${port}`);
+/** Starts the peer server `file` (in dist/peers) on a free port, once it listens. */
+async function startPeer(file: string): Promise<{ port: number; peer: ChildProcess }> {
+  const port = await freePort();
+  const peer = spawn(process.execPath, [join(dist, 'peers', file), '--port', String(port)], { stdio: 'ignore' });
+  await waitPort(port, 10_000, peer);
+  return { port, peer };
 }
 
 function post(port: number, path: string, body: string): Promise<number> {
@@ -69,11 +54,7 @@ const faye = createRequire(import.meta.url)('faye') as {
 
 describe('bench peers', () => {
   it('the Socket.IO peer serves the official client: subscribe with ack, then pub', async () => {
-    const port = await freePort();
-    const peer = spawn(process.execPath, [join(dist, 'peers', 'socketio-server.js'), '--port', String(port)], {
-      stdio: 'ignore',
-    });
-    await waitPort(port);
+    const { port, peer } = await startPeer('socketio-server.js');
     const client = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false });
     try {
       await withTimeout(new Promise<void>((resolve) => client.on('connect', () => resolve())), 10_000, 'connect');
@@ -88,11 +69,7 @@ describe('bench peers', () => {
   }, 30_000);
 
   it('the Faye peer serves the official client: subscribe, then a publication', async () => {
-    const port = await freePort();
-    const peer = spawn(process.execPath, [join(dist, 'peers', 'faye-server.js'), '--port', String(port)], {
-      stdio: 'ignore',
-    });
-    await waitPort(port);
+    const { port, peer } = await startPeer('faye-server.js');
     const client = new faye.Client(`http://127.0.0.1:${port}/faye`);
     try {
       let subscribed: PromiseLike<unknown> = Promise.resolve();
