@@ -15,7 +15,6 @@ import type { Duplex } from 'node:stream';
 
 interface StreamHandle {
   readonly fd?: number;
-  readonly writeQueueSize?: number;
 }
 
 type HandleSocket = Duplex & { _handle?: StreamHandle | null; encrypted?: boolean };
@@ -33,8 +32,7 @@ export function directWritable(socket: Duplex): boolean {
     handle !== undefined &&
     handle.constructor.name === 'TCP' &&
     typeof handle.fd === 'number' &&
-    handle.fd > 2 &&
-    typeof handle.writeQueueSize === 'number'
+    handle.fd > 2
   );
 }
 
@@ -45,15 +43,9 @@ export function writeFrame(socket: Duplex, data: Uint8Array, direct: boolean): v
     // descriptor is closed (and may be reused by another connection) in the same synchronous step,
     // so a handle that is there still owns its descriptor.
     const handle = (socket as HandleSocket)._handle;
-    // Nothing queued in the stream or in libuv (so these bytes come after every earlier one), and
-    // the stream not ended (no bytes after a FIN the socket is about to send).
-    if (
-      handle !== null &&
-      handle !== undefined &&
-      handle.writeQueueSize === 0 &&
-      socket.writableLength === 0 &&
-      !socket.writableEnded
-    ) {
+    // Nothing queued (so these bytes come after every earlier one: the stream counts a write until
+    // libuv has finished it), and the stream not ended (no bytes after a FIN it is about to send).
+    if (handle !== null && handle !== undefined && socket.writableLength === 0 && !socket.writableEnded) {
       let written = 0;
       try {
         written = writeSync(handle.fd as number, data);
