@@ -258,9 +258,9 @@ describe('HTTP/2 over TLS (ALPN h2 + http/1.1)', () => {
     try {
       await until(() => events.join('').includes('event: subscribed'), 'subscribed over HTTP/1.1 + TLS');
       const client = /"client":"([^"]+)"/.exec(events.join(''))![1]!;
-      const t = ts.server.hub.sessions.get(client)?.transport as { socket?: unknown; direct?: boolean } | undefined;
+      const t = ts.server.hub.sessions.get(client)?.transport as { socket?: unknown; fd?: number } | undefined;
       expect(t?.socket).toBeDefined(); // detached: the stream holds the TLS socket itself
-      expect(t?.direct).toBe(false); // a TLS socket's descriptor carries encrypted records
+      expect(t?.fd).toBe(-1); // a TLS socket's descriptor carries encrypted records
       const session = await connectH2(base, { ca: tls.pem });
       await h2Request(session, 'POST', '/api/publish', { channel: 'h2tls.sse', data: 'over-tls' });
       await closeH2(session);
@@ -417,9 +417,9 @@ describe('cleartext h2c (prior knowledge) beside HTTP/1.1', () => {
       await c.until((t) => t.includes('event: subscribed'), 'subscribed over HTTP/1.1 on the h2c port');
       expect(c.text).toMatch(/\r\nconnection: close\r\n/i);
       const client = /"client":"([^"]+)"/.exec(c.text)![1]!;
-      const t = ts.server.hub.sessions.get(client)?.transport as { socket?: unknown; direct?: boolean } | undefined;
+      const t = ts.server.hub.sessions.get(client)?.transport as { socket?: unknown; fd?: number } | undefined;
       expect(t?.socket).toBeDefined();
-      expect(t?.direct).toBe(true);
+      expect(t?.fd).toBeGreaterThan(2);
       const session = await connectH2(ts.url);
       await h2Request(session, 'POST', '/api/publish', { channel: 'h2c.h1', data: 'to-h1' });
       await closeH2(session);

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
-import { directWritable, writeFrame } from '../src/transports/socket-write.js';
+import { directFd, writeFrame } from '../src/transports/socket-write.js';
 import { withTimeout } from './support/harness.js';
 import { selfSignedCert, tempDir } from './support/processes.js';
 
@@ -18,7 +18,7 @@ afterEach(() => {
 });
 
 /** A listening server and a connected client; resolves with the server's side of the connection. */
-async function pair(): Promise<{ serverSide: Socket; client: Socket }> {
+async function pair(): Promise<{ serverSide: Socket; client: Socket; server: Server }> {
   const server: Server = createServer();
   closers.push(() => server.close());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -30,13 +30,14 @@ async function pair(): Promise<{ serverSide: Socket; client: Socket }> {
     client.destroy();
     serverSide.destroy();
   });
-  return { serverSide, client };
+  return { serverSide, client, server };
 }
 
 describe('writeFrame', () => {
   it('keeps every byte in order when a reader stops and the socket fills, then drains', async () => {
     const { serverSide, client } = await pair();
-    expect(directWritable(serverSide)).toBe(true);
+    const fd = directFd(serverSide);
+    expect(fd).toBeGreaterThan(2);
     client.pause(); // the reader stops: the kernel's buffers fill, then direct writes give way
     const frame = (i: number): Buffer => Buffer.from(`${String(i).padStart(8, '0')}:${'x'.repeat(1000 + (i % 7))}\n`);
     let i = 0;
@@ -45,14 +46,14 @@ describe('writeFrame', () => {
     while (serverSide.writableLength === 0 && i < 100_000) {
       const f = frame(i++);
       expected += f.length;
-      writeFrame(serverSide, f, true);
+      writeFrame(serverSide, f, fd);
     }
     expect(serverSide.writableLength).toBeGreaterThan(0);
     const queuedAt = i;
     for (let k = 0; k < queuedAt; k++) {
       const f = frame(i++);
       expected += f.length;
-      writeFrame(serverSide, f, true);
+      writeFrame(serverSide, f, fd);
     }
     const chunks: Buffer[] = [];
     let got = 0;
@@ -78,11 +79,12 @@ describe('writeFrame', () => {
       client.on('data', (c: Buffer) => (text += c.toString()));
       client.on('end', () => resolve(text));
     });
-    writeFrame(serverSide, Buffer.from('first'), true);
+    const fd = directFd(serverSide);
+    expect(writeFrame(serverSide, Buffer.from('first'), fd)).toBe(true);
     serverSide.end();
     const errors: Error[] = [];
     serverSide.on('error', (e) => errors.push(e));
-    writeFrame(serverSide, Buffer.from('after the end'), true);
+    expect(writeFrame(serverSide, Buffer.from('after the end'), fd)).toBe(false);
     expect(await withTimeout(received, 5000, 'the end of the stream')).toBe('first');
     await withTimeout(
       new Promise<void>((resolve) => (errors.length > 0 ? resolve() : serverSide.once('error', () => resolve()))),
@@ -104,10 +106,36 @@ describe('writeFrame', () => {
     const client = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
     closers.push(() => client.destroy());
     const serverSide = await withTimeout(accepted, 5000, 'the TLS connection');
-    expect(directWritable(serverSide)).toBe(false);
+    expect(directFd(serverSide)).toBe(-1);
     const text = new Promise<string>((resolve) => client.once('data', (c: Buffer) => resolve(c.toString())));
-    writeFrame(serverSide, Buffer.from('through TLS'), directWritable(serverSide));
+    expect(writeFrame(serverSide, Buffer.from('through TLS'), directFd(serverSide))).toBe(false);
     expect(await withTimeout(text, 5000, 'the TLS data')).toBe('through TLS');
     serverSide.destroy();
+  });
+
+  it("never writes to a destroyed socket's descriptor once another socket has its number", async () => {
+    const { serverSide, server } = await pair();
+    const fd = directFd(serverSide);
+    serverSide.destroy(); // closes the descriptor in this same step
+    // POSIX hands out the lowest free number: the next socket opened here gets the same one.
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    const fresh = connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
+    closers.push(() => fresh.destroy());
+    await withTimeout(new Promise((resolve) => fresh.once('connect', resolve)), 5000, 'the second connection');
+    const peer = await withTimeout(accepted, 5000, 'the second connection accepted');
+    closers.push(() => peer.destroy());
+    expect(directFd(fresh), "the second socket has the first one's descriptor number").toBe(fd);
+    // A destroyed stream drops the write (no error event: it has already closed).
+    expect(writeFrame(serverSide, Buffer.from('stale'), fd)).toBe(false);
+    // Whatever reaches the second connection's peer comes before this marker.
+    const text = new Promise<string>((resolve) => {
+      let got = '';
+      peer.on('data', (c: Buffer) => {
+        got += c.toString();
+        if (got.endsWith('marker')) resolve(got);
+      });
+    });
+    fresh.write('marker');
+    expect(await withTimeout(text, 5000, 'the marker')).toBe('marker');
   });
 });

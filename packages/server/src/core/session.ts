@@ -66,6 +66,12 @@ export class Session {
   private scheduled = false;
   /** Extra queue room granted to large replies still draining (see `enqueue`). */
   private burst = 0;
+  /**
+   * What the transport held unsent right after this session's last write. Only this session's
+   * writes add to that (besides a few bytes of heartbeat or stream preamble), and the transport drains it, so it is an
+   * upper bound of what the transport holds now.
+   */
+  private sentBacklog = 0;
   /** Ids of commands still running (made on first command: most subscribers send one or two). */
   private inflight: Set<number> | undefined;
 
@@ -214,14 +220,19 @@ export class Session {
     if (this.state !== 'open') return;
     this.push(bytes);
     this.queuedBytes += bytes.byteLength;
-    const pending = this.queuedBytes + this.transport.bufferedAmount();
     const limit = this.hub.limits.maxQueueBytes;
     if (kind === 'reply') this.burst += bytes.byteLength;
-    else if (this.burst > 0 && pending - bytes.byteLength <= limit) this.burst = 0;
-    if (pending > limit + this.burst) {
-      this.hub.stats.slowDisconnects += 1;
-      this.disconnect('SLOW', { reason: 'send queue overflow' });
-      return;
+    // The transport is asked what it still holds only when the answer can matter: `sentBacklog` is
+    // an upper bound of it (see there), so below the limit with it, the exact figure is too. This
+    // keeps the fan-out loop from touching every subscriber's socket twice per publication.
+    if (this.burst > 0 || this.queuedBytes + this.sentBacklog > limit) {
+      const pending = this.queuedBytes + this.transport.bufferedAmount();
+      if (kind !== 'reply' && this.burst > 0 && pending - bytes.byteLength <= limit) this.burst = 0;
+      if (pending > limit + this.burst) {
+        this.hub.stats.slowDisconnects += 1;
+        this.disconnect('SLOW', { reason: 'send queue overflow' });
+        return;
+      }
     }
     if (!this.scheduled) {
       this.scheduled = true;
@@ -249,6 +260,7 @@ export class Session {
     this.clearQueue();
     if (this.state === 'closed') return;
     this.transport.write(data);
+    this.sentBacklog = this.transport.bufferedAmount();
   }
 
   /** Tells the client why and closes the transport. Idempotent. */

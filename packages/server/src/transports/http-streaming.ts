@@ -19,7 +19,7 @@ import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
 import { SharedHeaderBlock } from '../http/shared-header.js';
 import { detach, detachable } from '../http/detach.js';
-import { directWritable, writeFrame } from './socket-write.js';
+import { directFd, writeFrame } from './socket-write.js';
 
 /** An encoder for one streaming connection, with the frames only streams have. */
 export interface StreamEncoder extends FrameEncoder {
@@ -94,7 +94,7 @@ class SocketConnection extends StreamConnection {
   private ended = false;
   private closeTimer: TimerHandle | undefined;
   /** See `writeFrame`. */
-  private readonly direct: boolean;
+  private readonly fd: number;
 
   constructor(
     readonly socket: Socket,
@@ -104,13 +104,13 @@ class SocketConnection extends StreamConnection {
     transport: StreamingTransport,
   ) {
     super(encoder, transport);
-    this.direct = directWritable(socket);
+    this.fd = directFd(socket);
   }
 
   write(data: Uint8Array): void {
     if (this.ended || data.byteLength === 0 || this.socket.destroyed) return;
     this.lastWrite = this.transport.clock.now();
-    writeFrame(this.socket, this.chunked ? this.transport.chunk(data) : data, this.direct);
+    writeFrame(this.socket, this.chunked ? this.transport.chunk(data) : data, this.fd);
   }
 
   bufferedAmount(): number {

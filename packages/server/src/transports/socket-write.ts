@@ -20,41 +20,39 @@ interface StreamHandle {
 type HandleSocket = Duplex & { _handle?: StreamHandle | null; encrypted?: boolean };
 
 /**
- * Whether `socket` can take direct writes: a connected plain TCP socket with a descriptor (not TLS,
- * not a pipe on Windows). Decided once per connection; `writeFrame` checks the per-write conditions.
+ * The descriptor `socket` takes direct writes on, or -1: a connected plain TCP socket (not TLS, not a
+ * pipe on Windows). Decided once per connection and kept by the caller: the handle's `fd` is a
+ * getter that calls into C++ (`uv_fileno`), which cost more per write than the rest of the checks.
+ * `writeFrame` checks the per-write conditions.
  */
-export function directWritable(socket: Duplex): boolean {
+export function directFd(socket: Duplex): number {
   const s = socket as HandleSocket;
   const handle = s._handle;
-  return (
-    s.encrypted !== true &&
-    handle !== null &&
-    handle !== undefined &&
-    handle.constructor.name === 'TCP' &&
-    typeof handle.fd === 'number' &&
-    handle.fd > 2
-  );
+  if (s.encrypted === true || handle === null || handle === undefined || handle.constructor.name !== 'TCP') return -1;
+  const fd = handle.fd;
+  return typeof fd === 'number' && fd > 2 ? fd : -1;
 }
 
-/** Writes `data` to `socket` (see the module comment); `direct` is `directWritable(socket)`. */
-export function writeFrame(socket: Duplex, data: Uint8Array, direct: boolean): void {
-  if (direct) {
-    // The handle is read on every write: when the socket is destroyed it becomes null and its
-    // descriptor is closed (and may be reused by another connection) in the same synchronous step,
-    // so a handle that is there still owns its descriptor.
-    const handle = (socket as HandleSocket)._handle;
-    // Nothing queued (so these bytes come after every earlier one: the stream counts a write until
-    // libuv has finished it), and the stream not ended (no bytes after a FIN it is about to send).
-    if (handle !== null && handle !== undefined && socket.writableLength === 0 && !socket.writableEnded) {
-      let written = 0;
-      try {
-        written = writeSync(handle.fd as number, data);
-      } catch {
-        // EAGAIN (the socket buffer is full) or a dead peer: socket.write queues or reports it.
-      }
-      if (written === data.byteLength) return;
-      data = data.subarray(written);
+/**
+ * Writes `data` to `socket` (see the module comment); `fd` is `directFd(socket)`. Returns true when
+ * the kernel took every byte straight away, so nothing of it is queued in the socket.
+ */
+export function writeFrame(socket: Duplex, data: Uint8Array, fd: number): boolean {
+  // The handle is checked on every write: when the socket is destroyed it becomes null and its
+  // descriptor is closed (and may be reused by another connection) in the same synchronous step,
+  // so while the handle is there, `fd` is still this socket's descriptor.
+  // Nothing queued (so these bytes come after every earlier one: the stream counts a write until
+  // libuv has finished it), and the stream not ended (no bytes after a FIN it is about to send).
+  if (fd >= 0 && (socket as HandleSocket)._handle != null && socket.writableLength === 0 && !socket.writableEnded) {
+    let written = 0;
+    try {
+      written = writeSync(fd, data);
+    } catch {
+      // EAGAIN (the socket buffer is full) or a dead peer: socket.write queues or reports it.
     }
+    if (written === data.byteLength) return true;
+    data = data.subarray(written);
   }
   socket.write(data);
+  return false;
 }

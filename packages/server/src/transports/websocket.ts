@@ -10,7 +10,7 @@ import { PROTOCOL_VERSION, DisconnectCodes, ErrorCodes } from '@herald/protocol'
 import type { SessionIdentity } from '../core/authorizer.js';
 import { requestToken } from '../http/token.js';
 import { wsFrameEncoder } from './ws-frame.js';
-import { directWritable, writeFrame } from './socket-write.js';
+import { directFd, writeFrame } from './socket-write.js';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
 import type { Session } from '../core/session.js';
@@ -89,7 +89,7 @@ class WsConnection implements TransportConnection {
   session: Session | undefined;
   private closeTimer: TimerHandle | undefined;
   /** See `writeFrame`. */
-  private readonly direct: boolean;
+  private readonly fd: number;
 
   constructor(
     readonly ws: HeraldWebSocket,
@@ -97,7 +97,7 @@ class WsConnection implements TransportConnection {
     private readonly socket: Duplex,
     readonly transport: WebSocketTransport,
   ) {
-    this.direct = directWritable(socket);
+    this.fd = directFd(socket);
   }
 
   get name(): 'websocket' {
@@ -108,7 +108,7 @@ class WsConnection implements TransportConnection {
     if (this.ws.readyState !== 1) return;
     // ws writes its own frames (pings, close) synchronously and whole (no compression is
     // negotiated), so frames written here never interleave with them.
-    writeFrame(this.socket, data, this.direct);
+    writeFrame(this.socket, data, this.fd);
   }
 
   bufferedAmount(): number {
