@@ -1,6 +1,6 @@
 /** Tables (terminal and Markdown), ratios against Herald, and the issue's targets met or not. */
 import type { Machine } from './machine.js';
-import type { StepResult } from './run.js';
+import { generatorPaced, generatorUsPerDelivery, type StepResult } from './run.js';
 import { median, type ScenarioResult } from './scenarios.js';
 
 type Table = { header: string[]; rows: string[][] };
@@ -211,10 +211,15 @@ export function verdicts(r: ScenarioResult): Verdict[] {
       );
       if (peers.length > 0) {
         const best = peers.reduce((a, b) => (a.p99 < b.p99 ? a : b));
+        const paced = generatorPaced(h) && generatorPaced(best);
         out.push({
           goal: 'Herald p99 below every peer’s at the fixed load',
           met: peers.every((p) => h.p99 < p.p99),
-          detail: `Herald ${f2(h.p99)} ms; lowest peer ${best.label} ${f2(best.p99)} ms`,
+          detail:
+            `Herald ${f2(h.p99)} ms; lowest peer ${best.label} ${f2(best.p99)} ms` +
+            (paced
+              ? ` (the generator read at ${f2(generatorUsPerDelivery(h))} and ${f2(generatorUsPerDelivery(best))} µs per delivery, the servers wrote at ${f2(h.usPerDelivery)} and ${f2(best.usPerDelivery)}: both tails are paced by the generator)`
+              : ''),
         });
       }
     }

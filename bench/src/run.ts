@@ -25,6 +25,23 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** A step whose generator core is busier than this measures the generator, not the server. */
 export const GENERATOR_BUSY_LIMIT = 0.9;
 
+/**
+ * The generator's core time per delivery, in µs. In a fan-out the server writes a publication to
+ * every subscriber in one burst while the generator's core reads them; when reading one costs the
+ * generator about what writing it costs the server, the last reads trail the last writes, and the
+ * latency tail shows the generator's pace as much as the server's, though neither core is busy
+ * on average.
+ */
+export function generatorUsPerDelivery(s: Pick<StepResult, 'genCoreBusyPct' | 'deliveriesPerSec'>): number {
+  return s.deliveriesPerSec > 0 ? (s.genCoreBusyPct / 100) * (1e6 / s.deliveriesPerSec) : 0;
+}
+
+/** See `generatorUsPerDelivery`: the generator reads at no more than ~1.1× the server's pace. */
+export function generatorPaced(s: StepResult): boolean {
+  const gen = generatorUsPerDelivery(s);
+  return s.usPerDelivery > 0 && gen >= s.usPerDelivery * 0.9;
+}
+
 export interface StepResult {
   readonly target: string;
   readonly label: string;
@@ -197,10 +214,11 @@ export class Session {
       notes.push(`publisher reached ${published.achievedRate.toFixed(0)}/s of ${+rate.toFixed(1)}/s`);
     if (published.failed > 0) notes.push(`${published.failed} publishes failed: ${published.errors.join('; ')}`);
     if (drain.closed > 0) notes.push(`${drain.closed} connections ended`);
+    const usPerDelivery = win.deliveries > 0 ? (serverCpu * 1e6) / win.deliveries : 0;
     const other = Math.max(0, serverCore * 100 - serverCpuPct);
     if (this.opts.pin.server !== undefined && other > 10)
       notes.push(`server core ${other.toFixed(0)}% busy with other work`);
-    return {
+    const result: StepResult = {
       target: this.target.id,
       label: this.target.label,
       n,
@@ -217,7 +235,7 @@ export class Session {
       max: win.latency.max,
       serverCpuPct,
       serverSysPct: (serverSys / seconds) * 100,
-      usPerDelivery: win.deliveries > 0 ? (serverCpu * 1e6) / win.deliveries : 0,
+      usPerDelivery,
       writesPerDelivery: win.deliveries > 0 ? (io1.writes - io0.writes) / win.deliveries : 0,
       rssMiB: rss / 2 ** 20,
       genCpuPct: subCpuPct + pubCpuPct,
@@ -229,6 +247,12 @@ export class Session {
       notes,
       window: { startUs, endUs },
     };
+    if (genCore <= GENERATOR_BUSY_LIMIT && generatorPaced(result)) {
+      notes.push(
+        `generator core ${generatorUsPerDelivery(result).toFixed(2)} µs per delivery against the server's ${usPerDelivery.toFixed(2)}: latency here is paced by the generator's reading as much as by the server`,
+      );
+    }
+    return result;
   }
 
   /** Publishes `count` to each channel and waits until every subscriber has them. */

@@ -1,7 +1,11 @@
-/** `--rounds`: several rounds of a rate scenario are judged by each target's median round. */
+/**
+ * `--rounds`: several rounds of a rate scenario are judged by each target's median round; and the
+ * p99 verdict says when the generator, not the servers, set the pace of the tails it compares.
+ */
 import { describe, expect, it } from 'vitest';
-import type { StepResult } from '../src/run.js';
-import { medianSteps } from '../src/scenarios.js';
+import { verdicts } from '../src/report.js';
+import { generatorPaced, generatorUsPerDelivery, type StepResult } from '../src/run.js';
+import { medianSteps, scenario, type ScenarioResult } from '../src/scenarios.js';
 
 function step(target: string, offered: number, us: number, p99: number): StepResult {
   return {
@@ -67,5 +71,38 @@ describe('medianSteps', () => {
     const { steps } = medianSteps([step('a', 100, 8, 1), step('a', 100, 6, 2)], 2);
     expect(steps[0]!.usPerDelivery).toBe(6);
     expect(steps[0]!.p99).toBe(1.5);
+  });
+});
+
+describe('a fan-out paced by the generator', () => {
+  const s2 = scenario('s2', 10_000);
+  const at = (target: string, us: number, p99: number, genCore: number): StepResult => ({
+    ...step(target, 100_000, us, p99),
+    n: s2.n,
+    rate: 100_000 / s2.n,
+    genCoreBusyPct: genCore,
+  });
+
+  it('is told apart from one where the server alone sets the pace', () => {
+    // 61 % of the generator's core at 100,000/s is 6.1 µs per delivery.
+    expect(generatorUsPerDelivery(at('herald-ws', 5.8, 70, 61))).toBeCloseTo(6.1, 6);
+    expect(generatorPaced(at('herald-ws', 5.8, 70, 61))).toBe(true);
+    expect(generatorPaced(at('socketio', 13, 1000, 61))).toBe(false);
+  });
+
+  it('is named in the p99 verdict when both tails are', () => {
+    const result: ScenarioResult = {
+      spec: s2,
+      steps: [at('herald-ws', 5.8, 70.5, 61), at('nchan-ws', 6.4, 70.1, 62), at('socketio', 13, 1000, 40)],
+      rounds: [],
+      memory: [],
+      storms: [],
+      skipped: [],
+    };
+    const p99 = verdicts(result).find((v) => v.goal.includes('p99'))!;
+    expect(p99.met).toBe(false);
+    expect(p99.detail).toContain('paced by the generator');
+    result.steps[0] = at('herald-ws', 5.8, 70.5, 30);
+    expect(verdicts(result).find((v) => v.goal.includes('p99'))!.detail).not.toContain('generator');
   });
 });
