@@ -36,7 +36,7 @@ export function generatorUsPerDelivery(s: Pick<StepResult, 'genCoreBusyPct' | 'd
   return s.deliveriesPerSec > 0 ? (s.genCoreBusyPct / 100) * (1e6 / s.deliveriesPerSec) : 0;
 }
 
-/** See `generatorUsPerDelivery`: the generator reads at no more than ~1.1× the server's pace. */
+/** See `generatorUsPerDelivery`: the generator spends at least 90 % of the server's CPU per delivery. */
 export function generatorPaced(s: StepResult): boolean {
   const gen = generatorUsPerDelivery(s);
   return s.usPerDelivery > 0 && gen >= s.usPerDelivery * 0.9;

@@ -68,8 +68,8 @@ export class Session {
   private burst = 0;
   /**
    * What the transport held unsent right after this session's last write. Only this session's
-   * writes add to that (besides a few bytes of heartbeat or stream preamble), and the transport drains it, so it is an
-   * upper bound of what the transport holds now.
+   * writes add to that (besides a few bytes of heartbeat or stream preamble), and the transport
+   * drains it, so it is an upper bound of what the transport holds now.
    */
   private sentBacklog = 0;
   /** Ids of commands still running (made on first command: most subscribers send one or two). */
