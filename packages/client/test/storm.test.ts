@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Herald } from '@herald/client';
-import { API_KEY, sleep, until } from './support/helpers.js';
+import { API_KEY, until } from './support/helpers.js';
 
 const N = Number(process.env['HERALD_STORM_CLIENTS'] ?? 2000);
 const CLI = fileURLToPath(new URL('../../server/dist/cli/main.js', import.meta.url));
@@ -159,7 +159,12 @@ it(`${N} clients come back spread over the backoff window after a crash, and all
 }, 90_000);
 
 it(`${N} clients come back spread over the server's retryAfterMs hints after a graceful restart`, async () => {
-  await sleep(200);
+  // Start from every subscription live again after the first storm.
+  await until(
+    () => clients.every((c) => [...c.subscriptions.values()].every((s) => s.state === 'subscribed')),
+    `${N} subscribed again`,
+    30_000,
+  );
   const { times } = await storm('SIGTERM');
   const s = report(`graceful shutdown (hints over 0..${JITTER} ms)`, times);
   // The hints that fall while the server restarts turn into backoff, so the spread is narrower
