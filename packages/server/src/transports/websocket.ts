@@ -250,7 +250,7 @@ export class WebSocketTransport {
     this.sendPings(due, 0);
     const timer = this.clock.setTimeout(() => {
       this.reapTimers.delete(timer);
-      this.reap(round);
+      this.reap(due, round);
     }, this.opts.pingTimeout);
     this.reapTimers.add(timer);
   }
@@ -270,9 +270,10 @@ export class WebSocketTransport {
     if (end < conns.length) setImmediate(() => this.sendPings(conns, end));
   }
 
-  private reap(round: number): void {
-    for (const conn of this.conns) {
-      if (conn.awaitingRound !== round) continue;
+  /** Ends the connections pinged in `round` (`pinged`) that have not answered since. */
+  private reap(pinged: readonly WsConnection[], round: number): void {
+    for (const conn of pinged) {
+      if (conn.awaitingRound !== round || !this.conns.has(conn)) continue;
       conn.session?.disconnect('STALE', { reason: 'no pong within pingTimeout' });
       conn.ws.terminate();
     }
