@@ -2,11 +2,10 @@
  * `npm run bench -- <scenario> [options]`: runs a scenario against Herald and its peers, prints the
  * tables, and writes `bench/results/<date>-<scenario>.md` with an SVG chart.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pinning, workDir } from './launch.js';
+import { pinOrchestrator, pinning, workDir } from './launch.js';
 import { machine } from './machine.js';
 import { loadAverage, waitQuiet } from './proc.js';
 import { profileMarkdown, summarize } from './profile.js';
@@ -119,7 +118,7 @@ async function main(): Promise<number> {
   const log = (line: string): void => console.log(line);
   if (pin.generator !== undefined) {
     // The orchestrator sits with the load generator, away from the server's core.
-    execFileSync('taskset', ['-pc', String(pin.generator), String(process.pid)], { stdio: 'ignore' });
+    pinOrchestrator(pin.generator);
   } else
     log('warning: no pinning (one core, or no taskset): server and load generator share cores; figures are indicative');
   const m = machine(REPO_ROOT);
