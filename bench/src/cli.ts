@@ -10,6 +10,7 @@ import { machine } from './machine.js';
 import { loadAverage, waitQuiet } from './proc.js';
 import { profileMarkdown, summarize } from './profile.js';
 import { heapMarkdown, heapReport } from './heap.js';
+import { nativeSubscriber } from './native.js';
 import { markdownReport, terminalReport } from './report.js';
 import { SCENARIO_IDS, runScenario, scenario, type ScenarioResult, type ScenarioSpec } from './scenarios.js';
 import { rateChart } from './svg.js';
@@ -33,6 +34,8 @@ options:
   --rounds K         rate scenarios: run every target K times, round after round, and judge by the
                      median of each target's rounds (default 1; 3 or 5 for a verdict within the noise)
   --wait-quiet MIN   first wait up to MIN minutes for the machine to be quiet (< 10 % busy)
+  --generator G      auto (default): the native subscriber (bench/native/subscriber.c, built with cc)
+                     for the WebSocket rate scenarios, the Node one elsewhere; node: always Node
   --payload BYTES    payload size (default: ~40 bytes: sequence number and timestamp)
   --no-save          print only; write nothing to bench/results/
   --out DIR          results folder (default bench/results)`;
@@ -52,6 +55,7 @@ async function main(): Promise<number> {
       rounds: { type: 'string' },
       'wait-quiet': { type: 'string' },
       settle: { type: 'string' },
+      generator: { type: 'string', default: 'auto' },
       'no-save': { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -134,12 +138,26 @@ async function main(): Promise<number> {
   }
   const profileDir = values.profile ? join(workDir(), 'profiles') : undefined;
   if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
+  const generator = values.generator;
+  if (generator !== 'auto' && generator !== 'node' && generator !== 'native')
+    throw new Error('--generator must be auto, native or node');
+  const native = generator === 'node' ? undefined : nativeSubscriber();
+  if (native !== undefined && 'error' in native) log(`warning: no native subscriber: ${native.error}`);
+  const nativePath = native !== undefined && 'path' in native ? native.path : undefined;
   const payloadBytes = values.payload !== undefined ? Number(values.payload) : 0;
   const results: ScenarioResult[] = [];
   for (const spec of specs) {
     log(`\n${spec.title}: N = ${spec.n}`);
     const retries = values.retries !== undefined ? Number(values.retries) : 2;
-    const r = await runScenario(spec, { pin, log, profileDir, payloadBytes, retries });
+    const r = await runScenario(spec, {
+      pin,
+      log,
+      profileDir,
+      payloadBytes,
+      retries,
+      generator,
+      ...(nativePath !== undefined ? { nativeSubscriber: nativePath } : {}),
+    });
     results.push(r);
     console.log(terminalReport(r));
   }

@@ -2,7 +2,16 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Envelope, ErrorReply } from './gen/messages.js';
 
-export class IpcChild<Req, Rep> {
+/** A load-generator process that answers requests: the Node ones over IPC, the native subscriber over pipes. */
+export interface Requester<Req, Rep> {
+  readonly name: string;
+  readonly pid: number;
+  request<R extends Rep>(body: Req, timeoutMs?: number): Promise<R>;
+  /** Asks the child to close (`closeRequest`), then makes sure it is gone. */
+  stop(closeRequest: Req): Promise<void>;
+}
+
+export class IpcChild<Req, Rep> implements Requester<Req, Rep> {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (r: Rep) => void; reject: (e: Error) => void }>();
   private exited = false;

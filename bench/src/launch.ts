@@ -98,6 +98,8 @@ export interface SpawnOptions {
   /** Log file name (in `workDir()`) for stdout and stderr; inherited when absent. */
   readonly log?: string;
   readonly ipc?: boolean;
+  /** stdin and stdout as pipes to the parent (stderr goes to the log, or is inherited). */
+  readonly pipes?: boolean;
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
 }
@@ -106,12 +108,10 @@ export interface SpawnOptions {
 export function spawnPinned(cmd: string, args: readonly string[], opts: SpawnOptions): ChildProcess {
   const pin = opts.cpu === undefined ? [] : ['taskset', '-c', String(opts.cpu)];
   let fd: number | undefined;
-  let stdio: StdioOptions;
-  if (opts.log !== undefined) {
-    fd = openSync(join(workDir(), opts.log), 'a');
-    stdio = ['ignore', fd, fd];
-  } else stdio = ['ignore', 'inherit', 'inherit'];
-  if (opts.ipc === true) stdio = [...stdio, 'ipc'];
+  if (opts.log !== undefined) fd = openSync(join(workDir(), opts.log), 'a');
+  const out = fd ?? 'inherit';
+  const stdio: Exclude<StdioOptions, string> = opts.pipes === true ? ['pipe', 'pipe', out] : ['ignore', out, out];
+  if (opts.ipc === true) stdio.push('ipc');
   const child = spawn(
     'bash',
     ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench', ...pin, cmd, ...args],

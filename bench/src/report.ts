@@ -360,7 +360,10 @@ export function markdownReport(
       `N = ${r.spec.n.toLocaleString('en')} subscribers on ${r.spec.channels.toLocaleString('en')} channel(s)` +
         (r.spec.kind === 'rates'
           ? `; each step ${r.spec.warmupMs / 1000} s warm-up + ${r.spec.measureMs / 1000} s measured.`
-          : '.'),
+          : '.') +
+        (r.spec.subscriber === 'native'
+          ? ' Subscribers read by the native subscriber (`bench/native/subscriber.c`).'
+          : ' Subscribers read by the Node subscriber (`bench/src/gen/subscriber.ts`).'),
       '',
     );
     const chart = charts.get(r.spec.id);

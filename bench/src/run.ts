@@ -15,7 +15,8 @@ import type {
   SubscriberRequest,
   WindowStats,
 } from './gen/messages.js';
-import { IpcChild } from './ipc.js';
+import { IpcChild, type Requester } from './ipc.js';
+import { NativeSubscriber } from './native.js';
 import { spawnPinned, type Pinning } from './launch.js';
 import { coreBusy, coreTimes, cpuTimes, rssBytes, syscalls } from './proc.js';
 import { startServer, type RunningServer, type ServerOptions, type TargetDef } from './targets.js';
@@ -88,13 +89,15 @@ export interface SessionOptions {
   readonly payloadBytes?: number;
   readonly server?: Omit<ServerOptions, 'cpu'>;
   readonly log: (line: string) => void;
+  /** The native subscriber's binary (`native.ts`); the Node subscriber when absent. */
+  readonly nativeSubscriber?: string;
 }
 
 export class Session {
   private constructor(
     readonly target: TargetDef,
     readonly servers: readonly RunningServer[],
-    readonly sub: IpcChild<SubscriberRequest, SubscriberReply>,
+    readonly sub: Requester<SubscriberRequest, SubscriberReply>,
     readonly pub: IpcChild<PublisherRequest, PublisherReply>,
     readonly opts: SessionOptions,
     /** Processes whose CPU and memory count as the server's but that take no subscribers (Redis). */
@@ -113,7 +116,10 @@ export class Session {
     const flags = (process.env.BENCH_GENERATOR_FLAGS ?? '').split(' ').filter((f) => f !== '');
     const spawnGen = (file: string): ReturnType<typeof spawnPinned> =>
       spawnPinned(process.execPath, [...flags, join(here, 'gen', file)], { cpu: opts.pin.generator, ipc: true });
-    const sub = new IpcChild<SubscriberRequest, SubscriberReply>('subscriber', spawnGen('subscriber.js'));
+    const sub =
+      opts.nativeSubscriber !== undefined
+        ? new NativeSubscriber(opts.nativeSubscriber, opts.pin.generator)
+        : new IpcChild<SubscriberRequest, SubscriberReply>('subscriber', spawnGen('subscriber.js'));
     const pub = new IpcChild<PublisherRequest, PublisherReply>('publisher', spawnGen('publisher.js'));
     const session = new Session(target, running, sub, pub, opts, extra);
     await pub.request({

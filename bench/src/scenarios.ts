@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Pinning } from './launch.js';
 import { freePort, spawnPinned, stopChild, waitPort } from './launch.js';
 import { cpuSeconds, rssBytes, waitQuiet } from './proc.js';
+import { NATIVE_PROTOCOLS } from './native.js';
 import { Session, sleep, type StepResult } from './run.js';
 import { API_KEY, RunningServer, startServer, target, unavailable, type TargetDef } from './targets.js';
 
@@ -42,6 +43,8 @@ export interface ScenarioSpec {
   readonly rounds?: number;
   /** Memory scenarios: run a full GC in the Node servers before each RSS reading (needs FULL_GC_ON_SIGNAL). */
   readonly collectGarbage?: boolean;
+  /** Which subscriber process the run used (set by `runScenario`; see `chooseSubscriber`). */
+  readonly subscriber?: 'native' | 'node';
 }
 
 /**
@@ -247,6 +250,31 @@ export interface RunContext {
   readonly payloadBytes: number;
   /** Measure a step again (up to this many times) when other processes used the cores during it. */
   readonly retries: number;
+  /** `auto`: the native subscriber wherever it can serve every target of a scenario; `node`: never. */
+  readonly generator: 'auto' | 'native' | 'node';
+  /** The native subscriber's binary, when it could be built. */
+  readonly nativeSubscriber?: string;
+}
+
+/**
+ * The native subscriber (`bench/native/subscriber.c`) serves a rate scenario when it speaks every
+ * target's protocol; otherwise, and for the memory and storm scenarios, the Node one does. A
+ * scenario never mixes the two: its targets are compared with one subscriber.
+ */
+function chooseSubscriber(spec: ScenarioSpec, ctx: RunContext): 'native' | 'node' {
+  if (ctx.generator === 'node') return 'node';
+  const why =
+    ctx.nativeSubscriber === undefined
+      ? 'it could not be built'
+      : spec.kind !== 'rates' && spec.kind !== 'nodes'
+        ? `${spec.id} is not a rate scenario`
+        : spec.targets.find((id) => !NATIVE_PROTOCOLS.includes(target(id).sub(0).protocol));
+  if (why === undefined) return 'native';
+  if (ctx.generator === 'native' || ctx.nativeSubscriber === undefined) {
+    const reason = why.includes(' ') ? why : `it does not speak ${target(why).label}'s protocol`;
+    ctx.log(`  the Node subscriber reads ${spec.id}: the native one cannot (${reason})`);
+  }
+  return 'node';
 }
 
 /** Other work above this on a core during a step makes the step noisy. */
@@ -261,7 +289,8 @@ export function saturated(s: StepResult): boolean {
   return s.deliveriesPerSec < s.offered * 0.95 || s.lost > 0 || s.p99 > 1000 || s.closed > 0;
 }
 
-export async function runScenario(spec: ScenarioSpec, ctx: RunContext): Promise<ScenarioResult> {
+export async function runScenario(asked: ScenarioSpec, ctx: RunContext): Promise<ScenarioResult> {
+  const spec: ScenarioSpec = { ...asked, subscriber: chooseSubscriber(asked, ctx) };
   const result: ScenarioResult = { spec, steps: [], rounds: [], memory: [], storms: [], skipped: [] };
   if (spec.kind === 'nodes') {
     await runNodes(spec, ctx, result);
@@ -379,6 +408,9 @@ function sessionOptions(spec: ScenarioSpec, def: TargetDef, ctx: RunContext) {
     channels: spec.channels,
     payloadBytes: ctx.payloadBytes,
     log: ctx.log,
+    ...(spec.subscriber === 'native' && ctx.nativeSubscriber !== undefined
+      ? { nativeSubscriber: ctx.nativeSubscriber }
+      : {}),
     server: {
       ...(def.server === 'herald' && ctx.profileDir !== undefined ? { profileDir: ctx.profileDir } : {}),
       ...(spec.nodeFlags !== undefined ? { nodeFlags: spec.nodeFlags } : {}),
