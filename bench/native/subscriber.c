@@ -82,6 +82,23 @@ static double upper_of(int b) {
   return (double)((1 << SUB_BITS) + sub + 1) * pow(2, msb - SUB_BITS) - 1;
 }
 
+/*
+ * BENCH_PUBLICATION_LOG=<file>: per sequence number, the first and last delivery's latency and the
+ * count, over the measured window, appended to <file> at each `window` (a look at single
+ * publications: when the burst started, how long it took, which ones ran slow).
+ */
+#define MAX_SEQ (1 << 20)
+static const char *pub_log;
+static float *seq_min, *seq_max;
+static uint32_t *seq_count;
+
+static void seq_record(uint32_t seq, double us) {
+  if (seq_min == NULL || seq >= MAX_SEQ) return;
+  if (seq_count[seq] == 0 || us < seq_min[seq]) seq_min[seq] = (float)us;
+  if (us > seq_max[seq]) seq_max[seq] = (float)us;
+  seq_count[seq]++;
+}
+
 static void hist_record(double us) {
   uint64_t v = us < 0 ? 0 : (uint64_t)us;
   hist[bucket_of(v)] += 1;
@@ -233,7 +250,9 @@ static void delivered(sub_t *s, uint32_t seq, uint64_t sent_ns) {
   s->last = seq;
   if (window_open) {
     window_deliveries++;
-    hist_record(((double)now_ns - (double)sent_ns) / 1000.0);
+    double us = ((double)now_ns - (double)sent_ns) / 1000.0;
+    hist_record(us);
+    seq_record(seq, us);
   }
 }
 
@@ -697,8 +716,22 @@ static void cmd_drain(long id, char **save) {
   free(final);
 }
 
+static void write_publication_log(void) {
+  if (seq_min == NULL) return;
+  FILE *f = fopen(pub_log, "a");
+  if (f != NULL) {
+    fprintf(f, "# window: seq count first_ms last_ms\n");
+    for (uint32_t i = 0; i < MAX_SEQ; i++)
+      if (seq_count[i] > 0) fprintf(f, "%u %u %.3f %.3f\n", i, seq_count[i], seq_min[i] / 1000, seq_max[i] / 1000);
+    fclose(f);
+  }
+  memset(seq_count, 0, MAX_SEQ * sizeof *seq_count);
+  memset(seq_max, 0, MAX_SEQ * sizeof *seq_max);
+}
+
 static void cmd_window(long id) {
   window_open = 0;
+  write_publication_log();
   printf("{\"id\":%ld,\"body\":{\"deliveries\":%.0f,\"elapsedMs\":%.3f,\"latency\":{\"count\":%.0f,\"p50\":%.3f,"
          "\"p95\":%.3f,\"p99\":%.3f,\"max\":%.3f},\"cpuMs\":%.3f}}\n",
          id, window_deliveries, (mono_ns() - window_start_ns) / 1e6, hist_total, round(hist_quantile(0.5)) / 1000,
@@ -740,6 +773,12 @@ static int command(char *line) {
 }
 
 int main(void) {
+  pub_log = getenv("BENCH_PUBLICATION_LOG");
+  if (pub_log != NULL && pub_log[0] != 0) {
+    seq_min = calloc(MAX_SEQ, sizeof *seq_min);
+    seq_max = calloc(MAX_SEQ, sizeof *seq_max);
+    seq_count = calloc(MAX_SEQ, sizeof *seq_count);
+  }
   epfd = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.u32 = STDIN_TAG};
   epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev);
