@@ -125,6 +125,8 @@ static double hist_quantile(double q) {
 static sub_t *subs;
 static int nsubs, cap_subs;
 static int epfd;
+/* Of the latest `connect`: one process reads one target (S7's nodes differ only in port and path,
+ * which are used while that `connect` runs). */
 static enum proto proto;
 static int port;
 static char path_tmpl[512];
