@@ -1,17 +1,15 @@
-/** A child process driven by request/reply messages over the Node IPC channel. */
+/**
+ * The load-generator processes, driven by request/reply messages: the Node ones over the Node IPC
+ * channel (`IpcChild`), the native subscriber over its stdin and stdout (`native.ts`).
+ */
 import type { ChildProcess } from 'node:child_process';
 import type { Envelope, ErrorReply } from './gen/messages.js';
 
-/** A load-generator process that answers requests: the Node ones over IPC, the native subscriber over pipes. */
-export interface Requester<Req, Rep> {
-  readonly name: string;
-  readonly pid: number;
-  request<R extends Rep>(body: Req, timeoutMs?: number): Promise<R>;
-  /** Asks the child to close (`closeRequest`), then makes sure it is gone. */
-  stop(closeRequest: Req): Promise<void>;
-}
-
-export class IpcChild<Req, Rep> implements Requester<Req, Rep> {
+/**
+ * A child process that answers requests, each carrying an id that its reply repeats. Subclasses say
+ * how a request is sent (`transmit`) and hand every reply to `settle`.
+ */
+export abstract class RequestChild<Req, Rep> {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (r: Rep) => void; reject: (e: Error) => void }>();
   private exited = false;
@@ -20,19 +18,25 @@ export class IpcChild<Req, Rep> implements Requester<Req, Rep> {
     readonly name: string,
     readonly proc: ChildProcess,
   ) {
-    proc.on('message', (msg: Envelope<Rep | ErrorReply>) => {
-      const w = this.waiting.get(msg.id);
-      if (w === undefined) return;
-      this.waiting.delete(msg.id);
-      const body = msg.body;
-      if (typeof body === 'object' && body !== null && 'error' in body) w.reject(new Error(`${name}: ${body.error}`));
-      else w.resolve(body);
-    });
     proc.on('exit', (code, signal) => {
       this.exited = true;
       for (const w of this.waiting.values()) w.reject(new Error(`${name} exited (${code ?? signal})`));
       this.waiting.clear();
     });
+  }
+
+  /** Sends request `id`; returns a short description of it for a timeout's message. Throws when it cannot. */
+  protected abstract transmit(id: number, body: Req): string;
+
+  /** A reply arrived (replies to requests that timed out are dropped). */
+  protected settle(msg: Envelope<Rep | ErrorReply>): void {
+    const w = this.waiting.get(msg.id);
+    if (w === undefined) return;
+    this.waiting.delete(msg.id);
+    const body = msg.body;
+    if (typeof body === 'object' && body !== null && 'error' in body)
+      w.reject(new Error(`${this.name}: ${body.error}`));
+    else w.resolve(body);
   }
 
   get pid(): number {
@@ -43,9 +47,16 @@ export class IpcChild<Req, Rep> implements Requester<Req, Rep> {
     if (this.exited) return Promise.reject(new Error(`${this.name} has exited`));
     const id = this.nextId++;
     return new Promise<R>((resolve, reject) => {
+      let what: string;
+      try {
+        what = this.transmit(id, body);
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(new Error(`${this.name}: no answer to ${JSON.stringify(body).slice(0, 80)} within ${timeoutMs} ms`));
+        reject(new Error(`${this.name}: no answer to ${what.slice(0, 80)} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting.set(id, {
         resolve: (r) => {
@@ -57,14 +68,27 @@ export class IpcChild<Req, Rep> implements Requester<Req, Rep> {
           reject(e);
         },
       });
-      this.proc.send({ id, body });
     });
   }
 
   /** Asks the child to close (`closeRequest`), then makes sure it is gone. */
   async stop(closeRequest: Req): Promise<void> {
     if (!this.exited) await this.request(closeRequest, 10_000).catch(() => undefined);
+    this.proc.stdin?.end();
     await waitExit(this.proc, 5_000);
+  }
+}
+
+/** A Node child process driven over the Node IPC channel. */
+export class IpcChild<Req, Rep> extends RequestChild<Req, Rep> {
+  constructor(name: string, proc: ChildProcess) {
+    super(name, proc);
+    proc.on('message', (msg: Envelope<Rep | ErrorReply>) => this.settle(msg));
+  }
+
+  protected transmit(id: number, body: Req): string {
+    this.proc.send({ id, body });
+    return JSON.stringify(body);
   }
 }
 

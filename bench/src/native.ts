@@ -6,13 +6,12 @@
  * It speaks the WebSocket protocols only (Herald's, plain frames, Socket.IO, Faye) and has no
  * reconnect storm (`recover`): scenarios that need anything else use the Node subscriber.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Envelope, ErrorReply, SubProtocol, SubscriberReply, SubscriberRequest } from './gen/messages.js';
-import type { Requester } from './ipc.js';
-import { waitExit } from './ipc.js';
+import { RequestChild } from './ipc.js';
 import { spawnPinned } from './launch.js';
 import { REPO_ROOT } from './targets.js';
 
@@ -73,72 +72,25 @@ function commandLine(id: number, req: SubscriberRequest): string {
   }
 }
 
-export class NativeSubscriber implements Requester<SubscriberRequest, SubscriberReply> {
-  readonly name = 'native subscriber';
-  private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (r: SubscriberReply) => void; reject: (e: Error) => void }>();
-  private exited = false;
-  readonly proc: ChildProcess;
-
+export class NativeSubscriber extends RequestChild<SubscriberRequest, SubscriberReply> {
   constructor(binary: string, cpu: number | undefined) {
-    this.proc = spawnPinned(binary, [], { cpu, pipes: true });
-    const lines = createInterface({ input: this.proc.stdout! });
-    lines.on('line', (line) => {
+    super('native subscriber', spawnPinned(binary, [], { cpu, pipes: true }));
+    // A write to a subscriber that died fails with EPIPE; its exit already rejects what waits.
+    this.proc.stdin!.on('error', () => undefined);
+    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
       let msg: Envelope<SubscriberReply | ErrorReply>;
       try {
         msg = JSON.parse(line) as Envelope<SubscriberReply | ErrorReply>;
       } catch {
-        return;
+        return; // not a reply: nothing waits for it
       }
-      const w = this.waiting.get(msg.id);
-      if (w === undefined) return;
-      this.waiting.delete(msg.id);
-      const body = msg.body;
-      if ('error' in body) w.reject(new Error(`${this.name}: ${body.error}`));
-      else w.resolve(body);
-    });
-    this.proc.on('exit', (code, signal) => {
-      this.exited = true;
-      for (const w of this.waiting.values()) w.reject(new Error(`${this.name} exited (${code ?? signal})`));
-      this.waiting.clear();
+      this.settle(msg);
     });
   }
 
-  get pid(): number {
-    return this.proc.pid ?? -1;
-  }
-
-  request<R extends SubscriberReply>(body: SubscriberRequest, timeoutMs = 300_000): Promise<R> {
-    if (this.exited) return Promise.reject(new Error(`${this.name} has exited`));
-    const id = this.nextId++;
-    let line: string;
-    try {
-      line = commandLine(id, body);
-    } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
-    return new Promise<R>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(new Error(`${this.name}: no answer to ${line.slice(0, 80)} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiting.set(id, {
-        resolve: (r) => {
-          clearTimeout(timer);
-          resolve(r as R);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      this.proc.stdin!.write(`${line}\n`);
-    });
-  }
-
-  async stop(closeRequest: SubscriberRequest): Promise<void> {
-    if (!this.exited) await this.request(closeRequest, 10_000).catch(() => undefined);
-    this.proc.stdin?.end();
-    await waitExit(this.proc, 5_000);
+  protected transmit(id: number, body: SubscriberRequest): string {
+    const line = commandLine(id, body);
+    this.proc.stdin!.write(`${line}\n`);
+    return line;
   }
 }

@@ -15,7 +15,7 @@ import type {
   SubscriberRequest,
   WindowStats,
 } from './gen/messages.js';
-import { IpcChild, type Requester } from './ipc.js';
+import { IpcChild, type RequestChild } from './ipc.js';
 import { NativeSubscriber } from './native.js';
 import { spawnPinned, type Pinning } from './launch.js';
 import { coreBusy, coreTimes, cpuTimes, rssBytes, syscalls } from './proc.js';
@@ -97,7 +97,7 @@ export class Session {
   private constructor(
     readonly target: TargetDef,
     readonly servers: readonly RunningServer[],
-    readonly sub: Requester<SubscriberRequest, SubscriberReply>,
+    readonly sub: RequestChild<SubscriberRequest, SubscriberReply>,
     readonly pub: IpcChild<PublisherRequest, PublisherReply>,
     readonly opts: SessionOptions,
     /** Processes whose CPU and memory count as the server's but that take no subscribers (Redis). */
