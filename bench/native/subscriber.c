@@ -1,7 +1,8 @@
 /*
- * The load generator's subscriber side in C, for the WebSocket protocols (Herald's, plain payload
- * frames, Socket.IO, Faye): the same clients and the same accounting as bench/src/gen/subscriber.ts
- * and clients.ts, at a fraction of their CPU per delivery.
+ * The load generator's subscriber side in C, for WebSocket (Herald's protocol, plain payload frames,
+ * Socket.IO, Faye) and HTTP streaming (Herald's SSE and NDJSON, plain SSE; chunked or not): the same
+ * clients and the same accounting as bench/src/gen/subscriber.ts and clients.ts, at about three
+ * quarters of their CPU per delivery. No long-polling and no reconnect storm (`recover`).
  *
  * Why: at S2 (10,000 subscribers, 100,000 deliveries/s) the Node subscriber spends about what the
  * fastest servers spend per delivery (~6-7 µs, a third of it in Node's read path and JavaScript), so
@@ -33,7 +34,10 @@
 #include <time.h>
 #include <unistd.h>
 
-enum proto { P_HERALD, P_PLAIN, P_SOCKETIO, P_FAYE };
+/* WebSocket: Herald's protocol, plain payload frames, Socket.IO, Faye; HTTP streaming: Herald's SSE
+ * and NDJSON, plain SSE. */
+enum proto { P_HERALD, P_PLAIN, P_SOCKETIO, P_FAYE, P_HERALD_SSE, P_HERALD_STREAM, P_PLAIN_SSE };
+#define IS_STREAM(p) ((p) >= P_HERALD_SSE)
 enum state { S_IDLE, S_CONNECTING, S_SUBSCRIBED, S_CLOSED };
 
 typedef struct {
@@ -49,8 +53,13 @@ typedef struct {
   uint32_t faye_seq;
   char *pending; /* partial frame or head carried to the next read */
   size_t pending_len;
-  char *frag; /* payload of a fragmented message so far */
+  char *frag; /* WebSocket: payload of a fragmented message so far; streams: text after the last \n */
   size_t frag_len;
+  uint8_t chunked;    /* streams: the body is chunked */
+  uint8_t chunk_crlf; /* streams: bytes of the CRLF after a chunk's data still to skip */
+  uint8_t size_done;  /* streams: the size line's digits ended (an extension or CR follows) */
+  uint32_t chunk_left; /* streams: bytes of the current chunk's data still to come */
+  uint32_t chunk_size; /* streams: the size line read so far */
   char faye_client[64];
 } sub_t;
 
@@ -380,16 +389,32 @@ static void on_text(sub_t *s, const char *text, size_t len) {
       }
     }
     break;
-  case P_PLAIN:
+  default: /* plain frames: the payload is all there is */
     break;
   }
   scan(s, text, len);
 }
 
 /* -- WebSocket framing ------------------------------------------------------------------------------ */
+/* A case-insensitive search in the response head. */
+static int head_has(const char *head, size_t len, const char *needle) {
+  size_t n = strlen(needle);
+  for (size_t i = 0; i + n <= len; i++)
+    if (strncasecmp(head + i, needle, n) == 0) return 1;
+  return 0;
+}
+
 static void on_head(sub_t *s, const char *head, size_t len) {
-  if (len < 12 || memcmp(head + 9, "101", 3) != 0) {
+  const char *want = IS_STREAM(proto) ? "200" : "101";
+  if (len < 12 || memcmp(head + 9, want, 3) != 0) {
     failf(s, "HTTP %s", head, len);
+    return;
+  }
+  if (IS_STREAM(proto)) {
+    s->chunked = (uint8_t)head_has(head, len, "transfer-encoding: chunked");
+    s->chunk_left = s->chunk_size = 0;
+    s->chunk_crlf = s->size_done = 0;
+    if (proto == P_PLAIN_SSE) mark_subscribed(s);
     return;
   }
   char ch[32];
@@ -406,8 +431,102 @@ static void on_head(sub_t *s, const char *head, size_t len) {
   case P_FAYE:
     send_faye(s, "\"channel\":\"/meta/handshake\",\"version\":\"1.0\",\"supportedConnectionTypes\":[\"websocket\"]");
     break;
-  case P_SOCKETIO: /* waits for the Engine.IO open packet */
+  default: /* Socket.IO waits for the Engine.IO open packet */
     break;
+  }
+}
+
+/* -- HTTP streaming: SSE and NDJSON ------------------------------------------------------------------ */
+
+/* Whole lines of the body (up to and including the last \n): subscribed marker, payloads, disconnect. */
+static void on_lines(sub_t *s, const char *text, size_t len) {
+  if (s->state == S_CONNECTING) {
+    const char *marker = proto == P_HERALD_SSE ? "event: subscribed" : "\"push\":\"subscribed\"";
+    const char *at = memmem(text, len, marker, strlen(marker));
+    if (at != NULL) mark_subscribed(s);
+    else if (contains(text, len, "unsubscribed")) {
+      failf(s, "subscribe refused: %s", text, len);
+      return;
+    }
+  }
+  scan(s, text, len);
+  if (s->state == S_CLOSED) return;
+  if (contains(text, len, "\"push\":\"disconnect\"") || contains(text, len, "event: disconnect")) {
+    const char *at = memmem(text, len, "disconnect", 10);
+    failf(s, "disconnected: %s", at, (size_t)(text + len - at));
+  }
+}
+
+/* Body text: appended to what is left of the last line, and every whole line handled. */
+static void on_body_text(sub_t *s, const char *text, size_t len) {
+  if (len == 0 || s->state == S_CLOSED) return;
+  const char *nl = NULL;
+  for (const char *p = text + len; p > text; p--)
+    if (p[-1] == '\n') {
+      nl = p;
+      break;
+    }
+  if (nl == NULL) { /* no line ends here: keep it all */
+    s->frag = realloc(s->frag, s->frag_len + len);
+    memcpy(s->frag + s->frag_len, text, len);
+    s->frag_len += len;
+    return;
+  }
+  size_t head = (size_t)(nl - text);
+  if (s->frag_len > 0) {
+    s->frag = realloc(s->frag, s->frag_len + head);
+    memcpy(s->frag + s->frag_len, text, head);
+    char *whole = s->frag;
+    size_t wlen = s->frag_len + head;
+    s->frag = NULL;
+    s->frag_len = 0;
+    on_lines(s, whole, wlen);
+    free(whole);
+  } else {
+    on_lines(s, text, head);
+  }
+  if (s->state == S_CLOSED || head == len) return;
+  s->frag = realloc(s->frag, len - head);
+  memcpy(s->frag, nl, len - head);
+  s->frag_len = len - head;
+}
+
+/* Decodes a (chunked or plain) body; the terminating chunk ends the subscriber. */
+static void on_stream_body(sub_t *s, const char *buf, size_t n) {
+  if (!s->chunked) {
+    on_body_text(s, buf, n);
+    return;
+  }
+  size_t off = 0;
+  while (off < n && s->state != S_CLOSED) {
+    if (s->chunk_left > 0) {
+      size_t take = n - off < s->chunk_left ? n - off : s->chunk_left;
+      on_body_text(s, buf + off, take);
+      off += take;
+      s->chunk_left -= (uint32_t)take;
+      if (s->chunk_left == 0) s->chunk_crlf = 2;
+      continue;
+    }
+    if (s->chunk_crlf > 0) {
+      off++;
+      s->chunk_crlf--;
+      continue;
+    }
+    char c = buf[off++];
+    if (c == '\n') {
+      uint32_t size = s->chunk_size;
+      s->chunk_size = 0;
+      s->size_done = 0;
+      if (size == 0) {
+        sub_fail(s, "response ended");
+        return;
+      }
+      s->chunk_left = size;
+    } else if (!s->size_done && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+      s->chunk_size = s->chunk_size * 16 + (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    } else {
+      s->size_done = 1; /* CR or a chunk extension */
+    }
   }
 }
 
@@ -493,7 +612,9 @@ static void on_data(sub_t *s, const char *data, size_t n) {
     on_head(s, buf, (size_t)(end - buf));
     off = (size_t)(end - buf) + 4;
   }
-  if (s->state != S_CLOSED && off < n) {
+  if (s->state != S_CLOSED && off < n && IS_STREAM(proto)) {
+    on_stream_body(s, buf + off, n - off);
+  } else if (s->state != S_CLOSED && off < n) {
     size_t used = on_frames(s, buf + off, n - off);
     off += used;
     if (s->state != S_CLOSED && off < n) {
@@ -536,10 +657,15 @@ static void send_request(sub_t *s) {
   if (at == NULL) snprintf(path, sizeof path, "%s", path_tmpl);
   else snprintf(path, sizeof path, "%.*s%s%s", (int)(at - path_tmpl), path_tmpl, ch, at + 4);
   char req[1024];
-  int len = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: aGVyYWxkLWJlbmNoLWtleQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     path, port);
+  int len;
+  if (IS_STREAM(proto))
+    len = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: %s\r\n\r\n", path, port,
+                   proto == P_HERALD_STREAM ? "application/x-ndjson" : "text/event-stream");
+  else
+    len = snprintf(req, sizeof req,
+                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: aGVyYWxkLWJlbmNoLWtleQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                   path, port);
   send_all(s, req, (size_t)len);
 }
 
@@ -629,6 +755,9 @@ static int parse_protocol(const char *p) {
   if (strcmp(p, "plain-ws") == 0) return P_PLAIN;
   if (strcmp(p, "socketio") == 0) return P_SOCKETIO;
   if (strcmp(p, "faye") == 0) return P_FAYE;
+  if (strcmp(p, "herald-sse") == 0) return P_HERALD_SSE;
+  if (strcmp(p, "herald-stream") == 0) return P_HERALD_STREAM;
+  if (strcmp(p, "plain-sse") == 0) return P_PLAIN_SSE;
   return -1;
 }
 

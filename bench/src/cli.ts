@@ -35,7 +35,7 @@ options:
                      median of each target's rounds (default 1; 3 or 5 for a verdict within the noise)
   --wait-quiet MIN   first wait up to MIN minutes for the machine to be quiet (< 10 % busy)
   --generator G      auto (default): the native subscriber (bench/native/subscriber.c, built with cc)
-                     for the WebSocket rate scenarios, the Node one elsewhere; node: always Node
+                     for the rate scenarios, the Node one for S4, S6 and long-polling; node: always Node
   --payload BYTES    payload size (default: ~40 bytes: sequence number and timestamp)
   --no-save          print only; write nothing to bench/results/
   --out DIR          results folder (default bench/results)`;

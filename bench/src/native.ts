@@ -3,8 +3,9 @@
  * use, started pinned like the Node one, and driven through the same request/reply interface, over
  * its stdin and stdout (one command a line, one JSON reply a line).
  *
- * It speaks the WebSocket protocols only (Herald's, plain frames, Socket.IO, Faye) and has no
- * reconnect storm (`recover`): scenarios that need anything else use the Node subscriber.
+ * It speaks WebSocket (Herald's protocol, plain frames, Socket.IO, Faye) and HTTP streaming
+ * (Herald's SSE and NDJSON, plain SSE), but not long-polling, and has no reconnect storm (`recover`):
+ * scenarios that need those use the Node subscriber.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
@@ -15,7 +16,15 @@ import { RequestChild } from './ipc.js';
 import { spawnPinned } from './launch.js';
 import { REPO_ROOT } from './targets.js';
 
-export const NATIVE_PROTOCOLS: readonly SubProtocol[] = ['herald-ws', 'plain-ws', 'socketio', 'faye'];
+export const NATIVE_PROTOCOLS: readonly SubProtocol[] = [
+  'herald-ws',
+  'plain-ws',
+  'socketio',
+  'faye',
+  'herald-sse',
+  'herald-stream',
+  'plain-sse',
+];
 
 const SOURCE = join(REPO_ROOT, 'bench', 'native', 'subscriber.c');
 const BINARY = join(REPO_ROOT, 'bench', 'dist', 'native', 'subscriber');

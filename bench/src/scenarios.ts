@@ -291,6 +291,7 @@ export function saturated(s: StepResult): boolean {
 
 export async function runScenario(asked: ScenarioSpec, ctx: RunContext): Promise<ScenarioResult> {
   const spec: ScenarioSpec = { ...asked, subscriber: chooseSubscriber(asked, ctx) };
+  ctx.log(`  subscribers read by the ${spec.subscriber} subscriber`);
   const result: ScenarioResult = { spec, steps: [], rounds: [], memory: [], storms: [], skipped: [] };
   if (spec.kind === 'nodes') {
     await runNodes(spec, ctx, result);

@@ -1,11 +1,11 @@
 /**
- * The native subscriber (`bench/native/subscriber.c`): its accounting against a hand-made server
- * that skips and repeats sequence numbers, and a run of the suite with it against Herald and every
- * WebSocket peer at a tiny N. Without a C compiler the tests skip, except under CI, where they fail.
+ * The native subscriber (`bench/native/subscriber.c`): its accounting against hand-made servers
+ * (WebSocket, chunked SSE) that skip and repeat sequence numbers, and a run of the suite with it
+ * against Herald and every WebSocket and SSE peer at a tiny N. Without a C compiler the tests skip, except under CI, where they fail.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,11 @@ if (why !== undefined) console.warn(`skipping the native subscriber's tests: ${w
 
 const dist = fileURLToPath(new URL('../dist/', import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'herald-bench-native-'));
-afterAll(() => rmSync(out, { recursive: true, force: true }));
+const servers: Server[] = [];
+afterAll(() => {
+  rmSync(out, { recursive: true, force: true });
+  for (const s of servers) s.close();
+});
 
 function payload(seq: number): string {
   return `{"seq":${seq},"t":"${process.hrtime.bigint()}"}`;
@@ -84,26 +88,73 @@ describe.skipIf(why !== undefined)('native subscriber', () => {
     }
   }, 30_000);
 
+  it('decodes a chunked SSE stream whose lines span chunks, and sees its end', async () => {
+    let res: ServerResponse | undefined;
+    const opened = new Promise<ServerResponse>((resolve) => {
+      const http = createServer((_req, r) => {
+        r.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        r.flushHeaders();
+        res = r;
+        resolve(r);
+      });
+      servers.push(http);
+    });
+    const http = servers[servers.length - 1]!;
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const port = (http.address() as { port: number }).port;
+    const sub = new NativeSubscriber((built as { path: string }).path, undefined);
+    try {
+      const c = await sub.request<ConnectResult>({
+        type: 'connect',
+        spec: { protocol: 'plain-sse', port, path: '/sse?channel={ch}' },
+        first: 0,
+        n: 1,
+        channels: 1,
+        concurrency: 1,
+      });
+      expect(c).toMatchObject({ ok: 1, failed: 0 });
+      const r = await opened;
+      await sub.request({ type: 'mark' });
+      // 1; then 2 split over two chunks (a line that spans them), 2 again, then 4 (3 is lost).
+      r.write(`data: ${payload(1)}\n\n`);
+      const two = `data: ${payload(2)}\n\n`;
+      r.write(two.slice(0, 12));
+      r.write(two.slice(12));
+      r.write(`: a heartbeat\n\ndata: ${payload(2)}\n\ndata: ${payload(4)}\n\n`);
+      const drain = await sub.request<DrainStats>({ type: 'drain', final: [4], timeoutMs: 5_000 });
+      const win = await sub.request<WindowStats>({ type: 'window' });
+      expect({ lost: drain.lost, dup: drain.dup, complete: drain.complete }).toEqual({ lost: 1, dup: 1, complete: 1 });
+      expect(win.deliveries).toBe(3);
+      await sub.request({ type: 'mark' });
+      r.end(); // the terminating chunk
+      const ended = await sub.request<DrainStats>({ type: 'drain', final: [5], timeoutMs: 300 });
+      expect({ lost: ended.lost, closed: ended.closed }).toEqual({ lost: 1, closed: 1 });
+    } finally {
+      res?.destroy();
+      await sub.stop({ type: 'close' });
+    }
+  }, 30_000);
+
   it('refuses what it does not speak, with a message', async () => {
     const sub = new NativeSubscriber((built as { path: string }).path, undefined);
     try {
       await expect(
         sub.request({
           type: 'connect',
-          spec: { protocol: 'herald-sse', port: 1, path: '/sse' },
+          spec: { protocol: 'herald-poll', port: 1, path: '/poll' },
           first: 0,
           n: 1,
           channels: 1,
           concurrency: 1,
         }),
-      ).rejects.toThrow(/does not speak herald-sse/);
+      ).rejects.toThrow(/does not speak herald-poll/);
     } finally {
       await sub.stop({ type: 'close' });
     }
   });
 
-  it('reads Herald and every WebSocket peer in a run of the suite with nothing lost', async () => {
-    const targets = 'herald-ws,ws-naive,ws-prebuilt,socketio,faye';
+  it('reads Herald and every WebSocket and SSE peer in a run of the suite with nothing lost', async () => {
+    const targets = 'herald-ws,ws-naive,ws-prebuilt,socketio,faye,herald-sse,herald-stream,raw-sse';
     const args = ['s2', '--n', '8', '--rates', '50', '--targets', targets, '--retries', '0'];
     const { code, output } = await new Promise<{ code: number; output: string }>((resolve) => {
       execFile(
