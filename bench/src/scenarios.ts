@@ -263,18 +263,19 @@ export interface RunContext {
  */
 function chooseSubscriber(spec: ScenarioSpec, ctx: RunContext): 'native' | 'node' {
   if (ctx.generator === 'node') return 'node';
-  const why =
-    ctx.nativeSubscriber === undefined
-      ? 'it could not be built'
-      : spec.kind !== 'rates' && spec.kind !== 'nodes'
-        ? `${spec.id} is not a rate scenario`
-        : spec.targets.find((id) => !NATIVE_PROTOCOLS.includes(target(id).sub(0).protocol));
+  const why = whyNotNative(spec, ctx);
   if (why === undefined) return 'native';
-  if (ctx.generator === 'native' || ctx.nativeSubscriber === undefined) {
-    const reason = why.includes(' ') ? why : `it does not speak ${target(why).label}'s protocol`;
-    ctx.log(`  the Node subscriber reads ${spec.id}: the native one cannot (${reason})`);
-  }
+  // Said when it was asked for, or could not be built; `auto` leaves S4 and S6 to Node silently.
+  if (ctx.generator === 'native' || ctx.nativeSubscriber === undefined)
+    ctx.log(`  the Node subscriber reads ${spec.id}: the native one cannot (${why})`);
   return 'node';
+}
+
+function whyNotNative(spec: ScenarioSpec, ctx: RunContext): string | undefined {
+  if (ctx.nativeSubscriber === undefined) return 'it could not be built';
+  if (spec.kind !== 'rates' && spec.kind !== 'nodes') return `${spec.id} is not a rate scenario`;
+  const other = spec.targets.map(target).find((t) => !NATIVE_PROTOCOLS.includes(t.sub(0).protocol));
+  return other === undefined ? undefined : `it does not speak ${other.label}'s protocol`;
 }
 
 /** Other work above this on a core during a step makes the step noisy. */
