@@ -173,6 +173,22 @@ static void note(const char *reason) {
 
 static void gate_settle(sub_t *s);
 
+/* `frag` holds a WebSocket message's payload so far, or the text after a stream's last newline. */
+static void frag_append(sub_t *s, const char *data, size_t len) {
+  s->frag = realloc(s->frag, s->frag_len + len + 1);
+  memcpy(s->frag + s->frag_len, data, len);
+  s->frag_len += len;
+}
+
+/* Takes what `frag` holds (the caller frees it). */
+static char *frag_take(sub_t *s, size_t *len) {
+  char *whole = s->frag;
+  *len = s->frag_len;
+  s->frag = NULL;
+  s->frag_len = 0;
+  return whole;
+}
+
 static void sub_close(sub_t *s) {
   s->state = S_CLOSED;
   if (s->fd >= 0) {
@@ -467,28 +483,21 @@ static void on_body_text(sub_t *s, const char *text, size_t len) {
       break;
     }
   if (nl == NULL) { /* no line ends here: keep it all */
-    s->frag = realloc(s->frag, s->frag_len + len);
-    memcpy(s->frag + s->frag_len, text, len);
-    s->frag_len += len;
+    frag_append(s, text, len);
     return;
   }
   size_t head = (size_t)(nl - text);
   if (s->frag_len > 0) {
-    s->frag = realloc(s->frag, s->frag_len + head);
-    memcpy(s->frag + s->frag_len, text, head);
-    char *whole = s->frag;
-    size_t wlen = s->frag_len + head;
-    s->frag = NULL;
-    s->frag_len = 0;
+    frag_append(s, text, head);
+    size_t wlen;
+    char *whole = frag_take(s, &wlen);
     on_lines(s, whole, wlen);
     free(whole);
   } else {
     on_lines(s, text, head);
   }
   if (s->state == S_CLOSED || head == len) return;
-  s->frag = realloc(s->frag, len - head);
-  memcpy(s->frag, nl, len - head);
-  s->frag_len = len - head;
+  frag_append(s, nl, len - head);
 }
 
 /* Decodes a (chunked or plain) body; the terminating chunk ends the subscriber. */
@@ -555,14 +564,10 @@ static size_t on_frames(sub_t *s, const char *buf, size_t n) {
     int fin = (b0 & 0x80) != 0;
     if (opcode <= 2) {
       if (!fin || s->frag_len > 0) {
-        s->frag = realloc(s->frag, s->frag_len + len + 1);
-        memcpy(s->frag + s->frag_len, payload, len);
-        s->frag_len += len;
+        frag_append(s, payload, len);
         if (!fin) continue;
-        char *whole = s->frag;
-        size_t wlen = s->frag_len;
-        s->frag = NULL;
-        s->frag_len = 0;
+        size_t wlen;
+        char *whole = frag_take(s, &wlen);
         on_text(s, whole, wlen);
         free(whole);
       } else {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ConnectResult, DrainStats, WindowStats } from '../src/gen/messages.js';
+import type { ConnectResult, DrainStats, SubProtocol, WindowStats } from '../src/gen/messages.js';
 import { NativeSubscriber, nativeSubscriber } from '../src/native.js';
 
 const built = nativeSubscriber();
@@ -26,6 +26,24 @@ afterAll(() => {
   rmSync(out, { recursive: true, force: true });
   for (const s of servers) s.close();
 });
+
+/** A native subscriber with one client of `protocol` connected to `port`. */
+async function connectOne(
+  protocol: SubProtocol,
+  port: number,
+  path: string,
+): Promise<{ sub: NativeSubscriber; connected: ConnectResult }> {
+  const sub = new NativeSubscriber((built as { path: string }).path, undefined);
+  const connected = await sub.request<ConnectResult>({
+    type: 'connect',
+    spec: { protocol, port, path },
+    first: 0,
+    n: 1,
+    channels: 1,
+    concurrency: 1,
+  });
+  return { sub, connected };
+}
 
 function payload(seq: number): string {
   return `{"seq":${seq},"t":"${process.hrtime.bigint()}"}`;
@@ -44,16 +62,8 @@ describe.skipIf(why !== undefined)('native subscriber', () => {
     });
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     const port = (http.address() as { port: number }).port;
-    const sub = new NativeSubscriber((built as { path: string }).path, undefined);
+    const { sub, connected: c } = await connectOne('plain-ws', port, '/{ch}');
     try {
-      const c = await sub.request<ConnectResult>({
-        type: 'connect',
-        spec: { protocol: 'plain-ws', port, path: '/{ch}' },
-        first: 0,
-        n: 1,
-        channels: 1,
-        concurrency: 1,
-      });
       expect(c).toMatchObject({ ok: 1, failed: 0, errors: [] });
       const { ws, pong } = await connected;
       expect(await pong).toBe('hello');
@@ -102,16 +112,8 @@ describe.skipIf(why !== undefined)('native subscriber', () => {
     const http = servers[servers.length - 1]!;
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     const port = (http.address() as { port: number }).port;
-    const sub = new NativeSubscriber((built as { path: string }).path, undefined);
+    const { sub, connected: c } = await connectOne('plain-sse', port, '/sse?channel={ch}');
     try {
-      const c = await sub.request<ConnectResult>({
-        type: 'connect',
-        spec: { protocol: 'plain-sse', port, path: '/sse?channel={ch}' },
-        first: 0,
-        n: 1,
-        channels: 1,
-        concurrency: 1,
-      });
       expect(c).toMatchObject({ ok: 1, failed: 0 });
       const r = await opened;
       await sub.request({ type: 'mark' });
