@@ -378,6 +378,14 @@ export function markdownReport(
           '',
         );
       for (const x of v) lines.push(`- **${x.met ? 'met' : 'not met'}** — ${x.goal}: ${x.detail}`);
+      if (v.some((x) => !x.met))
+        lines.push(
+          '',
+          profile !== undefined
+            ? 'Where Herald’s time went in this run: the CPU profile at the end of this file.'
+            : 'Where Herald’s time goes: [docs/performance.md](../../docs/performance.md#where-heralds-time-goes) ' +
+                '(`--profile` adds this run’s CPU profile to the file).',
+        );
       lines.push('');
     }
     if (r.skipped.length > 0) {

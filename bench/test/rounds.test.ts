@@ -3,7 +3,7 @@
  * p99 verdict says when the generator, not the servers, set the pace of the tails it compares.
  */
 import { describe, expect, it } from 'vitest';
-import { verdicts } from '../src/report.js';
+import { markdownReport, verdicts } from '../src/report.js';
 import { generatorPaced, generatorUsPerDelivery, type StepResult } from '../src/run.js';
 import { medianSteps, scenario, type ScenarioResult } from '../src/scenarios.js';
 
@@ -104,5 +104,32 @@ describe('a fan-out paced by the generator', () => {
     expect(p99.detail).toContain('paced by the generator');
     result.steps[0] = at('herald-ws', 5.8, 70.5, 30);
     expect(verdicts(result).find((v) => v.goal.includes('p99'))!.detail).not.toContain('generator');
+  });
+
+  it('sends the reader of a missed target to where the time goes', () => {
+    const m = {
+      date: '2026-12-04',
+      nproc: 2,
+      cpu: 'cpu',
+      memGiB: 24,
+      node: 'v20',
+      commit: 'c',
+      loadBefore: 0,
+      loadAfter: 0,
+    };
+    const result: ScenarioResult = {
+      spec: s2,
+      steps: [at('herald-ws', 5.8, 70.5, 30), at('nchan-ws', 6.4, 70.1, 30), at('socketio', 13, 1000, 40)],
+      rounds: [],
+      memory: [],
+      storms: [],
+      skipped: [],
+    };
+    const missed = markdownReport([result], m, 'cmd', new Map(), undefined);
+    expect(missed).toContain('**not met** — Herald p99 below');
+    expect(missed).toContain('docs/performance.md#where-heralds-time-goes');
+    expect(markdownReport([result], m, 'cmd', new Map(), 'PROFILE')).toContain('the CPU profile at the end');
+    result.steps[0] = at('herald-ws', 5.8, 60, 30);
+    expect(markdownReport([result], m, 'cmd', new Map(), undefined)).not.toContain('where-heralds-time-goes');
   });
 });
