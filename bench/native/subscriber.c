@@ -180,13 +180,19 @@ static void frag_append(sub_t *s, const char *data, size_t len) {
   s->frag_len += len;
 }
 
-/* Takes what `frag` holds (the caller frees it). */
-static char *frag_take(sub_t *s, size_t *len) {
+/* Hands `handle` the end of a message (or of a run of lines): with what `frag` held before it, if anything. */
+static void frag_finish(sub_t *s, const char *data, size_t len, void (*handle)(sub_t *, const char *, size_t)) {
+  if (s->frag_len == 0) {
+    handle(s, data, len);
+    return;
+  }
+  frag_append(s, data, len);
   char *whole = s->frag;
-  *len = s->frag_len;
-  s->frag = NULL;
+  size_t wlen = s->frag_len;
+  s->frag = NULL; /* `handle` may close the subscriber, which frees `frag` */
   s->frag_len = 0;
-  return whole;
+  handle(s, whole, wlen);
+  free(whole);
 }
 
 static void sub_close(sub_t *s) {
@@ -487,15 +493,7 @@ static void on_body_text(sub_t *s, const char *text, size_t len) {
     return;
   }
   size_t head = (size_t)(nl - text);
-  if (s->frag_len > 0) {
-    frag_append(s, text, head);
-    size_t wlen;
-    char *whole = frag_take(s, &wlen);
-    on_lines(s, whole, wlen);
-    free(whole);
-  } else {
-    on_lines(s, text, head);
-  }
+  frag_finish(s, text, head, on_lines);
   if (s->state == S_CLOSED || head == len) return;
   frag_append(s, nl, len - head);
 }
@@ -563,16 +561,11 @@ static size_t on_frames(sub_t *s, const char *buf, size_t n) {
     int opcode = b0 & 0x0f;
     int fin = (b0 & 0x80) != 0;
     if (opcode <= 2) {
-      if (!fin || s->frag_len > 0) {
+      if (!fin) {
         frag_append(s, payload, len);
-        if (!fin) continue;
-        size_t wlen;
-        char *whole = frag_take(s, &wlen);
-        on_text(s, whole, wlen);
-        free(whole);
-      } else {
-        on_text(s, payload, len);
+        continue;
       }
+      frag_finish(s, payload, len, on_text);
       if (s->state == S_CLOSED) return n;
     } else if (opcode == 9) {
       send_frame(s, 0x0a, payload, len);
