@@ -29,6 +29,11 @@ export const ErrorCodes = {
     status: 400,
     description: 'A command reused the id of a command that is still in flight.',
   },
+  HERALD_ERR_PROTOCOL_PIPELINED: {
+    status: 400,
+    description:
+      'More HTTP/1.1 requests were pipelined on one connection than the server queues (16); the connection is closed (logged, no response).',
+  },
   HERALD_ERR_CHANNEL_INVALID: {
     status: 400,
     description:

@@ -21,6 +21,7 @@ import { ServerApi } from './api/server-api.js';
 import { Admission, sendJsonError } from './http/admission.js';
 import { Cors } from './http/cors.js';
 import { HttpListener } from './http/listener.js';
+import { MAX_PIPELINED, whenCurrent } from './http/pipeline.js';
 import { SessionTokens } from './http/session-token.js';
 import { StreamingTransport } from './transports/http-streaming.js';
 import { sseFormat } from './transports/sse.js';
@@ -176,7 +177,32 @@ export class HeraldServer {
     return this.listener?.server;
   }
 
+  /**
+   * Serves one request. HTTP/1.1 requests pipelined behind another one on the same connection wait
+   * for their turn (see http/pipeline.ts) before anything is done for them.
+   */
   handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    const served = whenCurrent(req, res, () => this.route(req, res));
+    if (!served) {
+      this.logger.info(
+        { code: 'HERALD_ERR_PROTOCOL_PIPELINED', max: MAX_PIPELINED },
+        'too many pipelined requests on one connection: closed',
+      );
+    }
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.routeRequest(req, res);
+    } catch (err) {
+      // A request run later (pipelined) is outside the listener's guard: answer it here.
+      this.logger.error({ err }, 'http request handler failed');
+      if (!res.headersSent) sendJsonError(res, 500, { code: 'HERALD_ERR_INTERNAL', message: 'internal error' });
+      else res.destroy();
+    }
+  }
+
+  private routeRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);

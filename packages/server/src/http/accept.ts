@@ -90,3 +90,18 @@ export async function identify(
     return undefined;
   }
 }
+
+/**
+ * The last guard of a transport's asynchronous open: an unexpected failure is logged and answered
+ * (500) or the response dropped, never left as an unhandled rejection that would end the process.
+ */
+export function openFailed(res: ServerResponse, logger: Logger, transport: string, err: unknown): void {
+  logger.error({ err, transport }, 'opening a connection failed');
+  try {
+    if (!res.headersSent) {
+      sendJsonError(res, 500, { code: 'HERALD_ERR_INTERNAL', message: 'internal error' });
+    } else res.destroy();
+  } catch {
+    // The response is gone already: nothing to answer.
+  }
+}

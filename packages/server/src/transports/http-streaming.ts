@@ -4,6 +4,7 @@
  * subscriptions named in the request. Each transport brings its wire format (`StreamFormat`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { PROTOCOL_VERSION, type SubscribeResult } from '@herald/protocol';
 import type { FrameEncoder } from '../core/encoder.js';
@@ -14,11 +15,12 @@ import type { TransportConnection, TransportName } from '../core/transport.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import type { Admission } from '../http/admission.js';
 import type { Cors } from '../http/cors.js';
-import { acceptTransportRequest, identify } from '../http/accept.js';
+import { acceptTransportRequest, identify, openFailed } from '../http/accept.js';
 import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
 import { SharedHeaderBlock } from '../http/shared-header.js';
 import { detach, detachable } from '../http/detach.js';
+import { h2Stream, responseGone } from '../http/request-gone.js';
 import { directFd, writeFrame } from './socket-write.js';
 
 /** An encoder for one streaming connection, with the frames only streams have. */
@@ -142,6 +144,8 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
  * response queued behind a pipelined one, whose bytes Node buffers until its turn).
  */
 class ResponseConnection extends StreamConnection {
+  private closeTimer: TimerHandle | undefined;
+
   constructor(
     readonly res: ServerResponse,
     encoder: StreamEncoder,
@@ -160,10 +164,29 @@ class ResponseConnection extends StreamConnection {
     return this.res.writableLength;
   }
 
+  /**
+   * Ends the response; one whose client does not take the last bytes within closeTimeout (an
+   * HTTP/2 stream with a zero window after a slow-consumer disconnect, say) is reset.
+   */
   close(): void {
     if (this.res.writableEnded) return;
     this.res.end();
+    if (responseGone(this.res)) return;
+    const res = this.res;
+    this.closeTimer = this.transport.clock.setTimeout(() => resetResponse(res), this.transport.closeTimeout);
   }
+
+  closed(): void {
+    this.closeTimer?.cancel();
+  }
+}
+
+/** Drops a response whose client does not read: RST_STREAM (CANCEL) over HTTP/2, the connection over HTTP/1. */
+function resetResponse(res: ServerResponse): void {
+  const stream = h2Stream(res);
+  if (stream !== undefined) {
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+  } else res.destroy();
 }
 
 /**
@@ -176,7 +199,9 @@ type StreamingSocket = Socket & { [CONNECTION]?: SocketConnection };
 
 function onResponseClose(this: StreamingResponse): void {
   const conn = this[CONNECTION];
-  if (conn !== undefined) conn.transport.forget(conn);
+  if (conn === undefined) return;
+  conn.closed();
+  conn.transport.forget(conn);
 }
 
 function onSocketClose(this: StreamingSocket): void {
@@ -235,7 +260,9 @@ export class StreamingTransport {
       lastEventId: this.format.lastEventId?.(req),
     });
     if (accepted === undefined) return;
-    void this.open(req, res, accepted.query, accepted.cors);
+    this.open(req, res, accepted.query, accepted.cors).catch((err: unknown) =>
+      openFailed(res, this.opts.hub.logger, this.format.name, err),
+    );
   }
 
   private async open(
@@ -252,7 +279,9 @@ export class StreamingTransport {
       queryToken: query.token,
       cors,
     });
-    if (identity === undefined || res.destroyed) return;
+    // The stream may have been reset, or the connection closed, while the open waited: then nothing
+    // is created (its 'close' has already been emitted, so nothing would ever release it).
+    if (identity === undefined || responseGone(res)) return;
     const head = req.method === 'HEAD';
     // Decided before the header, which then says whether the connection is kept after the stream.
     const takeSocket = !head && detachable(req, res);
@@ -289,8 +318,12 @@ export class StreamingTransport {
       conn = rconn;
     }
     const tcp = socket ?? req.socket;
-    tcp.setKeepAlive(true, 30_000);
-    tcp.setNoDelay(true);
+    // An HTTP/2 stream shares its connection's socket (Node hands out a proxy that refuses socket
+    // options): keep-alive and no-delay are set only on HTTP/1 connections.
+    if (req.httpVersionMajor === 1) {
+      tcp.setKeepAlive(true, 30_000);
+      tcp.setNoDelay(true);
+    }
     this.conns.add(conn);
     const session = hub.createSession(conn, encoder, {
       id: clientId,

@@ -16,10 +16,11 @@ import type { TransportConnection } from '../core/transport.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { sendJsonError, type Admission } from '../http/admission.js';
 import type { Cors } from '../http/cors.js';
-import { acceptTransportRequest, identify } from '../http/accept.js';
+import { acceptTransportRequest, identify, openFailed } from '../http/accept.js';
 import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
 import { StreamCursors } from './stream-cursors.js';
+import { responseGone } from '../http/request-gone.js';
 
 export interface LongPollOptions {
   readonly hub: Hub;
@@ -47,6 +48,8 @@ class PollConnection implements TransportConnection, FrameEncoder {
   readonly cursors = new StreamCursors();
   disconnect: NonPubPush | undefined;
   answered = false;
+  /** The response closed (answered, or the client went away): nothing may be held for it any more. */
+  finished = false;
   session: Session | undefined;
   timer: TimerHandle | undefined;
 
@@ -102,6 +105,7 @@ class PollConnection implements TransportConnection, FrameEncoder {
 
   /** Answers after `ms` unless something arrives first. */
   hold(clock: Clock, ms: number): void {
+    if (this.finished) return;
     this.timer = clock.setTimeout(() => this.answer(), ms);
   }
 
@@ -115,7 +119,7 @@ class PollConnection implements TransportConnection, FrameEncoder {
       `"cursor":${JSON.stringify(this.cursors.format())},"streams":${JSON.stringify(this.streams)},`;
     if (this.disconnect !== undefined) body += `"disconnect":${JSON.stringify(this.disconnect)},`;
     const pubs = Buffer.concat([Buffer.from(`${body}"publications":[`), ...join(this.pubs), Buffer.from(']}')]);
-    if (!this.res.destroyed) {
+    if (!responseGone(this.res)) {
       this.res.writeHead(200, {
         'Content-Type': 'application/json',
         'Content-Length': pubs.byteLength,
@@ -183,7 +187,9 @@ export class LongPollTransport {
       sendJsonError(res, 404, { code: 'HERALD_ERR_SESSION_NOT_FOUND', message: 'unknown or invalid session id' }, cors);
       return;
     }
-    void this.run(req, res, query, cors, clientId ?? hub.newClientId({ stateless: true }));
+    this.run(req, res, query, cors, clientId ?? hub.newClientId({ stateless: true })).catch((err: unknown) =>
+      openFailed(res, hub.logger, 'long-poll', err),
+    );
   }
 
   private async run(
@@ -196,14 +202,17 @@ export class LongPollTransport {
     const hub = this.opts.hub;
     // Stateless: every poll presents its token (the client id alone proves nothing about the user).
     const identity = await identify(req, res, hub, { clientId, transport: 'long-poll', queryToken: query.token, cors });
-    if (identity === undefined || res.destroyed) return;
+    // The stream may have been reset, or the connection closed, while the open waited: then nothing
+    // is created (its 'close' has already been emitted, so nothing would ever release it).
+    if (identity === undefined || responseGone(res)) return;
     this.open.get(clientId)?.answer(); // one open poll per client: the newer one takes over
     const conn = new PollConnection(clientId, this, res, cors);
+    // Listening before anything is allocated: whatever happens next, the close releases it.
+    (res as PollResponse)[POLL] = conn;
+    res.on('close', onPollClose);
     this.open.set(clientId, conn);
     const session = hub.createSession(conn, conn, { id: clientId, identity, remoteAddress: req.socket.remoteAddress });
     conn.session = session;
-    (res as PollResponse)[POLL] = conn;
-    res.on('close', onPollClose);
     const hold = Math.min(query.timeoutMs ?? this.opts.pollTimeout, this.opts.pollTimeout);
     // A poll without channels is a handshake: it answers at once with a session id for /send.
     let immediate = query.streams.length === 0;
@@ -221,7 +230,7 @@ export class LongPollTransport {
         });
     });
     void Promise.all(subscribes).then(() => {
-      if (conn.answered) return;
+      if (conn.answered || conn.finished) return;
       if (immediate || conn.pubs.length > 0 || hold === 0) conn.answer();
       else conn.hold(this.clock, hold);
     });
@@ -229,6 +238,7 @@ export class LongPollTransport {
 
   /** A poll's response closed (answered, or the client went away). */
   finished(conn: PollConnection): void {
+    conn.finished = true;
     if (this.open.get(conn.clientId) === conn) this.open.delete(conn.clientId);
     conn.timer?.cancel();
     conn.session?.transportClosed();
