@@ -16,6 +16,7 @@ import {
   duringAttack,
   h2Get,
   h2Open,
+  h2PostHead,
   h2Reset,
   rawConnect,
 } from './support/abuse.js';
@@ -106,6 +107,22 @@ describe('HTTP/2 streams reset before their open resumes (h2c, raw frames)', () 
     };
     await duringAttack(honest, attack());
     await backToBaseline(srv, HONEST);
+  });
+
+  it('POST requests (server API, /send) reset before their body came: no crash, nothing held', async () => {
+    const port = srv.server.address?.port as number;
+    const socket = await rawConnect(port);
+    const frames: Buffer[] = [h2Open()];
+    const posts = ['/api/publish', '/api/history', '/api/batch', '/send?session=x'];
+    for (let i = 0; i < 400; i++) {
+      const id = 1 + 2 * i;
+      frames.push(h2PostHead(id, posts[i % posts.length] as string, API_KEY), h2Reset(id));
+    }
+    socket.write(Buffer.concat(frames));
+    await honest.publish(1);
+    await honest.verify();
+    await backToBaseline(srv, HONEST);
+    socket.destroy();
   });
 
   it('one stream reset after every write of the frames: nothing held', async () => {
@@ -298,6 +315,3 @@ describe('HTTP/2 stream of a slow consumer', () => {
     }
   });
 });
-
-// API_KEY is used by the harness's api(); keep the import explicit for readers of this suite.
-void API_KEY;

@@ -140,8 +140,8 @@ class SocketConnection extends StreamConnection {
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /**
- * Through node:http's response: HTTP/2, and HTTP/1.x streams that could not be detached (a
- * response queued behind a pipelined one, whose bytes Node buffers until its turn).
+ * Through node:http's response: HTTP/2, and HTTP/1.x streams that could not be detached (a Node
+ * version whose internals differ; pipelined requests wait for their turn, see http/pipeline.ts).
  */
 class ResponseConnection extends StreamConnection {
   private closeTimer: TimerHandle | undefined;

@@ -51,6 +51,26 @@ export function h2Get(streamId: number, path: string, scheme: 'http' | 'https' =
   return frame(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, streamId, block);
 }
 
+/**
+ * A POST request on `streamId` for `path` whose body never comes (HEADERS without END_STREAM), with
+ * an API key: what a client whose stream is reset mid-request leaves behind.
+ */
+export function h2PostHead(streamId: number, path: string, apiKey: string): Buffer {
+  // Static table: 3 = :method POST, 6 = :scheme http, 4 = :path, 1 = :authority, 31 = content-type.
+  const auth = Buffer.from(`apikey ${apiKey}`, 'latin1');
+  const block = Buffer.concat([
+    Buffer.from([0x83, 0x86]),
+    literal(4, path),
+    literal(1, 'localhost'),
+    // A literal with a new name (authorization is static entry 23, past this encoder's 4-bit prefix).
+    Buffer.from([0x00, 13]),
+    Buffer.from('authorization', 'latin1'),
+    Buffer.from([auth.length]),
+    auth,
+  ]);
+  return frame(FRAME_HEADERS, FLAG_END_HEADERS, streamId, block);
+}
+
 /** RST_STREAM (CANCEL) for `streamId`. */
 export function h2Reset(streamId: number): Buffer {
   const code = Buffer.alloc(4);
@@ -155,13 +175,17 @@ export async function duringAttack(honest: HonestSubscribers, attack: Promise<un
 /** Waits until the server holds no more client connections than `baseline` (the honest ones). */
 export async function backToBaseline(srv: TestServer, baseline: number, ms = 10_000): Promise<void> {
   const s = srv.server;
-  await waitUntil(
-    () =>
-      s.hub.sessions.size <= baseline &&
-      s.sse.connectionCount === 0 &&
-      s.stream.connectionCount === 0 &&
-      s.poll.connectionCount === 0,
-    `the server to hold only the ${baseline} honest connections (has ${s.hub.sessions.size})`,
-    ms,
-  );
+  const held = (): string =>
+    `sessions ${s.hub.sessions.size}, sse ${s.sse.connectionCount}, stream ${s.stream.connectionCount}, ` +
+    `poll ${s.poll.connectionCount}`;
+  const done = (): boolean =>
+    s.hub.sessions.size <= baseline &&
+    s.sse.connectionCount === 0 &&
+    s.stream.connectionCount === 0 &&
+    s.poll.connectionCount === 0;
+  try {
+    await waitUntil(done, 'the server to hold only the honest connections', ms);
+  } catch {
+    throw new Error(`after ${ms} ms the server still holds more than the ${baseline} honest connections: ${held()}`);
+  }
 }
