@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
-import { PROTOCOL_VERSION, type SubscribeResult } from '@herald/protocol';
+import { PROTOCOL_VERSION, type StreamPosition, type SubscribeResult } from '@herald/protocol';
 import type { FrameEncoder } from '../core/encoder.js';
 import type { Publication } from '../core/engine.js';
 import type { Hub } from '../core/hub.js';
@@ -37,8 +37,11 @@ export interface StreamFormat {
   readonly heartbeat: Uint8Array;
   /** Bytes written first: `bytes` of padding (0 = none) and, for SSE, the `retry:` hint. */
   preamble(paddingBytes: number): Uint8Array;
-  /** The encoder of one connection (SSE tracks the connection's cursors for its event ids). */
-  encoder(): StreamEncoder;
+  /**
+   * The encoder of one connection (SSE tracks the connection's cursors for its event ids, starting
+   * from `seed`, the cursors the request resumes from).
+   */
+  encoder(seed?: ReadonlyMap<string, StreamPosition>): StreamEncoder;
   /** Reads the cursor a reconnecting client sends in a header (SSE: Last-Event-ID). */
   lastEventId?(req: IncomingMessage): string | undefined;
 }
@@ -299,7 +302,7 @@ export class StreamingTransport {
     }
     const chunked = (res as { chunkedEncoding?: unknown }).chunkedEncoding === true;
     const socket = takeSocket ? detach(req, res) : undefined;
-    const encoder = this.format.encoder();
+    const encoder = this.format.encoder(query.cursors);
     let conn: StreamConnection;
     if (socket !== undefined) {
       const sconn = new SocketConnection(socket, chunked, encoder, this);

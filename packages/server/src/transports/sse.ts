@@ -6,6 +6,7 @@
  * `disconnect`.
  */
 import type { IncomingMessage } from 'node:http';
+import type { StreamPosition } from '@herald/protocol';
 import type { EncodeCache, NonPubPush } from '../core/encoder.js';
 import { jsonEncoder } from '../core/encoder.js';
 import type { Publication } from '../core/engine.js';
@@ -20,11 +21,24 @@ function pubData(pub: Publication): string {
 }
 
 class SseEncoder implements StreamEncoder {
-  /** Position of every stream of this connection after the last event written. */
+  /**
+   * Position of every stream of this connection after the last event written. It starts with the
+   * cursors the request resumed from, so that the first events (written while some streams are still
+   * subscribing) already name every stream: a browser whose connection drops right after one of them
+   * resumes all its streams from where they were, not only the ones that had answered.
+   */
   private readonly cursors = new StreamCursors();
 
+  constructor(seed: ReadonlyMap<string, StreamPosition> | undefined) {
+    seed?.forEach((pos, stream) => this.cursors.setPosition(stream, pos.epoch, pos.offset));
+  }
+
+  /**
+   * The `id:` line. With no stream position to name there is none: an empty `id:` would reset the
+   * browser's Last-Event-ID, while an event without one leaves it as it was.
+   */
   private idLine(): string {
-    return `id: ${this.cursors.format()}\n`;
+    return this.cursors.size === 0 ? '' : `id: ${this.cursors.format()}\n`;
   }
 
   publication(pub: Publication, cache: EncodeCache): Uint8Array {
@@ -59,7 +73,11 @@ class SseEncoder implements StreamEncoder {
   }
 
   unsubscribed(stream: string, error?: { code: string; message: string }): Uint8Array {
-    this.cursors.delete(stream);
+    // A refused stream keeps the position it resumed from (if any): the refusal may be passing
+    // (engine unavailable), and the URL asks for the stream again on the browser's reconnect, which
+    // must then resume from that position rather than from now. An unsubscribe the client asked for
+    // drops the stream from the cursor set.
+    if (error === undefined) this.cursors.delete(stream);
     const body = error === undefined ? { stream } : { stream, code: error.code, reason: error.message };
     return Buffer.from(`event: unsubscribed\n${this.idLine()}data: ${JSON.stringify(body)}\n\n`);
   }
@@ -93,7 +111,7 @@ export function sseFormat(retryMs: number): StreamFormat {
       const pad = padding > 0 ? `:${' '.repeat(padding)}\n` : '';
       return Buffer.from(`${pad}retry: ${retryMs}\n\n`);
     },
-    encoder: () => new SseEncoder(),
+    encoder: (seed) => new SseEncoder(seed),
     lastEventId(req: IncomingMessage) {
       const v = req.headers['last-event-id'];
       return Array.isArray(v) ? v[0] : v;
