@@ -5,7 +5,10 @@ import { NdjsonReader, send } from './support/http-clients.js';
 
 let srv: TestServer;
 beforeAll(async () => {
-  srv = await startServer({ http: { pollTimeout: 2000 }, namespaces: { chat: { clientPublish: true } } });
+  srv = await startServer({
+    http: { pollTimeout: 2000 },
+    namespaces: { chat: { clientPublish: true }, closed: { anonymousSubscribe: false } },
+  });
 });
 afterAll(async () => {
   await srv.close();
@@ -51,6 +54,14 @@ describe('GET /poll', () => {
       ['lp2.x', 1, 1],
     ]);
     expect(next.body.streams['lp2.**'].recovered).toBe(true);
+  });
+
+  it('keeps a refused stream in the answer cursor at the position it came with', async () => {
+    const first = await poll('channel=lp.ok');
+    const cursor = `${first.body.cursor},closed.x;E0;5`;
+    const next = await poll(`cursor=${encodeURIComponent(cursor)}&timeout=0`);
+    expect(next.body.streams['closed.x'].error.code).toBe('HERALD_ERR_AUTH_TOKEN_REQUIRED');
+    expect(next.body.cursor).toBe(cursor);
   });
 
   it('answers empty with the same cursor at the timeout', async () => {

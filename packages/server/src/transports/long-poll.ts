@@ -207,6 +207,10 @@ export class LongPollTransport {
     if (identity === undefined || responseGone(res)) return;
     this.open.get(clientId)?.answer(); // one open poll per client: the newer one takes over
     const conn = new PollConnection(clientId, this, res, cors);
+    // The answer's cursor names every stream the poll asked for: a stream refused this time (the
+    // engine unavailable, say) keeps the position it came with, so the next poll resumes it from
+    // there instead of starting it afresh.
+    query.cursors.forEach((pos, stream) => conn.cursors.setPosition(stream, pos.epoch, pos.offset));
     // Listening before anything is allocated: whatever happens next, the close releases it.
     (res as PollResponse)[POLL] = conn;
     res.on('close', onPollClose);
