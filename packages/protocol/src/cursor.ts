@@ -21,10 +21,22 @@ export function isValidOffset(offset: unknown): offset is number {
   return typeof offset === 'number' && Number.isSafeInteger(offset) && offset >= 0;
 }
 
+/**
+ * Whether `value` is a cursor object: a plain JSON object with exactly `epoch` and `offset`, both
+ * valid. Any other field is rejected, like unknown fields of a command (docs/protocol.md), so a typo
+ * (`{"epoch":"e","ofset":1}`) or a smuggled field fails loudly instead of riding along.
+ */
 export function isStreamPosition(value: unknown): value is StreamPosition {
-  if (typeof value !== 'object' || value === null) return false;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const keys = Object.keys(value);
+  if (keys.length !== 2 || !keys.every((k) => k === 'epoch' || k === 'offset')) return false;
   const v = value as Record<string, unknown>;
   return isValidEpoch(v['epoch']) && isValidOffset(v['offset']);
+}
+
+/** A fresh `{epoch, offset}` with nothing else on it (for a value `isStreamPosition` accepted). */
+export function copyStreamPosition(pos: StreamPosition): StreamPosition {
+  return { epoch: pos.epoch, offset: pos.offset };
 }
 
 export function formatCursor(pos: StreamPosition): string {

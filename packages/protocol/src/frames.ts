@@ -7,7 +7,7 @@
  * `\n` (the server batches; clients may too).
  */
 import { checkChannel } from './channel.js';
-import { isStreamPosition, type StreamPosition } from './cursor.js';
+import { copyStreamPosition, isStreamPosition, type StreamPosition } from './cursor.js';
 import type { ErrorCode } from './codes.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -108,6 +108,11 @@ export interface HistoryResult<T = unknown> {
   /** The stream's top offset. */
   offset: number;
   publications: PublicationFrame<T>[];
+  /**
+   * Present (true) when more publications matched than fit in one reply (limits.maxReplyBytes):
+   * `publications` holds the first ones; read on with `since` at the last one's offset.
+   */
+  truncated?: boolean;
 }
 
 export interface ErrorBody {
@@ -245,7 +250,11 @@ export function decodeCommand(value: unknown): DecodeResult {
   const ch = check.channel;
   const since = v['since'];
   if (since !== undefined && !isStreamPosition(since)) {
-    return bad(id, 'HERALD_ERR_CURSOR_INVALID', '"since" must be {"epoch": string, "offset": integer >= 0}');
+    return bad(
+      id,
+      'HERALD_ERR_CURSOR_INVALID',
+      '"since" must be {"epoch": string, "offset": integer >= 0}, with no other field',
+    );
   }
   switch (name) {
     case 'subscribe': {
@@ -260,7 +269,7 @@ export function decodeCommand(value: unknown): DecodeResult {
       const c: SubscribeCommand = { id, cmd: name, channel: ch };
       if (token !== undefined) c.token = token as string;
       if (backlog !== undefined) c.backlog = backlog;
-      if (since !== undefined) c.since = since as StreamPosition;
+      if (since !== undefined) c.since = copyStreamPosition(since);
       return { ok: true, command: c };
     }
     case 'unsubscribe':
@@ -291,7 +300,7 @@ export function decodeCommand(value: unknown): DecodeResult {
       }
       const c: HistoryCommand = { id, cmd: name, channel: ch };
       if (limit !== undefined) c.limit = limit;
-      if (since !== undefined) c.since = since as StreamPosition;
+      if (since !== undefined) c.since = copyStreamPosition(since);
       if (reverse !== undefined) c.reverse = reverse;
       return { ok: true, command: c };
     }

@@ -152,6 +152,32 @@ describe('isValidEpoch / isValidOffset / isStreamPosition', () => {
     }
   });
 
+  it('rejects a cursor object with any field besides epoch and offset', () => {
+    expect(isStreamPosition({ epoch: 'x', offset: 1 })).toBe(true);
+    for (const v of [
+      { epoch: 'x', offset: 1, z: 1 },
+      { epoch: 'x', offset: 1, epoch2: 'y' },
+      { epoch: 'x', offset: 1, undefinedField: undefined },
+      JSON.parse('{"epoch":"x","offset":1,"__proto__":{}}') as unknown,
+      Object.assign(['x', 1], { epoch: 'x', offset: 1 }),
+    ]) {
+      expect(isStreamPosition(v), JSON.stringify(v)).toBe(false);
+    }
+    // Inherited properties are not fields of the object (JSON never makes them).
+    expect(isStreamPosition(Object.assign(Object.create({ z: 1 }) as object, { epoch: 'x', offset: 1 }))).toBe(true);
+    fc.assert(
+      fc.property(
+        position,
+        fc.string().filter((k) => k !== 'epoch' && k !== 'offset'),
+        fc.jsonValue(),
+        (pos, key, value) => {
+          expect(isStreamPosition({ ...pos, [key]: value })).toBe(false);
+        },
+      ),
+      { seed: 14, numRuns: 500 },
+    );
+  });
+
   it('never throws on arbitrary values', () => {
     fc.assert(
       fc.property(fc.anything(), (v) => {

@@ -214,9 +214,22 @@ describe('decodeCommand: errors', () => {
       { epoch: 'e', offset: 1.5 },
       { epoch: 'e', offset: '1' },
       { epoch: 'e', offset: Number.MAX_SAFE_INTEGER + 1 },
+      // Unknown fields are rejected in a cursor as in a command (docs/protocol.md).
+      { epoch: 'x', offset: 1, z: 1 },
+      { epoch: 'x', offset: 1, ofset: 2 },
+      JSON.parse('{"epoch":"x","offset":1,"__proto__":{"z":1}}') as unknown,
     ];
     for (const cmd of ['subscribe', 'history']) {
       for (const s of bad) fails({ id: 7, cmd, channel: 'a', since: s }, 'HERALD_ERR_CURSOR_INVALID', 7, '"since"');
+    }
+  });
+
+  it('hands back a fresh cursor object, not the one it was given', () => {
+    const given = { epoch: 'e', offset: 3 };
+    for (const cmd of ['subscribe', 'history'] as const) {
+      const c = ok({ id: 1, cmd, channel: 'a', since: given });
+      expect(c.cmd === 'subscribe' || c.cmd === 'history' ? c.since : undefined).toStrictEqual(given);
+      expect(c.cmd === 'subscribe' || c.cmd === 'history' ? c.since : undefined).not.toBe(given);
     }
   });
 

@@ -4,7 +4,14 @@
  * the code's HTTP status. `POST /api/batch` runs many methods in one request (see batch.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ErrorCodes, HeraldError, isStreamPosition, parseCursor, type StreamPosition } from '@herald/protocol';
+import {
+  ErrorCodes,
+  HeraldError,
+  copyStreamPosition,
+  isStreamPosition,
+  parseCursor,
+  type StreamPosition,
+} from '@herald/protocol';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
 import { withPublications } from '../core/encoder.js';
@@ -106,7 +113,10 @@ export class ServerApi {
   handle(req: IncomingMessage, res: ServerResponse, method: string): void {
     this.run(req, res, method).catch((err: unknown) => {
       const body = this.opts.hub.toErrorBody(err, this.opts.logger);
-      if (!res.headersSent) sendJsonError(res, ErrorCodes[body.code].status, body);
+      // RFC 7694: a 415 for a content coding says which codings are accepted.
+      const headers: Record<string, string> =
+        body.code === 'HERALD_ERR_API_UNSUPPORTED_ENCODING' ? { 'Accept-Encoding': 'identity' } : {};
+      if (!res.headersSent) sendJsonError(res, ErrorCodes[body.code].status, body, headers);
       else res.destroy();
     });
   }
@@ -172,7 +182,7 @@ function optKey(b: Body): string | undefined {
 /** `since` as `{epoch, offset}` or as the text cursor `epoch:offset`. */
 function optSince(v: unknown): StreamPosition | undefined {
   if (v === undefined) return undefined;
-  if (isStreamPosition(v)) return v;
+  if (isStreamPosition(v)) return copyStreamPosition(v);
   const parsed = parseCursor(v);
   if (parsed === undefined)
     throw new HeraldError('HERALD_ERR_CURSOR_INVALID', '"since" must be {"epoch","offset"} or "epoch:offset"');

@@ -14,7 +14,10 @@ export interface Refusal {
 export interface AdmissionOptions {
   readonly allowedOrigins: readonly string[];
   readonly maxConnections: number;
-  /** Current number of client connections over every transport. */
+  /**
+   * Current number of client connections over every transport, and of accepted sockets that have
+   * not sent their first request yet (docs/configuration.md, "Connection limit").
+   */
   readonly connectionCount: () => number;
   readonly shuttingDown: () => boolean;
 }

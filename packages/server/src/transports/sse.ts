@@ -79,7 +79,10 @@ class SseEncoder implements StreamEncoder {
     // drops the stream from the cursor set.
     if (error === undefined) this.cursors.delete(stream);
     const body = error === undefined ? { stream } : { stream, code: error.code, reason: error.message };
-    return Buffer.from(`event: unsubscribed\n${this.idLine()}data: ${JSON.stringify(body)}\n\n`);
+    // The client left its last stream: an empty id clears Last-Event-ID, so that a reconnect does
+    // not resume streams it unsubscribed from.
+    const id = error === undefined && this.cursors.size === 0 ? 'id: \n' : this.idLine();
+    return Buffer.from(`event: unsubscribed\n${id}data: ${JSON.stringify(body)}\n\n`);
   }
 
   reply(id: number, result: object, publications?: readonly Publication[]): Uint8Array {
