@@ -335,8 +335,11 @@ export abstract class Connection extends Emitter<HeraldEvents> {
         this.requests.add(
           { cmd: 'refresh', token },
           (err) => {
-            if (err === undefined) this.planRenewal();
-            else if (c === this.conn && this.probe === undefined) this.startProbe(c.name);
+            if (err === undefined) {
+              this.planRenewal();
+              // A held long-poll carries the old token: poll again with the new one.
+              if (c === this.conn) c.tr.refresh?.();
+            } else if (c === this.conn && this.probe === undefined) this.startProbe(c.name);
           },
           this.o.timeout,
         );

@@ -61,8 +61,28 @@ describe.each(['websocket', 'http-stream', 'sse', 'long-poll'] as TransportName[
     expect(got.map((p) => p.data)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
     expect(calls).toBeGreaterThanOrEqual(2);
     expect(h.state).toBe('connected');
-    // In place: the same connection all along (long-poll has no lasting connection to keep).
-    if (transport !== 'long-poll') expect(connects).toHaveLength(1);
+    // In place: the same connection (long-poll: the same client id) all along.
+    expect(connects).toHaveLength(1);
+  });
+});
+
+describe('long-poll renewal while a poll is held', () => {
+  it('keeps its client id across expiries with no publication to end the held polls', async () => {
+    let calls = 0;
+    const h = client({ transports: ['long-poll'], getToken: () => (calls++, token(grant, 2500)) });
+    const connects: string[] = [];
+    const states: string[] = [];
+    h.on('connected', (e) => connects.push(e.client));
+    h.on('state', (e) => states.push(e.state));
+    const sub = h.subscribe<number>('feed.quietpoll');
+    const got = collect(sub);
+    await sub.ready();
+    await sleep(6000); // two token lifetimes with every poll held the whole time
+    await publishSoon(srv.url, 'feed.quietpoll', 1);
+    await count(sub, got, 1);
+    expect(calls).toBeGreaterThanOrEqual(3);
+    expect(connects).toHaveLength(1);
+    expect(states).not.toContain('disconnected');
   });
 });
 

@@ -69,6 +69,16 @@ export const ErrorCodes = {
     status: 413,
     description: "The publication's data is larger than the namespace's maxMessageSize.",
   },
+  HERALD_ERR_TOO_MANY_COMMANDS: {
+    status: 429,
+    description:
+      'Too many commands at once: limits.maxCommandsWaiting commands were already waiting for their turn on the connection (the extra ones were not run), or a `POST /send` body held more than limits.maxCommandsInFlight + limits.maxCommandsWaiting commands (none was run).',
+  },
+  HERALD_ERR_REPLY_TOO_LARGE: {
+    status: 413,
+    description:
+      'The reply did not fit in what was left of the `POST /send` response (limits.maxReplyBytes): a `subscribe` was not made; another command ran but its reply was dropped. Send it again in a request of its own.',
+  },
   HERALD_ERR_HISTORY_DISABLED: {
     status: 400,
     description: 'History or recovery was requested on a namespace whose history size is 0.',
@@ -164,6 +174,11 @@ export const ErrorCodes = {
   HERALD_ERR_API_UNSUPPORTED_MEDIA_TYPE: {
     status: 415,
     description: 'The server API request body must be `application/json`.',
+  },
+  HERALD_ERR_API_UNSUPPORTED_ENCODING: {
+    status: 415,
+    description:
+      'The request body (server API or `POST /send`) has a `Content-Encoding` other than `identity` (gzip, deflate, br, ...): Herald reads uncompressed bodies only.',
   },
   HERALD_ERR_SESSION_NOT_FOUND: {
     status: 404,

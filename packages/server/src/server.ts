@@ -20,7 +20,7 @@ import { WebSocketTransport } from './transports/websocket.js';
 import { ServerApi } from './api/server-api.js';
 import { Admission, sendJsonError } from './http/admission.js';
 import { Cors } from './http/cors.js';
-import { HttpListener } from './http/listener.js';
+import { HttpListener, socketLimit } from './http/listener.js';
 import { MAX_PIPELINED, whenCurrent } from './http/pipeline.js';
 import { SessionTokens } from './http/session-token.js';
 import { StreamingTransport } from './transports/http-streaming.js';
@@ -70,6 +70,9 @@ export class HeraldServer {
       limits: {
         maxSubscriptionsPerConnection: config.limits.maxSubscriptionsPerConnection,
         maxQueueBytes: config.limits.maxQueueBytes,
+        maxCommandsInFlight: config.limits.maxCommandsInFlight,
+        maxCommandsWaiting: config.limits.maxCommandsWaiting,
+        maxReplyBytes: config.limits.maxReplyBytes,
         maxRecoveryBuffer: 10_000,
       },
       idempotencyWindowMs: config.idempotencyWindow,
@@ -77,7 +80,9 @@ export class HeraldServer {
     const admission = new Admission({
       allowedOrigins: config.allowedOrigins,
       maxConnections: config.limits.maxConnections,
-      connectionCount: () => this.hub.sessions.size,
+      // Client connections, and sockets not past their first request yet (a half-open request counts
+      // from accept; HTTP/2 carries many sessions on one socket, so sockets alone would not do).
+      connectionCount: () => this.hub.sessions.size + (this.listener?.pendingCount ?? 0),
       shuttingDown: () => this.state === 'stopping' || this.state === 'stopped',
     });
     this.ws = new WebSocketTransport({
@@ -153,14 +158,14 @@ export class HeraldServer {
       tls: tls.cert !== '' ? { cert: await readFile(tls.cert), key: await readFile(tls.key) } : undefined,
       h2c: this.config.http.h2c,
       keepAliveTimeout: this.config.http.keepAliveTimeout,
+      headersTimeout: this.config.http.headersTimeout,
+      requestTimeout: this.config.http.requestTimeout,
+      maxSockets: socketLimit(this.config.limits.maxConnections),
       handlers: {
         request: (req, res) => this.handleRequest(req, res),
         upgrade: (req, socket, head) => this.handleUpgrade(req, socket, head),
-        clientError: (err, socket) => {
-          this.logger.debug({ code: err.code }, 'http client error');
-          if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-          else socket.destroy();
-        },
+        // The listener answers (HTTP/1 only) and destroys the socket.
+        clientError: (err) => this.logger.debug({ code: err.code }, 'http client error'),
         handlerError: (err) => this.logger.error({ err }, 'http request handler failed'),
       },
     });
@@ -306,6 +311,7 @@ export class HeraldServer {
       badFrames: s.badFrames,
       rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed,
+      ...(this.listener !== undefined ? { sockets: this.listener.stats } : {}),
       ...(this.hub.control.available ? { sendForwarding: { ...this.hub.control.stats } } : {}),
       ...(this.engine instanceof RedisEngine ? { redis: this.engine.status() } : {}),
       ...(this.ingest !== undefined ? { ingest: { ...this.ingest.stats } } : {}),

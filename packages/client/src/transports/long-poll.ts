@@ -6,7 +6,7 @@
  * by the server until something arrives or the timeout passes. A change of subscriptions starts a
  * new poll (the server answers the older one).
  */
-import { formatCursorSet, type DisconnectPush, type ErrorBody, type PubPush } from '@herald/protocol';
+import { formatCursorSet, type DisconnectPush, type ErrorBody, type PubPush, type RefreshPush } from '@herald/protocol';
 import { post, refusal } from './http.js';
 import { buildUrl, type TransportFactory } from './transport.js';
 
@@ -19,6 +19,8 @@ interface PollAnswer {
   streams: Record<string, StreamState>;
   publications: PubPush[];
   disconnect?: DisconnectPush;
+  /** The token expires soon: renew it (the next polls carry the new one). */
+  refresh?: RefreshPush;
 }
 
 export const longPoll: TransportFactory = (ctx, sink) => {
@@ -64,6 +66,7 @@ export const longPoll: TransportFactory = (ctx, sink) => {
       }
     }
     for (const pub of answer.publications) sink.frame(pub);
+    if (answer.refresh !== undefined) sink.frame(answer.refresh);
     if (answer.disconnect !== undefined) {
       sink.frame(answer.disconnect);
       end(answer.disconnect.code, answer.disconnect.reason);

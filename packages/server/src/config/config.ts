@@ -47,6 +47,12 @@ export interface LimitsOptions {
   maxSubscriptionsPerConnection: number;
   /** Bytes queued for one connection before it is closed as too slow. */
   maxQueueBytes: number;
+  /** Commands of one connection that run at once; later ones wait their turn. */
+  maxCommandsInFlight: number;
+  /** Commands of one connection waiting for their turn (and commands in one `POST /send` body); more are refused. */
+  maxCommandsWaiting: number;
+  /** Bytes of publications one reply may carry (history, backlog, recovery), and of replies in one `POST /send` response. */
+  maxReplyBytes: number;
   /** Largest request body of the server API, in bytes. */
   maxApiBodySize: number;
 }
@@ -85,6 +91,14 @@ export interface HttpOptions {
   sseRetry: number;
   /** Idle keep-alive timeout of HTTP/1.1 connections, in ms. */
   keepAliveTimeout: number;
+  /**
+   * How long a new connection has, from the moment it is accepted, to send a complete request head
+   * (TLS handshake and HTTP/2 connection preface included), and an HTTP/1.1 request to send its
+   * headers, in ms. Silent and half-open connections are closed past it.
+   */
+  headersTimeout: number;
+  /** How long an HTTP/1.1 request may take to arrive whole (headers and body), in ms (>= headersTimeout). */
+  requestTimeout: number;
   /** Channels one `/sse`, `/stream` or `/poll` request may name. */
   maxChannelsPerRequest: number;
   /** Secret that signs session ids for `POST /send` (and lets any node verify a poll session). Empty: random per process; set the same value on every node. */
@@ -254,6 +268,9 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
     maxFrameSize: 131_072,
     maxSubscriptionsPerConnection: 128,
     maxQueueBytes: 1_048_576,
+    maxCommandsInFlight: 64,
+    maxCommandsWaiting: 1_000,
+    maxReplyBytes: 2_097_152,
     maxApiBodySize: 1_048_576,
   },
   heartbeat: { pingInterval: 25_000, pingTimeout: 10_000 },
@@ -265,6 +282,8 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
     padding: 0,
     sseRetry: 2_000,
     keepAliveTimeout: 5_000,
+    headersTimeout: 10_000,
+    requestTimeout: 30_000,
     maxChannelsPerRequest: 32,
     sessionSecret: '',
     sendForwardTimeout: 5_000,
@@ -344,6 +363,9 @@ export interface ConfigInput {
     maxFrameSize?: SizeInput;
     maxSubscriptionsPerConnection?: number | string;
     maxQueueBytes?: SizeInput;
+    maxCommandsInFlight?: number | string;
+    maxCommandsWaiting?: number | string;
+    maxReplyBytes?: SizeInput;
     maxApiBodySize?: SizeInput;
   } | null;
   heartbeat?: { pingInterval?: DurationInput; pingTimeout?: DurationInput } | null;
@@ -360,6 +382,8 @@ export interface ConfigInput {
     padding?: SizeInput;
     sseRetry?: DurationInput;
     keepAliveTimeout?: DurationInput;
+    headersTimeout?: DurationInput;
+    requestTimeout?: DurationInput;
     maxChannelsPerRequest?: number | string;
     sessionSecret?: string;
     sendForwardTimeout?: DurationInput;

@@ -300,6 +300,7 @@ function finish(c: Collector): LoadedConfig {
   checkNamespaces(c, config);
   checkAuth(c, config);
   checkTls(c, config);
+  checkHttpTimeouts(c, config);
 
   if (c.issues.length > 0) throw new ConfigError(c.issues);
   if (config.engine !== 'redis') {
@@ -343,6 +344,18 @@ function checkTls(c: Collector, config: HeraldConfig): void {
   if (config.http.h2c) {
     c.warnings.push('http.h2c is ignored with TLS: HTTP/2 is negotiated by ALPN on the TLS port');
   }
+}
+
+/** A request cannot be given less time to arrive whole than to send its headers (Node refuses it too). */
+function checkHttpTimeouts(c: Collector, config: HeraldConfig): void {
+  const { headersTimeout, requestTimeout } = config.http;
+  if (headersTimeout <= requestTimeout) return;
+  const sourceOf = (settingPath: string): string => c.settings.get(settingPath)?.source ?? 'defaults';
+  c.issue(
+    'http.requestTimeout',
+    `must be at least http.headersTimeout (${headersTimeout} ms), got ${requestTimeout} ms`,
+    `${sourceOf('http.requestTimeout')} and ${sourceOf('http.headersTimeout')}`,
+  );
 }
 
 /** Hooks need a URL: an event switched on without `auth.hooks.url` would have nowhere to go. */

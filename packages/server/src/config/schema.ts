@@ -475,6 +475,18 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
     (c, v) => void (c.limits.maxSubscriptionsPerConnection = v),
   ),
   'limits.maxQueueBytes': setting(positiveSize, (c, v) => void (c.limits.maxQueueBytes = v)),
+  'limits.maxCommandsInFlight': setting(
+    integer(1, 100_000, 'an integer from 1 to 100000'),
+    (c, v) => void (c.limits.maxCommandsInFlight = v),
+  ),
+  'limits.maxCommandsWaiting': setting(
+    integer(0, 1_000_000, 'an integer from 0 to 1000000'),
+    (c, v) => void (c.limits.maxCommandsWaiting = v),
+  ),
+  'limits.maxReplyBytes': setting(
+    size(1024, 1 << 30, 'a size from 1kb to 1gb'),
+    (c, v) => void (c.limits.maxReplyBytes = v),
+  ),
   'limits.maxApiBodySize': setting(positiveSize, (c, v) => void (c.limits.maxApiBodySize = v)),
   'heartbeat.pingInterval': setting(timer, (c, v) => void (c.heartbeat.pingInterval = v)),
   'heartbeat.pingTimeout': setting(timer, (c, v) => void (c.heartbeat.pingTimeout = v)),
@@ -492,6 +504,14 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
   'http.padding': setting(size(0, 65_536, 'a size from 0 to 64kb'), (c, v) => void (c.http.padding = v)),
   'http.sseRetry': setting(delay, (c, v) => void (c.http.sseRetry = v)),
   'http.keepAliveTimeout': setting(timer, (c, v) => void (c.http.keepAliveTimeout = v)),
+  'http.headersTimeout': setting(
+    duration(50, 600_000, 'a duration from 50ms to 10m'),
+    (c, v) => void (c.http.headersTimeout = v),
+  ),
+  'http.requestTimeout': setting(
+    duration(50, 3_600_000, 'a duration from 50ms to 1h'),
+    (c, v) => void (c.http.requestTimeout = v),
+  ),
   'http.maxChannelsPerRequest': setting(
     integer(1, 1000, 'an integer from 1 to 1000'),
     (c, v) => void (c.http.maxChannelsPerRequest = v),

@@ -1,43 +1,31 @@
-/** Runs one decoded client command against the hub and encodes its reply. */
-import { HeraldError, type Command } from '@herald/protocol';
+/**
+ * Runs one decoded client command against the hub and encodes its reply. Replies that carry
+ * publications (history, a subscribe with a backlog or a recovery) are read in their reply target's
+ * turn and cut to its room (see `replies.ts`).
+ */
+import { HeraldError, type Command, type SubscribeCommand } from '@herald/protocol';
 import type { FrameEncoder } from './encoder.js';
 import type { Hub } from './hub.js';
+import type { ReplyOut } from './replies.js';
 import type { Session } from './session.js';
 
-/** Where a command's encoded reply goes: the session's own queue (WebSocket) or a `/send` response. */
-export type ReplySink = (bytes: Uint8Array) => void;
-
 /**
- * Returns the encoded reply, or undefined when the reply was already handed to `sink` (subscribe
+ * Returns the encoded reply, or undefined when the reply was already handed to `out` (subscribe
  * replies from inside the hub, so that the reply goes out before any live publication of the new
- * subscription). Rejects with a HeraldError for a refused command.
+ * subscription, and replies read in a turn). Rejects with a HeraldError for a refused command.
  */
 export async function runCommand(
   hub: Hub,
   session: Session,
   cmd: Command,
-  sink: ReplySink,
+  out: ReplyOut,
   enc: FrameEncoder,
 ): Promise<Uint8Array | undefined> {
   switch (cmd.cmd) {
     case 'ping':
       return enc.reply(cmd.id, {});
-    case 'subscribe': {
-      if (session.detached) {
-        const snap = await hub.snapshot(session, cmd.channel, {
-          since: cmd.since,
-          backlog: cmd.backlog,
-          token: cmd.token,
-        });
-        return enc.reply(cmd.id, snap.result, snap.publications);
-      }
-      const opts = { since: cmd.since, backlog: cmd.backlog, token: cmd.token };
-      await hub.subscribe(session, cmd.channel, opts, (result, pubs) => {
-        sink(enc.reply(cmd.id, result, pubs));
-        session.transport.subscribed?.(result);
-      });
-      return undefined;
-    }
+    case 'subscribe':
+      return session.detached ? snapshot(hub, session, cmd, out, enc) : subscribe(hub, session, cmd, out, enc);
     case 'unsubscribe':
       if (session.detached) return enc.reply(cmd.id, {});
       hub.unsubscribe(session, cmd.channel);
@@ -50,12 +38,18 @@ export async function runCommand(
     }
     case 'history': {
       hub.authorizer.history(session, cmd.channel);
-      const { result, publications } = await hub.history(cmd.channel, {
-        since: cmd.since,
-        limit: cmd.limit,
-        reverse: cmd.reverse,
-      });
-      return enc.reply(cmd.id, result, publications);
+      const end = await out.turn();
+      try {
+        // The connection may have closed while the command waited for its turn.
+        if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session closed');
+        const opts = { since: cmd.since, limit: cmd.limit, reverse: cmd.reverse, maxBytes: out.room() };
+        const { result, publications } = await hub.history(cmd.channel, opts);
+        putReply(out, cmd.id, enc.reply(cmd.id, result, publications));
+        if (result.truncated === true) out.cut();
+      } finally {
+        end();
+      }
+      return undefined;
     }
     case 'refresh': {
       const identity = await hub.authorizer.refresh(session, cmd.token);
@@ -71,4 +65,63 @@ export async function runCommand(
       throw new HeraldError('HERALD_ERR_PROTOCOL_UNKNOWN_COMMAND', `unknown command ${JSON.stringify(never)}`);
     }
   }
+}
+
+/** Whether a subscribe reads publications for its reply (a recovery or a backlog). */
+function readsPublications(cmd: SubscribeCommand): boolean {
+  return cmd.since !== undefined || (cmd.backlog ?? 0) > 0;
+}
+
+/** Hands a reply to `out`; throws HERALD_ERR_REPLY_TOO_LARGE when it does not fit there. */
+function putReply(out: ReplyOut, id: number, bytes: Uint8Array): void {
+  if (!out.put(bytes)) throw replyTooLarge(id, bytes.byteLength);
+}
+
+export function replyTooLarge(id: number, size: number): HeraldError {
+  return new HeraldError(
+    'HERALD_ERR_REPLY_TOO_LARGE',
+    `the reply to command ${id} (${size} bytes) does not fit in what is left of the response: send it again on its own`,
+  );
+}
+
+/** A subscribe on a live session: the hub hands the reply over before the subscription goes live. */
+async function subscribe(
+  hub: Hub,
+  session: Session,
+  cmd: SubscribeCommand,
+  out: ReplyOut,
+  enc: FrameEncoder,
+): Promise<undefined> {
+  const opts = {
+    since: cmd.since,
+    backlog: cmd.backlog,
+    token: cmd.token,
+    room: () => out.room(),
+    turn: readsPublications(cmd) ? () => out.turn() : undefined,
+  };
+  // A reply that does not fit throws inside the hub, which then undoes the subscription.
+  await hub.subscribe(session, cmd.channel, opts, (result, pubs) => {
+    putReply(out, cmd.id, enc.reply(cmd.id, result, pubs));
+    session.transport.subscribed?.(result);
+  });
+  return undefined;
+}
+
+/** A subscribe for a stateless long-poll client: what a subscription would start with, as the reply. */
+async function snapshot(
+  hub: Hub,
+  session: Session,
+  cmd: SubscribeCommand,
+  out: ReplyOut,
+  enc: FrameEncoder,
+): Promise<undefined> {
+  const end = readsPublications(cmd) ? await out.turn() : undefined;
+  try {
+    const opts = { since: cmd.since, backlog: cmd.backlog, token: cmd.token, room: () => out.room() };
+    const snap = await hub.snapshot(session, cmd.channel, opts);
+    putReply(out, cmd.id, enc.reply(cmd.id, snap.result, snap.publications));
+  } finally {
+    end?.();
+  }
+  return undefined;
 }

@@ -22,6 +22,7 @@ import type { Logger } from './logger.js';
 import { namespaceAuthorizer, type Authorizer, type SessionIdentity } from './authorizer.js';
 import { systemClock, type Clock } from './clock.js';
 import type { HubLimits, NamespacePolicy } from './policy.js';
+import { fitCount, replyBytes } from './replies.js';
 import { NodeControl } from './node-control.js';
 import { Session, type SessionInit } from './session.js';
 import { NO_BUFFER, Subscription } from './subscription.js';
@@ -61,6 +62,18 @@ export interface SubscribeOptions {
   readonly backlog?: number | undefined;
   /** A subscription token, for namespaces that require one. */
   readonly token?: string | undefined;
+  /** Bytes of publications a backlog may carry now; `limits.maxReplyBytes` when not given (see `replies.ts`). */
+  readonly room?: (() => number) | undefined;
+  /** Waits for the turn to read and reply with publications (`ReplyOut.turn`); none when not given. */
+  readonly turn?: (() => Promise<() => void>) | undefined;
+}
+
+export interface HistoryOptions {
+  readonly since?: StreamPosition | undefined;
+  readonly limit?: number | undefined;
+  readonly reverse?: boolean | undefined;
+  /** Bytes of publications the result may carry; the rest is cut (`truncated`). No bound when not given. */
+  readonly maxBytes?: number | undefined;
 }
 
 export type SubscribeReply = (
@@ -223,7 +236,7 @@ export class Hub implements PublicationSink {
 
   async history(
     stream: unknown,
-    opts: { since?: StreamPosition | undefined; limit?: number | undefined; reverse?: boolean | undefined } = {},
+    opts: HistoryOptions = {},
   ): Promise<{ result: Omit<HistoryResult, 'publications'>; publications: Publication[] }> {
     const check = checkChannel(stream);
     if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
@@ -231,14 +244,53 @@ export class Hub implements PublicationSink {
     if (policy.historySize === 0) {
       throw new HeraldError('HERALD_ERR_HISTORY_DISABLED', `namespace "${check.namespace}" keeps no history`);
     }
-    const limit = Math.min(opts.limit ?? policy.historySize, policy.historySize);
-    const h = await this.engineCall('history', () =>
-      this.engine.history({ stream: check.channel, since: opts.since, limit, reverse: opts.reverse === true }),
-    );
-    return {
-      result: { stream: check.channel, epoch: h.position.epoch, offset: h.position.offset },
-      publications: h.publications,
+    const wanted = Math.min(opts.limit ?? policy.historySize, policy.historySize);
+    const { h, fit, cut } = await this.readHistory(check.channel, opts, wanted);
+    const result: Omit<HistoryResult, 'publications'> = {
+      stream: check.channel,
+      epoch: h.position.epoch,
+      offset: h.position.offset,
     };
+    if (!cut) return { result, publications: h.publications };
+    result.truncated = true;
+    return { result, publications: h.publications.slice(0, fit) };
+  }
+
+  /**
+   * Reads up to `wanted` publications of `stream`; when `opts.maxBytes` bounds the reply, only about
+   * what fits: a first page, then one read sized from that page's average publication (a history of
+   * large publications is not read whole from the engine to send a fraction of it). `fit` of them fit
+   * in `maxBytes`; `cut` says that more matched than the result holds.
+   */
+  private async readHistory(
+    stream: string,
+    opts: HistoryOptions,
+    wanted: number,
+  ): Promise<{ h: HistoryOutcome; fit: number; cut: boolean }> {
+    const read = (limit: number): Promise<HistoryOutcome> =>
+      this.engineCall('history', () =>
+        this.engine.history({ stream, since: opts.since, limit, reverse: opts.reverse === true }),
+      );
+    const max = opts.maxBytes;
+    if (max === undefined) {
+      const h = await read(wanted);
+      return { h, fit: h.publications.length, cut: false };
+    }
+    if (max <= 0 || wanted === 0) {
+      // No room left (a full `/send` response): only the position is read.
+      const h = await read(0);
+      return { h, fit: 0, cut: wanted > 0 && hasPublications(h, opts.since) };
+    }
+    let limit = Math.min(wanted, FIRST_HISTORY_PAGE);
+    for (;;) {
+      const h = await read(limit);
+      const n = h.publications.length;
+      const fit = fitCount(h.publications, max);
+      if (fit < n) return { h, fit, cut: true };
+      if (n < limit || limit === wanted) return { h, fit, cut: false };
+      const average = replyBytes(h.publications) / n;
+      limit = Math.min(wanted, Math.max(2 * limit, Math.ceil((1.25 * max) / average)));
+    }
   }
 
   // ---- subscriptions --------------------------------------------------------------------------
@@ -264,8 +316,10 @@ export class Hub implements PublicationSink {
     const sub = new Subscription(session, stream);
     session.subscriptions.set(stream, sub);
     const st = this.attach(sub);
+    let endTurn: (() => void) | undefined;
     try {
       await this.engineCall('subscribe', () => st.ready);
+      endTurn = await opts.turn?.();
       const first = await this.initialRead(stream, policy, opts);
       if (sub.state === 'closed') {
         throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `unsubscribed from "${stream}" while subscribing`);
@@ -282,6 +336,8 @@ export class Hub implements PublicationSink {
     } catch (err) {
       this.removeSubscription(sub);
       throw err;
+    } finally {
+      endTurn?.();
     }
     // The reply is out: from here a failure must not produce a second reply for the same command.
     // A subscriber whose drain fails is disconnected so that it resubscribes with its cursor.
@@ -473,14 +529,19 @@ export class Hub implements PublicationSink {
         h.position.epoch === since.epoch &&
         missed >= 0 &&
         (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
-      if (ok) return { position: h.position, publications: h.publications, recovered: true };
+      // A recovery is whole or not at all (no gap); one larger than a reply may carry is refused as
+      // if the cursor were outside history: the client is told (`recovered: false`), never cut short.
+      const fits = fitsWhole(h.publications, policy, this.limits.maxReplyBytes);
+      if (ok && fits) return { position: h.position, publications: h.publications, recovered: true };
       recovered = false;
       fallback = h;
     }
     const backlog = Math.min(opts.backlog ?? 0, policy.historySize);
     if (backlog > 0) {
       const h = await this.engineCall('history', () => this.engine.history({ stream, limit: backlog, reverse: true }));
-      const publications = h.publications.reverse();
+      // The newest publications that fit in a reply.
+      const fit = fitCount(h.publications, opts.room?.() ?? this.limits.maxReplyBytes);
+      const publications = h.publications.slice(0, fit).reverse();
       return { position: h.position, publications, ...(recovered !== undefined ? { recovered } : {}) };
     }
     const h = fallback ?? (await this.engineCall('history', () => this.engine.history({ stream, limit: 0 })));
@@ -582,4 +643,22 @@ function encodeData(data: unknown): string {
   }
   if (json === undefined) throw new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', '"data" must be JSON');
   return json;
+}
+
+/** Whether all of `pubs` fit in `maxBytes`; counted only when their number alone does not tell. */
+function fitsWhole(pubs: readonly Publication[], policy: NamespacePolicy, maxBytes: number): boolean {
+  if (pubs.length * (policy.maxMessageSize + MAX_PUBLICATION_OVERHEAD) <= maxBytes) return true;
+  return fitCount(pubs, maxBytes) === pubs.length;
+}
+
+/** What a publication adds to its data in a reply, at most: see `publicationBytes` (a channel is 255 bytes at most). */
+const MAX_PUBLICATION_OVERHEAD = 64 + 255;
+
+/** Publications read first by a history whose reply is bounded (see `Hub.readHistory`). */
+const FIRST_HISTORY_PAGE = 16;
+
+/** Whether a history read that asked for none (`limit: 0`, giving `h`) had publications to give. */
+function hasPublications(h: HistoryOutcome, since: StreamPosition | undefined): boolean {
+  if (h.oldest > h.position.offset) return false;
+  return since === undefined || (since.epoch === h.position.epoch && since.offset < h.position.offset);
 }

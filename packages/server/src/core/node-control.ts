@@ -12,10 +12,17 @@
  *
  * Only the signed session id is checked by the forwarding node; the node holding the session
  * trusts its engine's control channel, like the rest of what the engine tells it.
+ *
+ * Answers are bounded (issue 14: a 13 KB body of `history` commands once made a 587 MB answer, which
+ * Redis would not carry as one pub/sub message and dropped the node's subscriber link instead): the
+ * node holding the session builds the replies within `limits.maxReplyBytes`, as for a local
+ * `/send`, and never publishes an answer larger than `maxForwardBytes` (what those replies can take
+ * once JSON-escaped).
  */
-import { HeraldError, isErrorCode, type ErrorBody } from '@herald/protocol';
+import { HeraldError, isErrorCode, splitFrames, type ErrorBody } from '@herald/protocol';
 import { jsonEncoder } from './encoder.js';
 import type { Hub } from './hub.js';
+import { SMALL_REPLY, SendResponse } from './replies.js';
 import type { Session } from './session.js';
 
 /**
@@ -36,12 +43,32 @@ export function takesSendCommands(session: Session): boolean {
 
 /**
  * Runs the commands of a `/send` body (`\n`-separated JSON) on a session; resolves with their
- * replies, one JSON object per line, in the order they completed. Never rejects.
+ * replies, one JSON object per line, in the order they completed, at most `limits.maxReplyBytes` of
+ * them besides small ones (see `SendResponse`). Rejects with HERALD_ERR_TOO_MANY_COMMANDS, before
+ * running any, when the body holds more commands than one connection may have on their way.
  */
 export async function runSendCommands(session: Session, body: string): Promise<Uint8Array> {
-  const replies: Uint8Array[] = [];
-  await session.dispatch(body, (bytes) => replies.push(bytes, NL), jsonEncoder);
-  return Buffer.concat(replies);
+  const limits = session.hub.limits;
+  const most = limits.maxCommandsInFlight + limits.maxCommandsWaiting;
+  const count = splitFrames(body).length;
+  if (count > most) {
+    throw new HeraldError(
+      'HERALD_ERR_TOO_MANY_COMMANDS',
+      `the body holds ${count} commands; at most ${most} (limits.maxCommandsInFlight + limits.maxCommandsWaiting)`,
+    );
+  }
+  const response = new SendResponse(limits.maxReplyBytes);
+  await session.dispatch(body, response, jsonEncoder);
+  return response.body();
+}
+
+/**
+ * The largest answer a node publishes for a forwarded `/send`: its replies (see `runSendCommands`)
+ * JSON-escaped, which at most doubles them, and the envelope.
+ */
+export function maxForwardBytes(hub: Hub): number {
+  const limits = hub.limits;
+  return 2 * (limits.maxReplyBytes + (limits.maxCommandsInFlight + limits.maxCommandsWaiting) * SMALL_REPLY) + 1024;
 }
 
 /** What one node asks another: run `/send` commands for a client. */
@@ -116,7 +143,20 @@ export class NodeControl {
     } catch (err) {
       answer = { error: this.hub.toErrorBody(err) };
     }
-    return JSON.stringify(answer);
+    return this.bounded(JSON.stringify(answer));
+  }
+
+  /** `text`, unless it is larger than the bound of a forwarded answer: then an error says so. */
+  private bounded(text: string): string {
+    const max = maxForwardBytes(this.hub);
+    const size = Buffer.byteLength(text);
+    if (size <= max) return text;
+    this.hub.logger.warn({ code: 'HERALD_ERR_REPLY_TOO_LARGE', size, max }, 'forwarded answer too large: refused');
+    const error: ErrorBody = {
+      code: 'HERALD_ERR_REPLY_TOO_LARGE',
+      message: `the replies (${size} bytes) are larger than a node forwards (${max}): send fewer commands at once`,
+    };
+    return JSON.stringify({ error });
   }
 }
 
@@ -149,5 +189,3 @@ function parseAnswer(text: string): SendAnswer {
   }
   throw new HeraldError('HERALD_ERR_INTERNAL', 'unreadable answer from the node holding the session');
 }
-
-const NL = Buffer.from('\n');

@@ -3,12 +3,19 @@
  * subscriptions, and a bounded send queue. Frames queued in one tick go out as one write; when the
  * bytes queued here plus those the transport has not yet flushed pass `maxQueueBytes`, the client is
  * too slow and is disconnected with `SLOW` (it then recovers from its cursors).
+ *
+ * Commands are bounded too, so that a client cannot make the server buffer more than it reads
+ * (issue 14): at most `maxCommandsInFlight` run at once and `maxCommandsWaiting` wait their turn;
+ * replies carrying publications are read one at a time, once the output is under half its bound;
+ * and a transport that can (WebSocket) stops reading the client while commands wait or the output
+ * is over half its bound.
  */
 import {
   DisconnectCodes,
   HeraldError,
   splitFrames,
   decodeCommand,
+  type Command,
   type DisconnectName,
   type ErrorBody,
 } from '@herald/protocol';
@@ -21,7 +28,8 @@ import type { TimerHandle } from './clock.js';
 import type { TransportConnection } from './transport.js';
 import { SmallMap } from './small-map.js';
 import type { Subscription } from './subscription.js';
-import { runCommand } from './commands.js';
+import { replyTooLarge, runCommand } from './commands.js';
+import type { ReplyOut } from './replies.js';
 
 export type SessionState = 'open' | 'closing' | 'closed';
 
@@ -37,6 +45,44 @@ export interface SessionInit {
   readonly detached?: boolean;
 }
 
+/** A command waiting for its turn to run (see `Session.admit`). */
+interface Waiting {
+  readonly cmd: Command;
+  readonly out: ReplyOut;
+  readonly enc: FrameEncoder;
+  readonly done: () => void;
+}
+
+/**
+ * What a session tracks of its commands while any is on its way; dropped when none is (most
+ * subscribers send one or two commands in their life, and idle memory per connection counts).
+ */
+class CommandState {
+  /** Ids of the commands running or waiting. */
+  readonly ids = new Set<number>();
+  running = 0;
+  readonly waiting: Waiting[] = [];
+  /** Reading from the client is stopped (see `Session.updateReading`). */
+  paused = false;
+  /** The transport calls back once its output has drained. */
+  watching = false;
+  /** A reply carrying publications is being read and queued (see `Session.turn`). */
+  turnHeld = false;
+  readonly turns: (() => void)[] = [];
+
+  get idle(): boolean {
+    return (
+      this.running === 0 &&
+      this.ids.size === 0 &&
+      this.waiting.length === 0 &&
+      !this.paused &&
+      !this.watching &&
+      !this.turnHeld &&
+      this.turns.length === 0
+    );
+  }
+}
+
 export interface DisconnectOptions {
   reason?: string;
   retryAfterMs?: number;
@@ -44,7 +90,7 @@ export interface DisconnectOptions {
   flushFirst?: boolean;
 }
 
-export class Session {
+export class Session implements ReplyOut {
   readonly id: string;
   /** Who the client is; replaced by a token refresh. */
   identity: SessionIdentity;
@@ -64,7 +110,7 @@ export class Session {
   private queue: Uint8Array[] | undefined;
   private queuedBytes = 0;
   private scheduled = false;
-  /** Extra queue room granted to large replies still draining (see `enqueue`). */
+  /** Extra queue room granted to the largest reply still draining (see `enqueue`). */
   private burst = 0;
   /**
    * What the transport held unsent right after this session's last write. Only this session's
@@ -72,11 +118,11 @@ export class Session {
    * drains it, so it is an upper bound of what the transport holds now.
    */
   private sentBacklog = 0;
-  /** Ids of commands still running (made on first command: most subscribers send one or two). */
-  private inflight: Set<number> | undefined;
+  /** Commands on their way (made on the first command, dropped when none is left). */
+  private cmds: CommandState | undefined;
 
   constructor(
-    private readonly hub: Hub,
+    readonly hub: Hub,
     readonly transport: TransportConnection,
     readonly encoder: FrameEncoder,
     init: SessionInit,
@@ -139,64 +185,218 @@ export class Session {
 
   /** Handles one incoming transport message: one or more `\n`-separated JSON commands. */
   handleMessage(text: string): void {
-    void this.dispatch(text, (bytes) => this.enqueue(bytes, 'reply'), this.encoder);
+    void this.dispatch(text, this, this.encoder);
   }
 
   /**
-   * Runs the commands of one message; each reply (or error) goes to `sink`, encoded by `encoder`.
+   * Runs the commands of one message; each reply (or error) goes to `out`, encoded by `encoder`.
    * Resolves once every command has replied. Never rejects.
    */
-  dispatch(text: string, sink: (bytes: Uint8Array) => void, encoder: FrameEncoder): Promise<void> {
+  dispatch(text: string, out: ReplyOut, encoder: FrameEncoder): Promise<void> {
     if (this.state !== 'open') return Promise.resolve();
     const running: Promise<void>[] = [];
-    const fail = (id: number | undefined, error: ErrorBody): void => sink(encoder.error(id, error));
     for (const frame of splitFrames(text)) {
-      let value: unknown;
-      try {
-        value = JSON.parse(frame);
-      } catch {
-        this.hub.stats.badFrames += 1;
-        this.logger.info({ code: 'HERALD_ERR_PROTOCOL_MALFORMED' }, 'malformed frame');
-        fail(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message: 'frame is not valid JSON' });
-        continue;
-      }
-      const decoded = decodeCommand(value);
-      if (!decoded.ok) {
-        this.hub.stats.badFrames += 1;
-        this.logger.info({ code: decoded.code, id: decoded.id }, decoded.message);
-        fail(decoded.id, { code: decoded.code, message: decoded.message });
-        continue;
-      }
-      const cmd = decoded.command;
-      if (cmd.cmd !== 'refresh' && this.expired()) {
-        fail(cmd.id, {
-          code: 'HERALD_ERR_AUTH_TOKEN_EXPIRED',
-          message: 'the token expired: send refresh with a new one',
-        });
-        continue;
-      }
-      const inflight = (this.inflight ??= new Set());
-      if (inflight.has(cmd.id)) {
-        fail(cmd.id, { code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID', message: `command ${cmd.id} is still in flight` });
-        continue;
-      }
-      inflight.add(cmd.id);
-      running.push(
-        runCommand(this.hub, this, cmd, sink, encoder).then(
-          (reply) => {
-            inflight.delete(cmd.id);
-            if (inflight.size === 0 && this.inflight === inflight) this.inflight = undefined;
-            if (reply !== undefined) sink(reply);
-          },
-          (err: unknown) => {
-            inflight.delete(cmd.id);
-            if (inflight.size === 0 && this.inflight === inflight) this.inflight = undefined;
-            fail(cmd.id, this.hub.toErrorBody(err, this.logger));
-          },
-        ),
-      );
+      const cmd = this.accept(frame, out, encoder);
+      if (cmd !== undefined) running.push(this.admit(cmd, out, encoder));
+    }
+    const st = this.cmds;
+    if (st !== undefined) {
+      this.updateReading(st);
+      this.settle(st);
     }
     return Promise.all(running).then(() => undefined);
+  }
+
+  /** Parses and checks one frame; answers a bad one with an error (and returns undefined). */
+  private accept(frame: string, out: ReplyOut, encoder: FrameEncoder): Command | undefined {
+    const fail = (id: number | undefined, error: ErrorBody): undefined => {
+      out.put(encoder.error(id, error));
+      return undefined;
+    };
+    let value: unknown;
+    try {
+      value = JSON.parse(frame);
+    } catch {
+      this.hub.stats.badFrames += 1;
+      this.logger.info({ code: 'HERALD_ERR_PROTOCOL_MALFORMED' }, 'malformed frame');
+      return fail(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message: 'frame is not valid JSON' });
+    }
+    const decoded = decodeCommand(value);
+    if (!decoded.ok) {
+      this.hub.stats.badFrames += 1;
+      this.logger.info({ code: decoded.code, id: decoded.id }, decoded.message);
+      return fail(decoded.id, { code: decoded.code, message: decoded.message });
+    }
+    const cmd = decoded.command;
+    if (cmd.cmd !== 'refresh' && this.expired()) {
+      return fail(cmd.id, {
+        code: 'HERALD_ERR_AUTH_TOKEN_EXPIRED',
+        message: 'the token expired: send refresh with a new one',
+      });
+    }
+    const st = (this.cmds ??= new CommandState());
+    if (st.ids.has(cmd.id)) {
+      return fail(cmd.id, {
+        code: 'HERALD_ERR_PROTOCOL_DUPLICATE_ID',
+        message: `command ${cmd.id} is still in flight`,
+      });
+    }
+    st.ids.add(cmd.id);
+    return cmd;
+  }
+
+  /**
+   * Runs `cmd` now when fewer than maxCommandsInFlight commands run, else queues it behind the
+   * others (commands start in the order they came), or refuses it when maxCommandsWaiting wait.
+   */
+  private admit(cmd: Command, out: ReplyOut, enc: FrameEncoder): Promise<void> {
+    const st = this.cmds as CommandState;
+    const limits = this.hub.limits;
+    if (st.running < limits.maxCommandsInFlight && st.waiting.length === 0) return this.start(st, cmd, out, enc);
+    if (st.waiting.length >= limits.maxCommandsWaiting) {
+      st.ids.delete(cmd.id);
+      this.logger.debug({ code: 'HERALD_ERR_TOO_MANY_COMMANDS', id: cmd.id }, 'too many commands waiting');
+      const message = `${limits.maxCommandsInFlight} commands run and ${limits.maxCommandsWaiting} wait already: this one was not run`;
+      out.put(enc.error(cmd.id, { code: 'HERALD_ERR_TOO_MANY_COMMANDS', message }));
+      return Promise.resolve();
+    }
+    return new Promise((done) => st.waiting.push({ cmd, out, enc, done }));
+  }
+
+  private start(st: CommandState, cmd: Command, out: ReplyOut, enc: FrameEncoder): Promise<void> {
+    st.running += 1;
+    return runCommand(this.hub, this, cmd, out, enc).then(
+      (reply) => {
+        if (reply !== undefined && !out.put(reply)) {
+          out.put(enc.error(cmd.id, replyTooLarge(cmd.id, reply.byteLength).toJSON()));
+        }
+        this.finish(st, cmd.id);
+      },
+      (err: unknown) => {
+        out.put(enc.error(cmd.id, this.hub.toErrorBody(err, this.logger)));
+        this.finish(st, cmd.id);
+      },
+    );
+  }
+
+  /** A command replied: the next waiting one starts. */
+  private finish(st: CommandState, id: number): void {
+    st.running -= 1;
+    st.ids.delete(id);
+    const next = this.state === 'open' ? st.waiting.shift() : undefined;
+    if (next !== undefined) void this.start(st, next.cmd, next.out, next.enc).then(next.done);
+    this.updateReading(st);
+    this.settle(st);
+  }
+
+  /** Forgets the command state once nothing is on its way. */
+  private settle(st: CommandState): void {
+    if (st.idle && this.cmds === st) this.cmds = undefined;
+  }
+
+  /** ReplyOut: the session's own queue (WebSocket commands), which takes every reply. */
+  put(bytes: Uint8Array): boolean {
+    this.enqueue(bytes, 'reply');
+    return true;
+  }
+
+  /** ReplyOut: a reply may carry up to limits.maxReplyBytes of publications. */
+  room(): number {
+    return this.hub.limits.maxReplyBytes;
+  }
+
+  /** ReplyOut: every reply of a connection gets the full room (its queue bounds what it holds). */
+  cut(): void {
+    // Nothing to do.
+  }
+
+  /**
+   * ReplyOut: replies carrying publications are read one at a time, each once the output is under
+   * half its bound, so that however many such commands a client sends without reading, at most one
+   * such reply is queued beyond that half.
+   */
+  turn(): Promise<() => void> {
+    const st = (this.cmds ??= new CommandState());
+    return new Promise((resolve) => {
+      st.turns.push(() =>
+        resolve(() => {
+          st.turnHeld = false;
+          this.grantTurn(st);
+          this.settle(st);
+        }),
+      );
+      this.grantTurn(st);
+    });
+  }
+
+  private grantTurn(st: CommandState): void {
+    if (st.turnHeld || st.turns.length === 0) return;
+    // A closed session lets every waiting command through at once: each ends as soon as it sees it.
+    if (this.state === 'open' && !this.outputLow() && this.watchOutput(st)) return;
+    st.turnHeld = true;
+    (st.turns.shift() as () => void)();
+  }
+
+  /** Bytes queued here and not yet handed to the operating system by the transport. */
+  outputBytes(): number {
+    return this.queuedBytes + this.transport.bufferedAmount();
+  }
+
+  private outputLow(): boolean {
+    return this.outputBytes() <= this.hub.limits.maxQueueBytes / 2;
+  }
+
+  /**
+   * Makes sure the output is looked at again once it moved: at the next flush (when frames are
+   * queued) or when the transport's buffer drains. False when neither will happen: what is left
+   * is then too little for the transport to report.
+   */
+  private watchOutput(st: CommandState): boolean {
+    if (this.scheduled || st.watching) return true;
+    const drained = (): void => {
+      st.watching = false;
+      this.outputMoved(st);
+    };
+    st.watching = this.transport.onDrained?.(drained) === true;
+    return st.watching;
+  }
+
+  /** The output went out or drained: reading and the next reply's turn may go on. */
+  private outputMoved(st: CommandState): void {
+    this.updateReading(st);
+    this.grantTurn(st);
+    this.settle(st);
+  }
+
+  /**
+   * Stops reading the client (when the transport can) while commands wait their turn or the
+   * output is over half its bound; restarts when neither holds. Only commands are held back this
+   * way: publications to the client are bounded by the send queue as before.
+   */
+  private updateReading(st: CommandState): void {
+    const t = this.transport;
+    if (t.pauseReading === undefined || this.state !== 'open') return;
+    const full = !this.outputLow();
+    const hold = full || st.waiting.length > 0 || st.running >= this.hub.limits.maxCommandsInFlight;
+    if (hold && full) this.watchOutput(st);
+    if (hold === st.paused) return;
+    st.paused = hold;
+    if (hold) t.pauseReading();
+    else t.resumeReading?.();
+  }
+
+  /** The session closed: waiting commands are answered without running, turns let through. */
+  private abandonCommands(): void {
+    const st = this.cmds;
+    if (st === undefined) return;
+    st.paused = false;
+    for (const w of st.waiting.splice(0)) {
+      st.ids.delete(w.cmd.id);
+      w.out.put(w.enc.error(w.cmd.id, { code: 'HERALD_ERR_SESSION_NOT_FOUND', message: 'the session closed' }));
+      w.done();
+    }
+    this.grantTurn(st);
+    this.settle(st);
   }
 
   sendError(id: number | undefined, error: ErrorBody): void {
@@ -212,16 +412,19 @@ export class Session {
   }
 
   /**
-   * Queues one encoded frame. A large reply (history, recovery, backlog) may legitimately exceed
-   * maxQueueBytes on its own: `reply` frames raise the limit by their size until the connection has
-   * drained below the normal limit again, so a client is called slow only when it does not read.
+   * Queues one encoded frame. A large reply (history, recovery, backlog; at most maxReplyBytes of
+   * publications) may legitimately exceed maxQueueBytes on its own: the limit is raised by the size
+   * of the largest reply until the connection has drained below the normal limit again, so a client
+   * is called slow only when it does not read. The raise is not cumulative: replies together never
+   * buy more than one reply's room (they used to, and a client that never read could make the server
+   * buffer gigabytes with cheap `history` commands, issue 14).
    */
   enqueue(bytes: Uint8Array, kind: 'reply' | 'push' = 'push'): void {
     if (this.state !== 'open') return;
     this.push(bytes);
     this.queuedBytes += bytes.byteLength;
     const limit = this.hub.limits.maxQueueBytes;
-    if (kind === 'reply') this.burst += bytes.byteLength;
+    if (kind === 'reply' && bytes.byteLength > this.burst) this.burst = bytes.byteLength;
     // The transport is asked what it still holds only when the answer can matter: `sentBacklog` is
     // an upper bound of it (see there), so below the limit with it, the exact figure is too. This
     // keeps the fan-out loop from touching every subscriber's socket twice per publication.
@@ -261,6 +464,8 @@ export class Session {
     if (this.state === 'closed') return;
     this.transport.write(data);
     this.sentBacklog = this.transport.bufferedAmount();
+    const st = this.cmds;
+    if (st !== undefined) this.outputMoved(st);
   }
 
   /** Tells the client why and closes the transport. Idempotent. */
@@ -278,6 +483,7 @@ export class Session {
     this.logger.debug({ code: info.code, reason }, 'disconnect');
     this.transport.close(info.code, reason);
     this.hub.detach(this);
+    this.abandonCommands();
   }
 
   /** The transport reports that the connection is gone (closed by either side). */
@@ -287,6 +493,7 @@ export class Session {
     this.expiry?.cancel();
     this.clearQueue();
     this.hub.detach(this);
+    this.abandonCommands();
   }
 }
 

@@ -24,4 +24,16 @@ export interface TransportConnection {
    */
   subscribed?(result: Omit<SubscribeResult, 'publications'>): void;
   unsubscribed?(stream: string): void;
+  /**
+   * Optional, for transports that read commands from their own connection (WebSocket): stop and
+   * restart reading the client, so that a client whose commands wait, or whose output is over half
+   * its bound, cannot make the server hold more (back-pressure on commands).
+   */
+  pauseReading?(): void;
+  resumeReading?(): void;
+  /**
+   * Optional: calls `drained` once, when the bytes counted by `bufferedAmount()` have been handed to
+   * the operating system. Returns false (and never calls) when there is no such wait to report.
+   */
+  onDrained?(drained: () => void): boolean;
 }

@@ -47,6 +47,12 @@ class PollConnection implements TransportConnection, FrameEncoder {
   readonly streams: Record<string, StreamState> = {};
   readonly cursors = new StreamCursors();
   disconnect: NonPubPush | undefined;
+  /**
+   * The token expires soon (the session's `refresh` push): the poll answers at once with it, so that
+   * the client renews its token and polls again with the new one, instead of being disconnected with
+   * TOKEN_EXPIRED at the expiry while the poll is held. The client keeps its client id.
+   */
+  refresh: NonPubPush | undefined;
   answered = false;
   /** The response closed (answered, or the client went away): nothing may be held for it any more. */
   finished = false;
@@ -67,7 +73,7 @@ class PollConnection implements TransportConnection, FrameEncoder {
   // -- TransportConnection: publications arrive through the session's queue ----------------------
   write(): void {
     // Frames are collected by the encoder methods below; a write means something arrived.
-    if (this.pubs.length > 0 || this.disconnect !== undefined) this.answer();
+    if (this.pubs.length > 0 || this.disconnect !== undefined || this.refresh !== undefined) this.answer();
   }
   bufferedAmount(): number {
     return 0;
@@ -90,6 +96,7 @@ class PollConnection implements TransportConnection, FrameEncoder {
   }
   push(push: NonPubPush): Uint8Array {
     if (push.push === 'disconnect') this.disconnect = push;
+    else if (push.push === 'refresh') this.refresh = push;
     return Buffer.from(' ');
   }
   join(): Uint8Array {
@@ -118,6 +125,7 @@ class PollConnection implements TransportConnection, FrameEncoder {
       `{"client":${JSON.stringify(this.clientId)},"session":${JSON.stringify(token)},` +
       `"cursor":${JSON.stringify(this.cursors.format())},"streams":${JSON.stringify(this.streams)},`;
     if (this.disconnect !== undefined) body += `"disconnect":${JSON.stringify(this.disconnect)},`;
+    else if (this.refresh !== undefined) body += `"refresh":${JSON.stringify(this.refresh)},`;
     const pubs = Buffer.concat([Buffer.from(`${body}"publications":[`), ...join(this.pubs), Buffer.from(']}')]);
     if (!responseGone(this.res)) {
       this.res.writeHead(200, {

@@ -117,8 +117,24 @@ class WsConnection implements TransportConnection {
     return this.socket.writableLength;
   }
 
+  pauseReading(): void {
+    this.ws.pause();
+  }
+
+  resumeReading(): void {
+    this.ws.resume();
+  }
+
+  onDrained(drained: () => void): boolean {
+    if (!this.socket.writableNeedDrain || this.ws.readyState !== 1) return false;
+    this.socket.once('drain', drained);
+    return true;
+  }
+
   close(code: number, reason: string): void {
     if (this.ws.readyState >= 2) return;
+    // Read again (a session may have stopped reading this client): the close handshake needs it.
+    if (this.ws.isPaused) this.ws.resume();
     this.ws.close(code, reason.slice(0, 120));
     const ws = this.ws;
     this.closeTimer = this.transport.clock.setTimeout(() => ws.terminate(), this.transport.closeTimeout);
