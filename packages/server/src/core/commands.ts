@@ -20,12 +20,16 @@ export async function runCommand(
   cmd: Command,
   out: ReplyOut,
   enc: FrameEncoder,
+  /** Called once a subscribe has taken effect (replied); see channel-lanes.ts. */
+  effected?: () => void,
 ): Promise<Uint8Array | undefined> {
   switch (cmd.cmd) {
     case 'ping':
       return enc.reply(cmd.id, {});
     case 'subscribe':
-      return session.detached ? snapshot(hub, session, cmd, out, enc) : subscribe(hub, session, cmd, out, enc);
+      return session.detached
+        ? snapshot(hub, session, cmd, out, enc)
+        : subscribe(hub, session, cmd, out, enc, effected);
     case 'unsubscribe':
       if (session.detached) return enc.reply(cmd.id, {});
       hub.unsubscribe(session, cmd.channel);
@@ -91,6 +95,7 @@ async function subscribe(
   cmd: SubscribeCommand,
   out: ReplyOut,
   enc: FrameEncoder,
+  effected: (() => void) | undefined,
 ): Promise<undefined> {
   const opts = {
     since: cmd.since,
@@ -103,6 +108,7 @@ async function subscribe(
   await hub.subscribe(session, cmd.channel, opts, (result, pubs) => {
     putReply(out, cmd.id, enc.reply(cmd.id, result, pubs));
     session.transport.subscribed?.(result);
+    effected?.();
   });
   return undefined;
 }

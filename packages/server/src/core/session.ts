@@ -29,6 +29,7 @@ import type { TransportConnection } from './transport.js';
 import { SmallMap } from './small-map.js';
 import type { Subscription } from './subscription.js';
 import { replyTooLarge, runCommand } from './commands.js';
+import { ChannelLanes } from './channel-lanes.js';
 import type { ReplyOut } from './replies.js';
 
 export type SessionState = 'open' | 'closing' | 'closed';
@@ -69,6 +70,8 @@ class CommandState {
   /** A reply carrying publications is being read and queued (see `Session.turn`). */
   turnHeld = false;
   readonly turns: (() => void)[] = [];
+  /** Commands on one channel take effect in order (see channel-lanes.ts). */
+  readonly lanes = new ChannelLanes();
 
   get idle(): boolean {
     return (
@@ -265,18 +268,21 @@ export class Session implements ReplyOut {
 
   private start(st: CommandState, cmd: Command, out: ReplyOut, enc: FrameEncoder): Promise<void> {
     st.running += 1;
-    return runCommand(this.hub, this, cmd, out, enc).then(
-      (reply) => {
-        if (reply !== undefined && !out.put(reply)) {
-          out.put(enc.error(cmd.id, replyTooLarge(cmd.id, reply.byteLength).toJSON()));
-        }
-        this.finish(st, cmd.id);
-      },
-      (err: unknown) => {
-        out.put(enc.error(cmd.id, this.hub.toErrorBody(err, this.logger)));
-        this.finish(st, cmd.id);
-      },
-    );
+    const channel = 'channel' in cmd ? cmd.channel : undefined;
+    return st.lanes
+      .run(channel, (effected) => runCommand(this.hub, this, cmd, out, enc, effected))
+      .then(
+        (reply) => {
+          if (reply !== undefined && !out.put(reply)) {
+            out.put(enc.error(cmd.id, replyTooLarge(cmd.id, reply.byteLength).toJSON()));
+          }
+          this.finish(st, cmd.id);
+        },
+        (err: unknown) => {
+          out.put(enc.error(cmd.id, this.hub.toErrorBody(err, this.logger)));
+          this.finish(st, cmd.id);
+        },
+      );
   }
 
   /** A command replied: the next waiting one starts. */
