@@ -13,7 +13,10 @@
  * - A publish carrying an `idempotencyKey` that was seen on the same channel within the window
  *   returns the first result with `duplicate: true` and appends and delivers nothing.
  * - A stream's epoch changes when its history and offsets are lost (memory engine restart, Redis key
- *   eviction); offsets then start again at 1 under the new epoch.
+ *   eviction); offsets then start again at 1 under the new epoch. It also changes, before anything is
+ *   published again, when they may have gone back (Redis restored from a snapshot, failed over to a
+ *   replica); offsets may then go on from what survived. An offset is never handed out twice within
+ *   one epoch.
  */
 import type { StreamPosition } from '@herald/protocol';
 

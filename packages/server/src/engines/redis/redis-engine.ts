@@ -11,6 +11,13 @@
  * - Each stream has an epoch in its meta hash. When the meta is gone (expired after `metaTtl`,
  *   evicted, Redis restarted without persistence) the next publish or read starts a new epoch at
  *   offset 1, so old cursors are told `recovered: false`.
+ * - The meta also names the Redis server that wrote it (run id and replication id, see
+ *   publish.lua). A meta that another server wrote came back from a snapshot or an AOF, or from a
+ *   master that a promoted replica followed, perhaps behind: its top offset may have gone back, and
+ *   going on from it would hand out offsets twice. The scripts check this on every call and give the
+ *   stream a new epoch first (keeping the offsets and history that survived), so after a restart,
+ *   restore or failover no epoch goes on with reused offsets and old cursors are told
+ *   `recovered: false` (`stats.epochsRenewed` counts these streams; a warning is logged).
  * - `history` is one Lua script too (history.lua): it drops expired publications and reads a range.
  * - Live publications reach the node through one pub/sub subscription per stream on a subscriber
  *   link (see subscriber-link.ts). When a link was lost and comes back, the engine calls
@@ -61,7 +68,15 @@ export interface RedisEngineStats {
   gaps: number;
   /** Messages on Herald's pub/sub channels that could not be read (another writer?). */
   badMessages: number;
+  /**
+   * Streams that got a new epoch because their meta was written by another Redis server (a restart
+   * from a snapshot or AOF, a failover): their old cursors are told `recovered: false`.
+   */
+  epochsRenewed: number;
 }
+
+/** How many changed-server warnings an engine logs at most (one per restart or failover, normally). */
+const MAX_SERVER_CHANGE_WARNINGS = 32;
 
 type EngineState = 'created' | 'starting' | 'running' | 'closed';
 
@@ -76,7 +91,7 @@ export class RedisEngine implements Engine {
   readonly instanceId = randomBytes(6).toString('base64url');
   readonly keys: KeySpace;
   readonly topology: Topology;
-  readonly stats: RedisEngineStats = { received: 0, gaps: 0, badMessages: 0 };
+  readonly stats: RedisEngineStats = { received: 0, gaps: 0, badMessages: 0, epochsRenewed: 0 };
   readonly control: RedisControl;
   private readonly logger: Logger;
   private readonly idleStreamTtl: number;
@@ -85,6 +100,10 @@ export class RedisEngine implements Engine {
   private epochSeq = 0;
   private readonly subscribed = new Map<string, StreamSubscription>();
   private readonly streamOfChannel = new Map<string, string>();
+  /** Times a changed-server warning was logged (capped by MAX_SERVER_CHANGE_WARNINGS). */
+  private serverChangeWarnings = 0;
+  /** When a script last renewed epochs (ms): a burst of renewals is logged once. */
+  private lastRenewalAt = 0;
 
   constructor(opts: RedisEngineOptions = {}) {
     this.logger = opts.logger ?? silentLogger;
@@ -178,8 +197,11 @@ export class RedisEngine implements Engine {
     ];
     for (const s of streams) args.push(this.keys.live(s));
     const reply = await this.topology.client(namespaceOf(req.channel)).heraldPublish(keys.length, ...keys, ...args);
-    if (!Array.isArray(reply) || reply.length !== 3) throw new Error('unexpected reply from the publish script');
-    const [dup, epoch, offset] = reply as [unknown, unknown, unknown];
+    if (!Array.isArray(reply) || (reply.length !== 3 && reply.length !== 4)) {
+      throw new Error('unexpected reply from the publish script');
+    }
+    const [dup, epoch, offset, renewed] = reply as [unknown, unknown, unknown, unknown];
+    this.noteRenewals(Number(renewed ?? 0), req.channel);
     return { position: { epoch: String(epoch), offset: Number(offset) }, duplicate: Number(dup) === 1 };
   }
 
@@ -215,8 +237,9 @@ export class RedisEngine implements Engine {
         Math.max(0, Math.floor(req.limit)),
         req.reverse === true ? '1' : '0',
       );
-    if (!Array.isArray(reply) || reply.length !== 4) throw new Error('unexpected reply from the history script');
-    const [epochRaw, top, oldest, entries] = reply as [unknown, unknown, unknown, unknown];
+    if (!Array.isArray(reply) || reply.length !== 5) throw new Error('unexpected reply from the history script');
+    const [epochRaw, top, oldest, entries, renewed] = reply as [unknown, unknown, unknown, unknown, unknown];
+    this.noteRenewals(Number(renewed), stream);
     const epoch = String(epochRaw);
     const publications: Publication[] = [];
     if (Array.isArray(entries)) {
@@ -256,7 +279,27 @@ export class RedisEngine implements Engine {
     if (this.state !== 'running') throw new Error(`redis engine is ${this.state}`);
   }
 
-  /** An epoch for a stream the script finds without meta: unique per engine instance and call. */
+  /**
+   * Counts streams that a script gave a new epoch because Redis is not the server that wrote their
+   * meta, and warns: when it is first seen, then again only after a quiet minute (after a restart,
+   * streams are renewed one by one, as they are published to or read, for a while).
+   */
+  private noteRenewals(n: number, stream: string): void {
+    if (!(n > 0)) return;
+    this.stats.epochsRenewed += n;
+    const now = Date.now();
+    const quiet = now - this.lastRenewalAt > 60_000;
+    this.lastRenewalAt = now;
+    if (!quiet || this.serverChangeWarnings >= MAX_SERVER_CHANGE_WARNINGS) return;
+    this.serverChangeWarnings += 1;
+    this.logger.warn(
+      { stream, namespace: namespaceOf(stream) },
+      'redis: stream data written by another Redis server (restart from a snapshot or AOF, or failover): ' +
+        'its streams get new epochs, and clients resuming from before are told recovered: false',
+    );
+  }
+
+  /** An epoch for a stream whose meta is missing or another server's: unique per engine and call. */
   private nextEpoch(): string {
     this.epochSeq += 1;
     return `${this.instanceId}${this.epochSeq.toString(36)}`;

@@ -154,8 +154,18 @@ function commandOptions(base: RedisOptions, opts: TopologyOptions): RedisOptions
 }
 
 /** Reads `INFO server` and checks the version and mode Herald needs. */
-async function checkServer(client: Redis, label: string, cluster: boolean): Promise<void> {
+async function checkServer(client: Redis, label: string, cluster: boolean, logger: Logger): Promise<void> {
   const info = await client.info('server');
+  // The scripts tell a restarted or failed-over server by these (publish.lua): without them they
+  // cannot, and a restore from an older state could hand out offsets twice.
+  const replication = await client.info('replication');
+  if (!/^run_id:[0-9a-f]+/m.test(info) || !/^master_replid:[0-9a-f]+/m.test(replication)) {
+    logger.warn(
+      { redis: label },
+      'Redis INFO shows no run_id or master_replid: Herald cannot notice when this server restarts from ' +
+        'older data or fails over, and epochs will not change then',
+    );
+  }
   const version = /redis_version:(\d+)\.(\d+)/.exec(info);
   const mode = /redis_mode:(\w+)/.exec(info)?.[1];
   const [major, minor] = version ? [Number(version[1]), Number(version[2])] : [0, 0];
@@ -281,7 +291,7 @@ export class ShardsTopology implements Topology {
     await Promise.all(
       this.shards.map(async (s) => {
         await connectOrExplain(s.commands, s.target.label);
-        await checkServer(s.commands, s.target.label, false);
+        await checkServer(s.commands, s.target.label, false, this.opts.logger);
         try {
           await s.link.start();
         } catch (err) {
@@ -385,7 +395,7 @@ export class ClusterTopology implements Topology {
       const probe = new Redis({ ...this.base, host, port, lazyConnect: true, retryStrategy: () => null });
       try {
         await connectOrExplain(probe, `cluster node ${key}`);
-        await checkServer(probe, `cluster node ${key}`, true);
+        await checkServer(probe, `cluster node ${key}`, true, this.opts.logger);
       } finally {
         probe.disconnect();
       }
