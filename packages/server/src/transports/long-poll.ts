@@ -54,6 +54,8 @@ class PollConnection implements TransportConnection, FrameEncoder {
    */
   refresh: NonPubPush | undefined;
   answered = false;
+  /** The poll's streams are subscribing: it answers once every one has (or failed). */
+  opening = true;
   /** The response closed (answered, or the client went away): nothing may be held for it any more. */
   finished = false;
   session: Session | undefined;
@@ -72,8 +74,11 @@ class PollConnection implements TransportConnection, FrameEncoder {
 
   // -- TransportConnection: publications arrive through the session's queue ----------------------
   write(): void {
-    // Frames are collected by the encoder methods below; a write means something arrived.
-    if (this.pubs.length > 0 || this.disconnect !== undefined || this.refresh !== undefined) this.answer();
+    // Frames are collected by the encoder methods below; a write means something arrived. While the
+    // poll's streams are still subscribing, a publication of one of them does not answer yet: the
+    // answer's cursor would lack the others' positions (see `run`).
+    if (this.disconnect !== undefined) this.answer();
+    else if (!this.opening && (this.pubs.length > 0 || this.refresh !== undefined)) this.answer();
   }
   bufferedAmount(): number {
     return 0;
@@ -242,8 +247,9 @@ export class LongPollTransport {
         });
     });
     void Promise.all(subscribes).then(() => {
+      conn.opening = false;
       if (conn.answered || conn.finished) return;
-      if (immediate || conn.pubs.length > 0 || hold === 0) conn.answer();
+      if (immediate || conn.pubs.length > 0 || conn.refresh !== undefined || hold === 0) conn.answer();
       else conn.hold(this.clock, hold);
     });
   }
