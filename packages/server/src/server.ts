@@ -235,15 +235,12 @@ export class HeraldServer {
     }
     req.resume();
     switch (path) {
-      case '/health': {
-        const ready = this.state === 'running' && this.engine.ready();
-        const body = JSON.stringify({
-          status: ready ? 'ok' : 'unavailable',
-          state: this.state,
-          engine: this.engine.name,
-        });
-        res.writeHead(ready ? 200 : 503, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
-        res.end(body);
+      case '/health':
+      case '/ready': {
+        const h = this.health();
+        const ok = path === '/health' ? h.alive : h.ready;
+        res.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+        res.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', ...h.body }));
         return;
       }
       case '/ws':
@@ -259,7 +256,7 @@ export class HeraldServer {
         const body = JSON.stringify({
           name: 'herald',
           version: VERSION,
-          endpoints: ['/ws', '/sse', '/stream', '/poll', '/send', '/api/<method>', '/health'],
+          endpoints: ['/ws', '/sse', '/stream', '/poll', '/send', '/api/<method>', '/health', '/ready'],
         });
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end(body);
@@ -289,6 +286,25 @@ export class HeraldServer {
       return;
     }
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  }
+
+  /**
+   * Liveness and readiness. Alive: the process serves HTTP (running, or draining at shutdown).
+   * Ready, what a load balancer needs: running (not draining) and the engine reaches at least half
+   * of its store (Redis shards or Cluster masters, and at least one): a node that still serves most
+   * namespaces is not taken out of the pool because one shard is down, since every other node shares
+   * that shard and would be taken out too.
+   */
+  health(): { alive: boolean; ready: boolean; body: Record<string, unknown> } {
+    const a = this.engine.availability?.() ?? { parts: 1, up: this.engine.ready() ? 1 : 0 };
+    const alive = this.state === 'running' || this.state === 'stopping';
+    const ready = this.state === 'running' && a.up > 0 && a.up * 2 >= a.parts;
+    const engine = a.up === a.parts ? 'ok' : a.up === 0 ? 'unavailable' : 'degraded';
+    return {
+      alive,
+      ready,
+      body: { state: this.state, engine: this.engine.name, store: { ...a, status: engine } },
+    };
   }
 
   info(): Record<string, unknown> {

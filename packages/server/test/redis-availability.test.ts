@@ -18,7 +18,31 @@ async function until(cond: () => Promise<boolean> | boolean, what: string, ms = 
   }
 }
 
-const health = async (n: RedisNode): Promise<number> => (await fetch(`${n.url}/health`)).status;
+const ready = async (n: RedisNode): Promise<number> => (await fetch(`${n.url}/ready`)).status;
+const alive = async (n: RedisNode): Promise<number> => (await fetch(`${n.url}/health`)).status;
+
+describe.skipIf(skipSpawnedRedis)('readiness with independent shards', () => {
+  it('stays ready while at least half of the shards are up, and says which part is down', async () => {
+    const shards = await Promise.all([startRedisServer(), startRedisServer(), startRedisServer()]);
+    const node = await startRedisNode('sh', {}, { urls: shards.map((r) => r.url) });
+    try {
+      expect(await ready(node)).toBe(200);
+      await shards[1]?.kill();
+      await until(async () => node.engine.availability().up === 2, 'the engine to see one shard down');
+      const r = await fetch(`${node.url}/ready`);
+      expect(r.status).toBe(200);
+      expect(await r.json()).toMatchObject({ status: 'ok', store: { parts: 3, up: 2, status: 'degraded' } });
+      await shards[2]?.kill();
+      await until(async () => (await ready(node)) === 503, '/ready to report 503 with two shards of three down');
+      expect(await alive(node)).toBe(200);
+      await shards[1]?.restart();
+      await until(async () => (await ready(node)) === 200, '/ready to report 200 with two shards up again');
+    } finally {
+      await node.close();
+      await Promise.all(shards.map((r) => r.stop()));
+    }
+  });
+});
 
 describe.skipIf(skipSpawnedRedis)('redis availability', () => {
   let redis: SpawnedRedis;
@@ -42,8 +66,9 @@ describe.skipIf(skipSpawnedRedis)('redis availability', () => {
       saver.disconnect();
       await redis.kill();
 
-      await until(async () => (await health(node)) === 503, '/health to report 503');
+      await until(async () => (await ready(node)) === 503, '/ready to report 503');
       expect(node.engine.ready()).toBe(false);
+      expect(await alive(node)).toBe(200); // the process is alive: a liveness probe must not restart it
       const failed = await api(node.url, 'publish', { channel: 'av.x', data: 'lost' });
       expect(failed.status).toBe(503);
       expect(failed.body.error.code).toBe('HERALD_ERR_ENGINE_UNAVAILABLE');
@@ -51,7 +76,7 @@ describe.skipIf(skipSpawnedRedis)('redis availability', () => {
       expect(c.closeCode).toBeUndefined(); // connected while Redis is away
 
       await redis.restart();
-      await until(async () => (await health(node)) === 200, '/health to report 200 again');
+      await until(async () => (await ready(node)) === 200, '/ready to report 200 again');
       for (let i = 4; i <= 6; i++) {
         const r = await api(node.url, 'publish', { channel: 'av.x', data: i });
         expect(r.status).toBe(200);

@@ -73,7 +73,7 @@ export async function runServe(argv: string[]): Promise<number> {
 Herald ${VERSION} is running (engine: ${config.engine}, pid ${process.pid})
   WebSocket   ${secure ? 'wss' : 'ws'}://${host}:${address.port}/ws
   Server API  ${base}/api/{publish,broadcast,history,channels,info,disconnect,batch}
-  Health      ${base}/health
+  Health      ${base}/health   (ready: ${base}/ready)
 ${keyLine}
 
 Listen (in another terminal):

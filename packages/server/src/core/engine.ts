@@ -123,6 +123,17 @@ export interface Engine {
   /** Node-level subscription: the hub calls it once per stream with local subscribers. */
   subscribe(stream: string): Promise<void>;
   unsubscribe(stream: string): Promise<void>;
-  /** Whether the engine can serve requests now (readiness). */
+  /** Whether the engine can serve every request now (all of its store is reachable). */
   ready(): boolean;
+  /**
+   * How much of its store the engine reaches now, for engines spread over several servers (Redis
+   * shards, Cluster masters): `up` of `parts`. A node that reaches most of it can still serve most
+   * namespaces (`/ready` stays 200). Absent: one part, up when `ready()`.
+   */
+  availability?(): EngineAvailability;
+}
+
+export interface EngineAvailability {
+  readonly parts: number;
+  readonly up: number;
 }

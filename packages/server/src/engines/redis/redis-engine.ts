@@ -28,6 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { namespaceOf, streamsOf } from '@herald/protocol';
 import type {
   Engine,
+  EngineAvailability,
   HistoryOutcome,
   HistoryRequest,
   Publication,
@@ -164,6 +165,11 @@ export class RedisEngine implements Engine {
 
   ready(): boolean {
     return this.state === 'running' && this.topology.ready();
+  }
+
+  availability(): EngineAvailability {
+    const a = this.topology.availability();
+    return this.state === 'running' ? a : { parts: a.parts, up: 0 };
   }
 
   /** Per-shard connection states and counters, for `info`. */

@@ -115,6 +115,8 @@ export interface Topology {
   /** A command client for keys that are not per namespace (the ingestion lease). */
   globalClient(): ScriptClient;
   status(): ShardStatus[];
+  /** Shards (or Cluster masters) whose command connection and subscriber link are both up, of all. */
+  availability(): { parts: number; up: number };
 }
 
 /** Reconnect with capped exponential backoff and jitter. */
@@ -313,6 +315,12 @@ export class ShardsTopology implements Topology {
     return this.shards.every((s) => s.commands.status === 'ready' && s.link.ready());
   }
 
+  availability(): { parts: number; up: number } {
+    let up = 0;
+    for (const s of this.shards) if (s.commands.status === 'ready' && s.link.ready()) up++;
+    return { parts: this.shards.length, up };
+  }
+
   private shard(namespace: string): Shard {
     return this.shards[shardOf(namespace, this.shards.length)] as Shard;
   }
@@ -415,6 +423,14 @@ export class ClusterTopology implements Topology {
     if (this.cluster.status !== 'ready') return false;
     for (const key of this.masterKeys()) if (!this.links.get(key)?.ready()) return false;
     return true;
+  }
+
+  availability(): { parts: number; up: number } {
+    const masters = this.masterKeys();
+    if (this.cluster.status !== 'ready') return { parts: Math.max(1, masters.length), up: 0 };
+    let up = 0;
+    for (const key of masters) if (this.links.get(key)?.ready() === true) up++;
+    return { parts: masters.length, up };
   }
 
   client(_namespace: string): ScriptClient {
