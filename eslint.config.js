@@ -4,7 +4,7 @@ import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 /**
- * Layering (see /work/shared/STYLE.md): protocol ← core ← engines, transports ← api, auth, cli.
+ * Layering (docs/architecture.md, "Packages"): protocol ← core ← engines, transports ← api, auth, cli.
  * Enforced with `no-restricted-imports`. ESLint replaces (not merges) a rule's options when several
  * config objects set it for one file, so each layer below gets exactly one object and the globs do
  * not overlap.

@@ -1,4 +1,4 @@
-/** Tables (terminal and Markdown), ratios against Herald, and the issue's targets met or not. */
+/** Tables (terminal and Markdown), ratios against Herald, and Herald's performance targets met or not. */
 import type { Machine } from './machine.js';
 import { generatorPaced, generatorUsPerDelivery, type StepResult } from './run.js';
 import { median, type ScenarioResult } from './scenarios.js';
@@ -180,7 +180,7 @@ function pct(a: number, b: number): string {
   return `${d >= 0 ? '+' : ''}${d.toFixed(0)} %`;
 }
 
-/** The issue's targets that this result can judge. */
+/** The performance targets (docs/performance.md#targets) that this result can judge. */
 export function verdicts(r: ScenarioResult): Verdict[] {
   const out: Verdict[] = [];
   const id = r.spec.id;
@@ -371,7 +371,7 @@ export function markdownReport(
     for (const { title, table } of tables(r)) lines.push(`### ${title}`, '', md(table), '');
     const v = verdicts(r);
     if (v.length > 0) {
-      lines.push('### Targets (issue #6)', '');
+      lines.push('### Targets', '');
       if (r.spec.n !== 10_000)
         lines.push(
           `The targets are set for N = 10,000; at N = ${r.spec.n.toLocaleString('en')} this is indicative only.`,
