@@ -355,9 +355,13 @@ export class HeraldServer {
     const closed = server !== undefined ? server.close() : Promise.resolve();
     this.hub.shutdown(this.config.shutdown.reconnectJitter);
     const deadline = Date.now() + this.config.shutdown.timeout;
-    while (this.ws.connectionCount > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // Every transport's clients were told to go: wait until they have, or until the deadline.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([this.ws.drained(), this.sse.drained(), this.stream.drained(), this.poll.drained()]),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.shutdown.timeout))),
+    ]);
+    clearTimeout(timer);
     this.ws.close();
     this.sse.close();
     this.stream.close();

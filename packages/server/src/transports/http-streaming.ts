@@ -22,6 +22,7 @@ import { SharedHeaderBlock } from '../http/shared-header.js';
 import { detach, detachable } from '../http/detach.js';
 import { h2Stream, responseGone } from '../http/request-gone.js';
 import { directFd, writeFrame } from './socket-write.js';
+import { DrainWaiters } from './drain-waiters.js';
 
 /** An encoder for one streaming connection, with the frames only streams have. */
 export interface StreamEncoder extends FrameEncoder {
@@ -230,6 +231,7 @@ function ignoreError(): void {}
 
 export class StreamingTransport {
   private readonly conns = new Set<StreamConnection>();
+  private readonly drain = new DrainWaiters();
   readonly clock: Clock;
   readonly closeTimeout: number;
   private readonly beat: TimerHandle;
@@ -249,6 +251,11 @@ export class StreamingTransport {
 
   get connectionCount(): number {
     return this.conns.size;
+  }
+
+  /** Resolves once no connection is open. */
+  drained(): Promise<void> {
+    return this.drain.wait(this.conns.size);
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -382,6 +389,7 @@ export class StreamingTransport {
   /** A connection ended (either side). */
   forget(conn: StreamConnection): void {
     this.conns.delete(conn);
+    this.drain.removed(this.conns.size);
     conn.session?.transportClosed();
   }
 

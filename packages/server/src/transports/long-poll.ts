@@ -20,6 +20,7 @@ import { acceptTransportRequest, identify, openFailed } from '../http/accept.js'
 import type { TransportQuery } from '../http/query.js';
 import type { SessionTokens } from '../http/session-token.js';
 import { StreamCursors } from './stream-cursors.js';
+import { DrainWaiters } from './drain-waiters.js';
 import { responseGone } from '../http/request-gone.js';
 
 export interface LongPollOptions {
@@ -172,6 +173,7 @@ export class LongPollTransport {
   readonly tokens: SessionTokens;
   /** The open poll of each client id, so that a newer poll answers the older one. */
   private readonly open = new Map<string, PollConnection>();
+  private readonly drain = new DrainWaiters();
 
   constructor(private readonly opts: LongPollOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -180,6 +182,11 @@ export class LongPollTransport {
 
   get connectionCount(): number {
     return this.open.size;
+  }
+
+  /** Resolves once no poll is open. */
+  drained(): Promise<void> {
+    return this.drain.wait(this.open.size);
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -258,6 +265,7 @@ export class LongPollTransport {
   finished(conn: PollConnection): void {
     conn.finished = true;
     if (this.open.get(conn.clientId) === conn) this.open.delete(conn.clientId);
+    this.drain.removed(this.open.size);
     conn.timer?.cancel();
     conn.session?.transportClosed();
   }

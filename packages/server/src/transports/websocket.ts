@@ -11,6 +11,7 @@ import type { SessionIdentity } from '../core/authorizer.js';
 import { requestToken } from '../http/token.js';
 import { wsFrameEncoder } from './ws-frame.js';
 import { directFd, writeFrame } from './socket-write.js';
+import { DrainWaiters } from './drain-waiters.js';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
 import type { Session } from '../core/session.js';
@@ -160,6 +161,7 @@ class WsConnection implements TransportConnection {
 export class WebSocketTransport {
   private readonly wss: WebSocketServer;
   private readonly conns = new Set<WsConnection>();
+  private readonly drain = new DrainWaiters();
   readonly clock: Clock;
   readonly closeTimeout: number;
   private readonly pingTimer: TimerHandle;
@@ -188,6 +190,11 @@ export class WebSocketTransport {
 
   get connectionCount(): number {
     return this.conns.size;
+  }
+
+  /** Resolves once no connection is open. */
+  drained(): Promise<void> {
+    return this.drain.wait(this.conns.size);
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -299,6 +306,7 @@ export class WebSocketTransport {
   forget(conn: WsConnection): void {
     conn.closed();
     this.conns.delete(conn);
+    this.drain.removed(this.conns.size);
     conn.session?.transportClosed();
   }
 
