@@ -3,11 +3,11 @@
  * docs/scaling.md ("Behind nginx") with only its ports substituted, so the docs stay true: WebSocket
  * and SSE clients get publications made through nginx's API route, long-polls spread over the
  * nodes lose nothing, and `POST /send` works whichever node nginx picks (forwarded to the node
- * holding the session). nginx's access log records which upstream served each request.
+ * holding the session). nginx's access log records which upstream served each request. The same
+ * block in front of nodes in their own processes, one killed with SIGKILL: redis-proxies.test.ts.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { docsNginxConfig } from './support/docs-proxies.js';
 import { WsClient, api } from './support/harness.js';
 import { send } from './support/http-clients.js';
 import { waitUntil } from './support/inbox.js';
@@ -16,25 +16,6 @@ import { tempDir } from './support/processes.js';
 import { dropPrefix, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 import { SESSION_SECRET, openSse } from './support/send-forward.js';
-
-const SCALING_MD = fileURLToPath(new URL('../../../docs/scaling.md', import.meta.url));
-const DOCS_PORTS = [8081, 8082, 8083];
-
-/** The nginx block of docs/scaling.md's "Behind nginx" section, listening on `port`, proxying to `upstreams`. */
-function docsNginxConfig(port: number, upstreams: readonly number[]): string {
-  const md = readFileSync(SCALING_MD, 'utf8');
-  const section = md.slice(md.indexOf('## Behind nginx'));
-  const block = /```nginx\n([\s\S]*?)```/.exec(section)?.[1];
-  if (block === undefined) throw new Error('docs/scaling.md has no nginx block under "## Behind nginx"');
-  let conf = block;
-  DOCS_PORTS.forEach((p, i) => {
-    const next = conf.replaceAll(`127.0.0.1:${p}`, `127.0.0.1:${upstreams[i]}`);
-    if (next === conf) throw new Error(`the nginx block of docs/scaling.md no longer names 127.0.0.1:${p}`);
-    conf = next;
-  });
-  if (!conf.includes('listen 80;')) throw new Error('the nginx block of docs/scaling.md no longer has "listen 80;"');
-  return conf.replace('listen 80;', `listen 127.0.0.1:${port};`);
-}
 
 const prefix = testPrefix();
 const over = {
