@@ -15,6 +15,7 @@ import {
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
 import { withPublications } from '../core/encoder.js';
+import { toErrorBody } from '../core/errors.js';
 import { readBody } from '../http/body.js';
 import { sendJsonError } from '../http/admission.js';
 import { ApiKeys } from './api-keys.js';
@@ -39,7 +40,7 @@ export class ServerApi {
     this.keys = new ApiKeys(opts.apiKeys);
     const hub = opts.hub;
     const methodOf = (name: string): ApiMethod | undefined => this.methodOf(name);
-    const errorBody = (err: unknown) => hub.toErrorBody(err, opts.logger);
+    const errorBody = (err: unknown) => toErrorBody(err, opts.logger);
     this.methods = {
       publish: async (b) => {
         const r = await hub.publish(b['channel'], b['data'], { idempotencyKey: optKey(b) });
@@ -56,7 +57,7 @@ export class ServerApi {
             try {
               return await hub.publish(channel, b['data'], { idempotencyKey: key });
             } catch (err) {
-              return { channel, error: hub.toErrorBody(err, opts.logger) };
+              return { channel, error: toErrorBody(err, opts.logger) };
             }
           }),
         );
@@ -112,7 +113,7 @@ export class ServerApi {
   /** Handles a request whose path starts with `/api/`. */
   handle(req: IncomingMessage, res: ServerResponse, method: string): void {
     this.run(req, res, method).catch((err: unknown) => {
-      const body = this.opts.hub.toErrorBody(err, this.opts.logger);
+      const body = toErrorBody(err, this.opts.logger);
       // RFC 7694: a 415 for a content coding says which codings are accepted.
       const headers: Record<string, string> =
         body.code === 'HERALD_ERR_API_UNSUPPORTED_ENCODING' ? { 'Accept-Encoding': 'identity' } : {};

@@ -3,7 +3,8 @@
  * permissions and namespace rules (ChannelAccess), subscription tokens, and backend hooks.
  */
 import { HeraldError, namespaceOf } from '@herald/protocol';
-import type { Authorizer, ConnectInfo, SessionIdentity } from '../core/authorizer.js';
+import type { Authorizer, ConnectInfo } from '../core/authorizer.js';
+import type { SessionIdentity } from '../core/identity.js';
 import type { Session } from '../core/session.js';
 import type { ClientIdentity } from './authenticator.js';
 import type { Auth } from './index.js';

@@ -4,22 +4,14 @@
  * default that applies the namespace options alone. Every refusal is a HeraldError with a code.
  */
 import { HeraldError, namespaceOf } from '@herald/protocol';
+import { ANONYMOUS_IDENTITY, type SessionIdentity } from './identity.js';
 import type { NamespacePolicy } from './policy.js';
 import type { Session } from './session.js';
 import type { TransportName } from './transport.js';
 
-/** Who a connection is. */
-export interface SessionIdentity {
-  /** From the token's `sub`; '' for anonymous clients. */
-  readonly userId: string;
-  readonly anonymous: boolean;
-  /** When the token expires (ms since the epoch); undefined: never. */
-  readonly expiresAt: number | undefined;
-  /** The token's `info` claim. */
-  readonly info?: unknown;
-}
-
-export const ANONYMOUS_IDENTITY: SessionIdentity = Object.freeze({ userId: '', anonymous: true, expiresAt: undefined });
+// Identities are what an Authorizer makes; they are defined in their own module so that the session
+// can carry one without depending on the authorizer.
+export { ANONYMOUS_IDENTITY, type SessionIdentity } from './identity.js';
 
 export interface ConnectInfo {
   readonly clientId: string;

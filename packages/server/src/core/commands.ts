@@ -3,11 +3,64 @@
  * publications (history, a subscribe with a backlog or a recovery) are read in their reply target's
  * turn and cut to its room (see `replies.ts`).
  */
-import { HeraldError, type Command, type SubscribeCommand } from '@herald/protocol';
+import {
+  HeraldError,
+  type Command,
+  type HistoryResult,
+  type PublishResult,
+  type StreamPosition,
+  type SubscribeCommand,
+  type SubscribeResult,
+} from '@herald/protocol';
+import type { Authorizer } from './authorizer.js';
 import type { FrameEncoder } from './encoder.js';
-import type { Hub } from './hub.js';
-import type { ReplyOut } from './replies.js';
+import type { Publication } from './engine.js';
+import { replyTooLarge, type ReplyOut } from './replies.js';
 import type { Session } from './session.js';
+
+export interface SubscribeOptions {
+  readonly since?: StreamPosition | undefined;
+  readonly backlog?: number | undefined;
+  /** A subscription token, for namespaces that require one. */
+  readonly token?: string | undefined;
+  /** Bytes of publications a backlog may carry now; `limits.maxReplyBytes` when not given (see `replies.ts`). */
+  readonly room?: (() => number) | undefined;
+  /** Waits for the turn to read and reply with publications (`ReplyOut.turn`); none when not given. */
+  readonly turn?: (() => Promise<() => void>) | undefined;
+}
+
+export interface HistoryOptions {
+  readonly since?: StreamPosition | undefined;
+  readonly limit?: number | undefined;
+  readonly reverse?: boolean | undefined;
+  /** Bytes of publications the result may carry; the rest is cut (`truncated`). No bound when not given. */
+  readonly maxBytes?: number | undefined;
+}
+
+export type SubscribeReply = (
+  result: Omit<SubscribeResult, 'publications'>,
+  publications: readonly Publication[],
+) => void;
+
+/**
+ * What commands need of the node that runs them (the `Hub` implements it; see there for what each
+ * does). Commands depend on this, not on the hub, so the hub can import them.
+ */
+export interface CommandHost {
+  readonly authorizer: Authorizer;
+  publish(channel: unknown, data: unknown, opts?: { idempotencyKey?: string | undefined }): Promise<PublishResult>;
+  history(
+    stream: unknown,
+    opts?: HistoryOptions,
+  ): Promise<{ result: Omit<HistoryResult, 'publications'>; publications: Publication[] }>;
+  subscribe(session: Session, stream: string, opts: SubscribeOptions, reply: SubscribeReply): Promise<void>;
+  snapshot(
+    session: Session,
+    stream: string,
+    opts: SubscribeOptions,
+  ): Promise<{ result: Omit<SubscribeResult, 'publications'>; publications: Publication[] }>;
+  unsubscribe(session: Session, stream: string): void;
+}
 
 /**
  * Returns the encoded reply, or undefined when the reply was already handed to `out` (subscribe
@@ -15,7 +68,7 @@ import type { Session } from './session.js';
  * subscription, and replies read in a turn). Rejects with a HeraldError for a refused command.
  */
 export async function runCommand(
-  hub: Hub,
+  hub: CommandHost,
   session: Session,
   cmd: Command,
   out: ReplyOut,
@@ -81,16 +134,9 @@ function putReply(out: ReplyOut, id: number, bytes: Uint8Array): void {
   if (!out.put(bytes)) throw replyTooLarge(id, bytes.byteLength);
 }
 
-export function replyTooLarge(id: number, size: number): HeraldError {
-  return new HeraldError(
-    'HERALD_ERR_REPLY_TOO_LARGE',
-    `the reply to command ${id} (${size} bytes) does not fit in what is left of the response: send it again on its own`,
-  );
-}
-
 /** A subscribe on a live session: the hub hands the reply over before the subscription goes live. */
 async function subscribe(
-  hub: Hub,
+  hub: CommandHost,
   session: Session,
   cmd: SubscribeCommand,
   out: ReplyOut,
@@ -115,7 +161,7 @@ async function subscribe(
 
 /** A subscribe for a stateless long-poll client: what a subscription would start with, as the reply. */
 async function snapshot(
-  hub: Hub,
+  hub: CommandHost,
   session: Session,
   cmd: SubscribeCommand,
   out: ReplyOut,

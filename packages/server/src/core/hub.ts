@@ -9,22 +9,30 @@ import {
   HeraldError,
   checkChannel,
   namespaceOf,
-  type ErrorBody,
+  type Command,
   type HistoryResult,
   type PublishResult,
   type StreamPosition,
   type SubscribeResult,
 } from '@herald/protocol';
 import { randomBytes } from 'node:crypto';
+import { namespaceAuthorizer, type Authorizer } from './authorizer.js';
+import { systemClock, type Clock } from './clock.js';
+import {
+  runCommand,
+  type CommandHost,
+  type HistoryOptions,
+  type SubscribeOptions,
+  type SubscribeReply,
+} from './commands.js';
 import type { EncodeCache, FrameEncoder } from './encoder.js';
 import type { Engine, HistoryOutcome, Publication, PublicationSink } from './engine.js';
+import type { SessionIdentity } from './identity.js';
 import type { Logger } from './logger.js';
-import { namespaceAuthorizer, type Authorizer, type SessionIdentity } from './authorizer.js';
-import { systemClock, type Clock } from './clock.js';
+import { NodeControl, type NodeControlHost } from './node-control.js';
 import type { HubLimits, NamespacePolicy } from './policy.js';
-import { fitCount, replyBytes } from './replies.js';
-import { NodeControl } from './node-control.js';
-import { Session, type SessionInit } from './session.js';
+import { fitCount, replyBytes, type ReplyOut } from './replies.js';
+import { Session, type SessionHost, type SessionInit, type SessionStats } from './session.js';
 import { NO_BUFFER, Subscription } from './subscription.js';
 import type { TransportConnection } from './transport.js';
 
@@ -45,41 +53,15 @@ export interface HubOptions {
   readonly nodeId?: string;
 }
 
-export interface HubStats {
+export interface HubStats extends SessionStats {
   /** Publications accepted by this node's publish calls (duplicates not counted). */
   published: number;
   /** Publications this node received from the engine for its streams. */
   received: number;
   /** Publication frames queued to sessions. */
   deliveries: number;
-  badFrames: number;
-  slowDisconnects: number;
   connectionsTotal: number;
 }
-
-export interface SubscribeOptions {
-  readonly since?: StreamPosition | undefined;
-  readonly backlog?: number | undefined;
-  /** A subscription token, for namespaces that require one. */
-  readonly token?: string | undefined;
-  /** Bytes of publications a backlog may carry now; `limits.maxReplyBytes` when not given (see `replies.ts`). */
-  readonly room?: (() => number) | undefined;
-  /** Waits for the turn to read and reply with publications (`ReplyOut.turn`); none when not given. */
-  readonly turn?: (() => Promise<() => void>) | undefined;
-}
-
-export interface HistoryOptions {
-  readonly since?: StreamPosition | undefined;
-  readonly limit?: number | undefined;
-  readonly reverse?: boolean | undefined;
-  /** Bytes of publications the result may carry; the rest is cut (`truncated`). No bound when not given. */
-  readonly maxBytes?: number | undefined;
-}
-
-export type SubscribeReply = (
-  result: Omit<SubscribeResult, 'publications'>,
-  publications: readonly Publication[],
-) => void;
 
 interface StreamState {
   readonly subs: Set<Subscription>;
@@ -95,7 +77,7 @@ const NO_TRANSPORT: TransportConnection = {
   close: () => undefined,
 };
 
-export class Hub implements PublicationSink {
+export class Hub implements PublicationSink, SessionHost, CommandHost, NodeControlHost {
   readonly engine: Engine;
   readonly logger: Logger;
   readonly limits: HubLimits;
@@ -192,6 +174,17 @@ export class Hub implements PublicationSink {
     this.dirty = [];
     for (const s of batch) s.flush();
   };
+
+  /** Runs one command of a session (`SessionHost`): see `runCommand` in commands.ts. */
+  runCommand(
+    session: Session,
+    cmd: Command,
+    out: ReplyOut,
+    enc: FrameEncoder,
+    effected: () => void,
+  ): Promise<Uint8Array | undefined> {
+    return runCommand(this, session, cmd, out, enc, effected);
+  }
 
   // ---- publish / history ----------------------------------------------------------------------
 
@@ -622,13 +615,6 @@ export class Hub implements PublicationSink {
       this.logger.error({ err, op: what }, 'engine call failed');
       throw new HeraldError('HERALD_ERR_ENGINE_UNAVAILABLE', `engine ${what} failed`);
     }
-  }
-
-  /** Turns any error into a reply body; unexpected ones are logged once with their stack. */
-  toErrorBody(err: unknown, logger: Logger = this.logger): ErrorBody {
-    if (err instanceof HeraldError) return { code: err.code, message: err.message };
-    logger.error({ err }, 'unexpected error');
-    return { code: 'HERALD_ERR_INTERNAL', message: 'internal error' };
   }
 }
 

@@ -21,9 +21,26 @@
  */
 import { HeraldError, isErrorCode, splitFrames, type ErrorBody } from '@herald/protocol';
 import { jsonEncoder } from './encoder.js';
-import type { Hub } from './hub.js';
+import type { Engine } from './engine.js';
+import { toErrorBody } from './errors.js';
+import type { Logger } from './logger.js';
+import type { HubLimits } from './policy.js';
 import { SMALL_REPLY, SendResponse } from './replies.js';
 import type { Session } from './session.js';
+
+/**
+ * What node control needs of the node it serves (the `Hub` implements it). It depends on this, not on
+ * the hub, so the hub can own a `NodeControl`.
+ */
+export interface NodeControlHost {
+  /** Its `control` reaches the other nodes (absent: this node is alone). */
+  readonly engine: Engine;
+  readonly nodeId: string;
+  readonly logger: Logger;
+  readonly limits: HubLimits;
+  /** The sessions this node holds, by client id. */
+  readonly sessions: ReadonlyMap<string, Session>;
+}
 
 /**
  * The node holding the session of a client id made by `Hub.newClientId()`, or undefined when no
@@ -48,7 +65,7 @@ export function takesSendCommands(session: Session): boolean {
  * running any, when the body holds more commands than one connection may have on their way.
  */
 export async function runSendCommands(session: Session, body: string): Promise<Uint8Array> {
-  const limits = session.hub.limits;
+  const limits = session.host.limits;
   const most = limits.maxCommandsInFlight + limits.maxCommandsWaiting;
   const count = splitFrames(body).length;
   if (count > most) {
@@ -66,8 +83,8 @@ export async function runSendCommands(session: Session, body: string): Promise<U
  * The largest answer a node publishes for a forwarded `/send`: its replies (see `runSendCommands`)
  * JSON-escaped, which at most doubles them, and the envelope.
  */
-export function maxForwardBytes(hub: Hub): number {
-  const limits = hub.limits;
+export function maxForwardBytes(host: { readonly limits: HubLimits }): number {
+  const limits = host.limits;
   return 2 * (limits.maxReplyBytes + (limits.maxCommandsInFlight + limits.maxCommandsWaiting) * SMALL_REPLY) + 1024;
 }
 
@@ -91,16 +108,16 @@ export interface NodeControlStats {
 export class NodeControl {
   readonly stats: NodeControlStats = { forwarded: 0, served: 0 };
 
-  constructor(private readonly hub: Hub) {}
+  constructor(private readonly host: NodeControlHost) {}
 
   /** Whether the engine can reach other nodes (the Redis engine can; the memory engine serves one node). */
   get available(): boolean {
-    return this.hub.engine.control !== undefined;
+    return this.host.engine.control !== undefined;
   }
 
   /** Takes requests from other nodes. Called by `Hub.start` once the engine has started. */
   async start(): Promise<void> {
-    await this.hub.engine.control?.serve(this.hub.nodeId, (message) => this.serve(message));
+    await this.host.engine.control?.serve(this.host.nodeId, (message) => this.serve(message));
   }
 
   /**
@@ -109,7 +126,7 @@ export class NodeControl {
    * `timeoutMs`, and with the other node's error (`HERALD_ERR_SESSION_NOT_FOUND`: the session ended).
    */
   async send(clientId: string, body: string, timeoutMs: number): Promise<Uint8Array> {
-    const control = this.hub.engine.control;
+    const control = this.host.engine.control;
     const node = nodeOfClientId(clientId);
     if (control === undefined || node === undefined) {
       throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is not held by a node this one can reach');
@@ -120,7 +137,7 @@ export class NodeControl {
     try {
       text = await control.request(node, JSON.stringify(request), timeoutMs);
     } catch (err) {
-      if (err instanceof HeraldError) this.hub.logger.info({ code: err.code, node }, err.message);
+      if (err instanceof HeraldError) this.host.logger.info({ code: err.code, node }, err.message);
       throw err;
     }
     const answer = parseAnswer(text);
@@ -133,7 +150,7 @@ export class NodeControl {
     let answer: SendAnswer;
     try {
       const request = parseRequest(message);
-      const session = this.hub.sessions.get(request.client);
+      const session = this.host.sessions.get(request.client);
       if (session === undefined || session.state !== 'open' || !takesSendCommands(session)) {
         throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is closed');
       }
@@ -141,17 +158,17 @@ export class NodeControl {
       const replies = await runSendCommands(session, request.body);
       answer = { replies: Buffer.from(replies).toString('utf8') };
     } catch (err) {
-      answer = { error: this.hub.toErrorBody(err) };
+      answer = { error: toErrorBody(err, this.host.logger) };
     }
     return this.bounded(JSON.stringify(answer));
   }
 
   /** `text`, unless it is larger than the bound of a forwarded answer: then an error says so. */
   private bounded(text: string): string {
-    const max = maxForwardBytes(this.hub);
+    const max = maxForwardBytes(this.host);
     const size = Buffer.byteLength(text);
     if (size <= max) return text;
-    this.hub.logger.warn({ code: 'HERALD_ERR_REPLY_TOO_LARGE', size, max }, 'forwarded answer too large: refused');
+    this.host.logger.warn({ code: 'HERALD_ERR_REPLY_TOO_LARGE', size, max }, 'forwarded answer too large: refused');
     const error: ErrorBody = {
       code: 'HERALD_ERR_REPLY_TOO_LARGE',
       message: `the replies (${size} bytes) are larger than a node forwards (${max}): send fewer commands at once`,

@@ -12,6 +12,7 @@
  *   replies always fit); once a history had to be cut, later ones carry no publications, and any
  *   other reply that does not fit is refused and answered `HERALD_ERR_REPLY_TOO_LARGE`.
  */
+import { HeraldError } from '@herald/protocol';
 import type { Publication } from './engine.js';
 
 /** Where the encoded replies of a batch of commands go: a session's own queue, or one `/send` response. */
@@ -55,6 +56,14 @@ export function fitCount(pubs: readonly Publication[], maxBytes: number): number
     if (used > maxBytes) return i;
   }
   return pubs.length;
+}
+
+/** The refusal of a reply that does not fit where it should go (`ReplyOut.put` returned false). */
+export function replyTooLarge(id: number, size: number): HeraldError {
+  return new HeraldError(
+    'HERALD_ERR_REPLY_TOO_LARGE',
+    `the reply to command ${id} (${size} bytes) does not fit in what is left of the response: send it again on its own`,
+  );
 }
 
 const NL = Buffer.from('\n');

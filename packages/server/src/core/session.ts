@@ -12,25 +12,24 @@
  */
 import {
   DisconnectCodes,
-  HeraldError,
   splitFrames,
   decodeCommand,
   type Command,
   type DisconnectName,
   type ErrorBody,
 } from '@herald/protocol';
+import type { Clock, TimerHandle } from './clock.js';
+import { CommandState } from './command-state.js';
 import type { EncodeCache, FrameEncoder, NonPubPush } from './encoder.js';
 import type { Publication } from './engine.js';
-import type { Hub } from './hub.js';
+import { toErrorBody } from './errors.js';
+import { ANONYMOUS_IDENTITY, type SessionIdentity } from './identity.js';
 import type { Logger } from './logger.js';
-import { ANONYMOUS_IDENTITY, type SessionIdentity } from './authorizer.js';
-import type { TimerHandle } from './clock.js';
-import type { TransportConnection } from './transport.js';
+import type { HubLimits } from './policy.js';
+import { replyTooLarge, type ReplyOut } from './replies.js';
 import { SmallMap } from './small-map.js';
-import type { Subscription } from './subscription.js';
-import { replyTooLarge, runCommand } from './commands.js';
-import { ChannelLanes } from './channel-lanes.js';
-import type { ReplyOut } from './replies.js';
+import type { DisconnectOptions, Subscriber, Subscription } from './subscription.js';
+import type { TransportConnection } from './transport.js';
 
 export type SessionState = 'open' | 'closing' | 'closed';
 
@@ -46,54 +45,41 @@ export interface SessionInit {
   readonly detached?: boolean;
 }
 
-/** A command waiting for its turn to run (see `Session.admit`). */
-interface Waiting {
-  readonly cmd: Command;
-  readonly out: ReplyOut;
-  readonly enc: FrameEncoder;
-  readonly done: () => void;
+/** The counters a session bumps (the hub's `HubStats` holds them). */
+export interface SessionStats {
+  badFrames: number;
+  slowDisconnects: number;
 }
 
 /**
- * What a session tracks of its commands while any is on its way; dropped when none is (most
- * subscribers send one or two commands in their life, and idle memory per connection counts).
+ * What a session needs of the node that holds it (the `Hub` implements it). The session depends on
+ * this, not on the hub, so the hub can import the session and not the other way round.
  */
-class CommandState {
-  /** Ids of the commands running or waiting. */
-  readonly ids = new Set<number>();
-  running = 0;
-  readonly waiting: Waiting[] = [];
-  /** Reading from the client is stopped (see `Session.updateReading`). */
-  paused = false;
-  /** The transport calls back once its output has drained. */
-  watching = false;
-  /** A reply carrying publications is being read and queued (see `Session.turn`). */
-  turnHeld = false;
-  readonly turns: (() => void)[] = [];
-  /** Commands on one channel take effect in order (see channel-lanes.ts). */
-  readonly lanes = new ChannelLanes();
-
-  get idle(): boolean {
-    return (
-      this.running === 0 &&
-      this.ids.size === 0 &&
-      this.waiting.length === 0 &&
-      !this.paused &&
-      !this.watching &&
-      !this.turnHeld &&
-      this.turns.length === 0
-    );
-  }
+export interface SessionHost {
+  /** Parent of the session's logger. */
+  readonly logger: Logger;
+  /** Token expiry timers. */
+  readonly clock: Clock;
+  readonly limits: HubLimits;
+  readonly stats: SessionStats;
+  /** Calls `session.flush()` once, later in this turn of the event loop (one write per turn). */
+  scheduleFlush(session: Session): void;
+  /** Forgets the session (it disconnected or closed) and drops its subscriptions. */
+  detach(session: Session): void;
+  /**
+   * Runs one decoded command of the session; resolves with its encoded reply, or undefined when the
+   * reply was already handed to `out` (see `runCommand` in commands.ts).
+   */
+  runCommand(
+    session: Session,
+    cmd: Command,
+    out: ReplyOut,
+    enc: FrameEncoder,
+    effected: () => void,
+  ): Promise<Uint8Array | undefined>;
 }
 
-export interface DisconnectOptions {
-  reason?: string;
-  retryAfterMs?: number;
-  /** Write what is queued before the disconnect push (graceful); otherwise drop it. */
-  flushFirst?: boolean;
-}
-
-export class Session implements ReplyOut {
+export class Session implements ReplyOut, Subscriber {
   readonly id: string;
   /** Who the client is; replaced by a token refresh. */
   identity: SessionIdentity;
@@ -125,7 +111,7 @@ export class Session implements ReplyOut {
   private cmds: CommandState | undefined;
 
   constructor(
-    readonly hub: Hub,
+    readonly host: SessionHost,
     readonly transport: TransportConnection,
     readonly encoder: FrameEncoder,
     init: SessionInit,
@@ -139,7 +125,7 @@ export class Session implements ReplyOut {
 
   /** A child logger with the client id, made on first use (most sessions never log). */
   get logger(): Logger {
-    this.log ??= this.hub.logger.child({ client: this.id, transport: this.transport.name });
+    this.log ??= this.host.logger.child({ client: this.id, transport: this.transport.name });
     return this.log;
   }
 
@@ -162,7 +148,7 @@ export class Session implements ReplyOut {
     this.expiry = undefined;
     const at = identity.expiresAt;
     if (at === undefined || this.detached) return;
-    const clock = this.hub.clock;
+    const clock = this.host.clock;
     const left = at - clock.now();
     if (left <= 0) {
       this.disconnect('TOKEN_EXPIRED', { reason: 'the token expired' });
@@ -183,7 +169,7 @@ export class Session implements ReplyOut {
   /** Whether the token has expired (commands other than `refresh` are refused then). */
   expired(): boolean {
     const at = this.identity.expiresAt;
-    return at !== undefined && at <= this.hub.clock.now();
+    return at !== undefined && at <= this.host.clock.now();
   }
 
   /** Handles one incoming transport message: one or more `\n`-separated JSON commands. */
@@ -220,13 +206,13 @@ export class Session implements ReplyOut {
     try {
       value = JSON.parse(frame);
     } catch {
-      this.hub.stats.badFrames += 1;
+      this.host.stats.badFrames += 1;
       this.logger.info({ code: 'HERALD_ERR_PROTOCOL_MALFORMED' }, 'malformed frame');
       return fail(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message: 'frame is not valid JSON' });
     }
     const decoded = decodeCommand(value);
     if (!decoded.ok) {
-      this.hub.stats.badFrames += 1;
+      this.host.stats.badFrames += 1;
       this.logger.info({ code: decoded.code, id: decoded.id }, decoded.message);
       return fail(decoded.id, { code: decoded.code, message: decoded.message });
     }
@@ -254,7 +240,7 @@ export class Session implements ReplyOut {
    */
   private admit(cmd: Command, out: ReplyOut, enc: FrameEncoder): Promise<void> {
     const st = this.cmds as CommandState;
-    const limits = this.hub.limits;
+    const limits = this.host.limits;
     if (st.running < limits.maxCommandsInFlight && st.waiting.length === 0) return this.start(st, cmd, out, enc);
     if (st.waiting.length >= limits.maxCommandsWaiting) {
       st.ids.delete(cmd.id);
@@ -270,7 +256,7 @@ export class Session implements ReplyOut {
     st.running += 1;
     const channel = 'channel' in cmd ? cmd.channel : undefined;
     return st.lanes
-      .run(channel, (effected) => runCommand(this.hub, this, cmd, out, enc, effected))
+      .run(channel, (effected) => this.host.runCommand(this, cmd, out, enc, effected))
       .then(
         (reply) => {
           if (reply !== undefined && !out.put(reply)) {
@@ -279,7 +265,7 @@ export class Session implements ReplyOut {
           this.finish(st, cmd.id);
         },
         (err: unknown) => {
-          out.put(enc.error(cmd.id, this.hub.toErrorBody(err, this.logger)));
+          out.put(enc.error(cmd.id, toErrorBody(err, this.logger)));
           this.finish(st, cmd.id);
         },
       );
@@ -308,7 +294,7 @@ export class Session implements ReplyOut {
 
   /** ReplyOut: a reply may carry up to limits.maxReplyBytes of publications. */
   room(): number {
-    return this.hub.limits.maxReplyBytes;
+    return this.host.limits.maxReplyBytes;
   }
 
   /** ReplyOut: every reply of a connection gets the full room (its queue bounds what it holds). */
@@ -349,7 +335,7 @@ export class Session implements ReplyOut {
   }
 
   private outputLow(): boolean {
-    return this.outputBytes() <= this.hub.limits.maxQueueBytes / 2;
+    return this.outputBytes() <= this.host.limits.maxQueueBytes / 2;
   }
 
   /**
@@ -383,7 +369,7 @@ export class Session implements ReplyOut {
     const t = this.transport;
     if (t.pauseReading === undefined || this.state !== 'open') return;
     const full = !this.outputLow();
-    const hold = full || st.waiting.length > 0 || st.running >= this.hub.limits.maxCommandsInFlight;
+    const hold = full || st.waiting.length > 0 || st.running >= this.host.limits.maxCommandsInFlight;
     if (hold && full) this.watchOutput(st);
     if (hold === st.paused) return;
     st.paused = hold;
@@ -429,7 +415,7 @@ export class Session implements ReplyOut {
     if (this.state !== 'open') return;
     this.push(bytes);
     this.queuedBytes += bytes.byteLength;
-    const limit = this.hub.limits.maxQueueBytes;
+    const limit = this.host.limits.maxQueueBytes;
     if (kind === 'reply' && bytes.byteLength > this.burst) this.burst = bytes.byteLength;
     // The transport is asked what it still holds only when the answer can matter: `sentBacklog` is
     // an upper bound of it (see there), so below the limit with it, the exact figure is too. This
@@ -438,14 +424,14 @@ export class Session implements ReplyOut {
       const pending = this.queuedBytes + this.transport.bufferedAmount();
       if (kind !== 'reply' && this.burst > 0 && pending - bytes.byteLength <= limit) this.burst = 0;
       if (pending > limit + this.burst) {
-        this.hub.stats.slowDisconnects += 1;
+        this.host.stats.slowDisconnects += 1;
         this.disconnect('SLOW', { reason: 'send queue overflow' });
         return;
       }
     }
     if (!this.scheduled) {
       this.scheduled = true;
-      this.hub.scheduleFlush(this);
+      this.host.scheduleFlush(this);
     }
   }
 
@@ -488,7 +474,7 @@ export class Session implements ReplyOut {
     this.expiry?.cancel();
     this.logger.debug({ code: info.code, reason }, 'disconnect');
     this.transport.close(info.code, reason);
-    this.hub.detach(this);
+    this.host.detach(this);
     this.abandonCommands();
   }
 
@@ -498,11 +484,7 @@ export class Session implements ReplyOut {
     this.state = 'closed';
     this.expiry?.cancel();
     this.clearQueue();
-    this.hub.detach(this);
+    this.host.detach(this);
     this.abandonCommands();
   }
-}
-
-export function isHeraldError(err: unknown): err is HeraldError {
-  return err instanceof HeraldError;
 }

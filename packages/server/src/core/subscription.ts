@@ -1,5 +1,31 @@
+/**
+ * One session's subscription to one stream, as the hub tracks it. The hub reaches the session that
+ * owns it through `Subscriber`, the little a subscription needs of it, so this module does not
+ * depend on the session (which holds its subscriptions) and the two do not import each other.
+ */
+import type { DisconnectName } from '@herald/protocol';
+import type { EncodeCache } from './encoder.js';
 import type { Publication } from './engine.js';
-import type { Session } from './session.js';
+import type { Logger } from './logger.js';
+import type { SmallMap } from './small-map.js';
+
+export interface DisconnectOptions {
+  reason?: string;
+  retryAfterMs?: number;
+  /** Write what is queued before the disconnect push (graceful); otherwise drop it. */
+  flushFirst?: boolean;
+}
+
+/** What the hub asks of the session that owns a subscription (`Session` implements it). */
+export interface Subscriber {
+  /** The owner's subscriptions, by stream. */
+  readonly subscriptions: SmallMap<Subscription>;
+  readonly logger: Logger;
+  /** Queues a publication for the client (the fan-out path: the hub calls it once per subscriber). */
+  deliver(pub: Publication, cache: EncodeCache): void;
+  /** Tells the client why and closes its connection; for a subscription that cannot go on. */
+  disconnect(name: DisconnectName, opts?: DisconnectOptions): void;
+}
 
 /**
  * States of one session's subscription to one stream:
@@ -21,7 +47,7 @@ export class Subscription {
   overflowed = false;
 
   constructor(
-    readonly session: Session,
+    readonly session: Subscriber,
     readonly stream: string,
   ) {}
 }

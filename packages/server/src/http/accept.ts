@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes, HeraldError } from '@herald/protocol';
 import type { Logger } from '../core/logger.js';
-import type { SessionIdentity } from '../core/authorizer.js';
+import { toErrorBody } from '../core/errors.js';
+import type { SessionIdentity } from '../core/identity.js';
 import type { Hub } from '../core/hub.js';
 import type { TransportName } from '../core/transport.js';
 import { requestToken } from './token.js';
@@ -84,7 +85,7 @@ export async function identify(
       remoteAddress: req.socket.remoteAddress,
     });
   } catch (err) {
-    const error = hub.toErrorBody(err);
+    const error = toErrorBody(err, hub.logger);
     hub.logger.info({ code: error.code, transport: info.transport }, 'connection refused');
     if (!res.headersSent) sendJsonError(res, ErrorCodes[error.code].status, error, info.cors);
     return undefined;

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { PROTOCOL_VERSION, type StreamPosition, type SubscribeResult } from '@herald/protocol';
 import type { FrameEncoder } from '../core/encoder.js';
 import type { Publication } from '../core/engine.js';
+import { toErrorBody } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import type { Session } from '../core/session.js';
 import type { TransportConnection, TransportName } from '../core/transport.js';
@@ -356,7 +357,7 @@ export class StreamingTransport {
           session.enqueue(encoder.subscribed(result, pubs), 'reply');
         })
         .catch((err: unknown) => {
-          session.enqueue(encoder.unsubscribed(stream, hub.toErrorBody(err, session.logger)));
+          session.enqueue(encoder.unsubscribed(stream, toErrorBody(err, session.logger)));
         });
     }
   }

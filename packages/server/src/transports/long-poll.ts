@@ -10,6 +10,7 @@ import type { ErrorBody, SubscribeResult } from '@herald/protocol';
 import type { EncodeCache, FrameEncoder, NonPubPush } from '../core/encoder.js';
 import { jsonEncoder } from '../core/encoder.js';
 import type { Publication } from '../core/engine.js';
+import { toErrorBody } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import type { Session } from '../core/session.js';
 import type { TransportConnection } from '../core/transport.js';
@@ -250,7 +251,7 @@ export class LongPollTransport {
         })
         .catch((err: unknown) => {
           immediate = true;
-          conn.streams[stream] = { stream, error: hub.toErrorBody(err, session.logger) };
+          conn.streams[stream] = { stream, error: toErrorBody(err, session.logger) };
         });
     });
     void Promise.all(subscribes).then(() => {

@@ -15,6 +15,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes, HeraldError } from '@herald/protocol';
 import { jsonEncoder } from '../core/encoder.js';
+import { toErrorBody } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import { nodeOfClientId, runSendCommands, takesSendCommands } from '../core/node-control.js';
 import { sendJsonError } from '../http/admission.js';
@@ -42,7 +43,7 @@ export class SendHandler {
       return;
     }
     this.run(req, res, cors).catch((err: unknown) => {
-      const body = this.opts.hub.toErrorBody(err);
+      const body = toErrorBody(err, this.opts.hub.logger);
       if (!res.headersSent) sendJsonError(res, ErrorCodes[body.code].status, body, cors);
       else res.destroy();
     });

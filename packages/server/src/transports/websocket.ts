@@ -7,7 +7,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { PROTOCOL_VERSION, DisconnectCodes, ErrorCodes } from '@herald/protocol';
-import type { SessionIdentity } from '../core/authorizer.js';
+import type { SessionIdentity } from '../core/identity.js';
+import { toErrorBody } from '../core/errors.js';
 import { requestToken } from '../http/token.js';
 import { wsFrameEncoder } from './ws-frame.js';
 import { directFd, writeFrame } from './socket-write.js';
@@ -214,7 +215,7 @@ export class WebSocketTransport {
         );
       },
       (err: unknown) => {
-        const error = hub.toErrorBody(err);
+        const error = toErrorBody(err, hub.logger);
         hub.logger.info({ code: error.code, transport: 'websocket' }, 'connection refused');
         rejectUpgrade(socket, { status: ErrorCodes[error.code].status, error });
       },
