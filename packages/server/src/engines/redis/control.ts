@@ -79,7 +79,7 @@ export class RedisControl implements EngineControl {
     this.channel = channel;
     this.handler = handler;
     try {
-      await this.opts.topology.link(node).add(channel);
+      await this.opts.topology.subscribe(node, channel);
     } catch (err) {
       this.node = this.channel = this.handler = undefined;
       throw err;

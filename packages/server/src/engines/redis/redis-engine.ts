@@ -20,8 +20,9 @@
  *   `recovered: false` (`stats.epochsRenewed` counts these streams; a warning is logged).
  * - `history` is one Lua script too (history.lua): it drops expired publications and reads a range.
  * - Live publications reach the node through one pub/sub subscription per stream on a subscriber
- *   link (see subscriber-link.ts). When a link was lost and comes back, the engine calls
- *   `sink.onGap(streams)` once the streams are subscribed again, and the hub re-reads history.
+ *   link (see subscriber-link.ts), placed by the topology (topology.ts). When a subscription was
+ *   lost and is confirmed again (a link came back; on a Cluster, a failover or slot move took it to
+ *   another master), the engine calls `sink.onGap(streams)`, and the hub re-reads history.
  * - `control`: requests between nodes on per-node pub/sub channels (see control.ts).
  */
 import { randomBytes } from 'node:crypto';
@@ -40,8 +41,7 @@ import { silentLogger, type Logger } from '../../core/logger.js';
 import { RedisControl, type RedisControlStats } from './control.js';
 import { KeySpace } from './keys.js';
 import { loadScripts } from './scripts.js';
-import type { SubscriberLink } from './subscriber-link.js';
-import { createTopology, isLinkError, type ShardStatus, type Topology } from './topology.js';
+import { createTopology, isLinkError, type ShardStatus, type Topology, type TopologyStats } from './topology.js';
 
 /** How long a history read waits for a reconnecting command connection before it is tried again. */
 const HISTORY_RETRY_WAIT_MS = 1_000;
@@ -65,7 +65,7 @@ export interface RedisEngineOptions {
 export interface RedisEngineStats {
   /** Live publications received from Redis for this node's streams. */
   received: number;
-  /** Times a subscriber link came back after a loss (each one made the hub re-read history). */
+  /** Times subscriptions were confirmed again after a loss (each one made the hub re-read history). */
   gaps: number;
   /** Messages on Herald's pub/sub channels that could not be read (another writer?). */
   badMessages: number;
@@ -81,11 +81,6 @@ const MAX_SERVER_CHANGE_WARNINGS = 32;
 
 type EngineState = 'created' | 'starting' | 'running' | 'closed';
 
-interface StreamSubscription {
-  readonly channel: string;
-  readonly link: SubscriberLink;
-}
-
 export class RedisEngine implements Engine {
   readonly name = 'redis';
   /** Random per engine instance: names this node's Redis connections and prefixes its epochs. */
@@ -99,7 +94,8 @@ export class RedisEngine implements Engine {
   private state: EngineState = 'created';
   private sink: PublicationSink | undefined;
   private epochSeq = 0;
-  private readonly subscribed = new Map<string, StreamSubscription>();
+  /** Streams this node subscribes to, with their pub/sub channels. */
+  private readonly subscribed = new Map<string, string>();
   private readonly streamOfChannel = new Map<string, string>();
   /** Times a changed-server warning was logged (capped by MAX_SERVER_CHANGE_WARNINGS). */
   private serverChangeWarnings = 0;
@@ -172,14 +168,25 @@ export class RedisEngine implements Engine {
     return this.state === 'running' ? a : { parts: a.parts, up: 0 };
   }
 
-  /** Per-shard connection states and counters, for `info`. */
-  status(): { mode: string; shards: ShardStatus[]; streams: number; control: RedisControlStats } & RedisEngineStats {
+  /**
+   * Per-shard connection states and counters, for `info`. `topology` counts what topology changes
+   * did (Cluster slot map reads and changes, subscriptions moved to another master and how long
+   * that took, `sunsubscribe` pushes, MOVED redirections of subscriptions).
+   */
+  status(): {
+    mode: string;
+    shards: ShardStatus[];
+    streams: number;
+    control: RedisControlStats;
+    topology: TopologyStats;
+  } & RedisEngineStats {
     return {
       mode: this.topology.mode,
       shards: this.topology.status(),
       streams: this.subscribed.size,
       ...this.stats,
       control: { ...this.control.stats },
+      topology: { ...this.topology.stats },
     };
   }
 
@@ -258,27 +265,28 @@ export class RedisEngine implements Engine {
     this.assertRunning();
     if (this.subscribed.has(stream)) return;
     const channel = this.keys.live(stream);
-    const link = this.topology.link(namespaceOf(stream));
-    const sub: StreamSubscription = { channel, link };
-    this.subscribed.set(stream, sub);
+    this.subscribed.set(stream, channel);
     this.streamOfChannel.set(channel, stream);
     try {
-      await link.add(channel);
+      // The topology keeps it subscribed from now on, wherever its slot goes, until unsubscribe.
+      await this.topology.subscribe(namespaceOf(stream), channel);
     } catch (err) {
-      if (this.subscribed.get(stream) === sub) {
+      if (this.subscribed.get(stream) === channel) {
         this.subscribed.delete(stream);
         this.streamOfChannel.delete(channel);
+        this.topology.unsubscribe(channel);
       }
       throw err;
     }
   }
 
-  async unsubscribe(stream: string): Promise<void> {
-    const sub = this.subscribed.get(stream);
-    if (sub === undefined) return;
+  unsubscribe(stream: string): Promise<void> {
+    const channel = this.subscribed.get(stream);
+    if (channel === undefined) return Promise.resolve();
     this.subscribed.delete(stream);
-    this.streamOfChannel.delete(sub.channel);
-    await sub.link.remove(sub.channel);
+    this.streamOfChannel.delete(channel);
+    this.topology.unsubscribe(channel);
+    return Promise.resolve();
   }
 
   private assertRunning(): void {

@@ -7,13 +7,25 @@
  * - `cluster`: a Redis Cluster. Commands go through ioredis' Cluster client (slot routing, MOVED
  *   and ASK redirections); live publications use sharded pub/sub (SPUBLISH in the script,
  *   SSUBSCRIBE on a subscriber link per master), so a publication reaches only the shard that owns
- *   its namespace's slot instead of being broadcast to every cluster node.
+ *   its namespace's slot instead of being broadcast to every cluster node. Commands are sent one by
+ *   one, not auto-pipelined: ioredis groups an auto-pipeline by the slot of the command's first
+ *   argument, which for a script is its key count, so a pipeline could mix masters and be refused
+ *   whole; sent alone, each command is routed by its keys and redirected on its own.
+ *
+ * Subscriptions (`subscribe`/`unsubscribe`) are placed on the link of the server that owns the
+ * channel. A channel whose subscription was lost and confirmed again (a reconnect; on a Cluster, a
+ * failover or slot move that took it to another master) is reported with `onRestored`, so the hub
+ * re-reads history for its subscribers. On a Cluster the placement follows Redis' own signals: the
+ * slot map, refreshed every `slotsRefreshMs` (and every 250 ms while a master is unreachable or a
+ * channel waits for its new place), a `sunsubscribe` that a master sends when a slot leaves it, and
+ * a `MOVED` refusal of an SSUBSCRIBE. Each move is logged and counted (`TopologyStats`).
  */
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import type { Logger } from '../../core/logger.js';
 import { clusterSlot, shardOf } from './keys.js';
+import type { RespError } from './resp.js';
 import type { LuaScripts } from './scripts.js';
-import { SubscriberLink } from './subscriber-link.js';
+import { SubscriberLink, type LinkTarget, type SubscriberLinkOptions } from './subscriber-link.js';
 
 /** A Redis server as named by a `redis://` or `rediss://` URL. */
 export interface RedisTarget {
@@ -81,8 +93,33 @@ export interface TopologyOptions {
   readonly connectionName: string;
   readonly connectTimeout: number;
   readonly commandTimeout: number;
+  /** Cluster: how often the slot map is read again when nothing is wrong, in ms (default 1000). */
+  readonly slotsRefreshMs?: number;
   onMessage(channel: string, payload: string): void;
   onRestored(channels: readonly string[]): void;
+}
+
+/** What the topology did about topology changes (engine `status()`, server API `info`). */
+export interface TopologyStats {
+  /** Cluster slot map reads. */
+  slotRefreshes: number;
+  /** Times the slot map read differed from the one before (failover, resharding). */
+  slotMapChanges: number;
+  /** Moves: groups of channels subscribed again on another master (one log line each). */
+  moves: number;
+  /** Channels subscribed again on another master. */
+  channelsMoved: number;
+  /** `sunsubscribe` pushes: Redis ended a subscription itself (its slot left that master). */
+  serverUnsubscribes: number;
+  /** SSUBSCRIBEs refused with MOVED (the slot map was stale) and sent where Redis said. */
+  redirects: number;
+  /**
+   * Time from when the last move was seen (a slot map change, a `sunsubscribe`, a MOVED) to the
+   * confirmation of all its subscriptions on their new master, ms.
+   */
+  lastMoveMs: number;
+  /** The longest such time seen, ms. */
+  maxMoveMs: number;
 }
 
 export interface ShardStatus {
@@ -103,11 +140,18 @@ export interface Topology {
   client(namespace: string): ScriptClient;
   /** Resolves true once the command connection serving `namespace` is ready (false after `ms`). */
   waitReady(namespace: string, ms: number): Promise<boolean>;
-  link(namespace: string): SubscriberLink;
+  /**
+   * Subscribes this node to the pub/sub `channel` of `shardKey` (a namespace, or a node id; on a
+   * Cluster the channel's hash tag must be `shardKey`). Resolves once Redis confirmed it; rejects at
+   * once when that server's link is down, or when Redis does not confirm within the command timeout.
+   * From then on the topology keeps it subscribed wherever its slot goes, until `unsubscribe`.
+   */
+  subscribe(shardKey: string, channel: string): Promise<void>;
+  unsubscribe(channel: string): void;
   /**
    * Sends `message` on a pub/sub channel that is not a stream's (a node's control channel) through
-   * the server that `shardKey` maps to, as `link(shardKey)` does: PUBLISH on that shard, SPUBLISH on
-   * a cluster (the channel's hash tag must be `shardKey`). Resolves with the number of receivers.
+   * the server that `shardKey` maps to, as `subscribe` does: PUBLISH on that shard, SPUBLISH on a
+   * cluster (the channel's hash tag must be `shardKey`). Resolves with the number of receivers.
    */
   publish(shardKey: string, channel: string, message: string): Promise<number>;
   /** A plain connection to one server (shard 0, or a cluster master), for the ingestion subscriber. */
@@ -115,6 +159,7 @@ export interface Topology {
   /** A command client for keys that are not per namespace (the ingestion lease). */
   globalClient(): ScriptClient;
   status(): ShardStatus[];
+  readonly stats: TopologyStats;
   /** Shards (or Cluster masters) whose command connection and subscriber link are both up, of all. */
   availability(): { parts: number; up: number };
 }
@@ -137,6 +182,24 @@ function connectionOptions(t: RedisTarget, opts: TopologyOptions): RedisOptions 
     // How long a closing socket may take before it is destroyed (ioredis waits 2 s by default, even
     // for a socket that never connected, which delays the exit of a `herald serve` that cannot start).
     disconnectTimeout: 200,
+    retryStrategy,
+  };
+}
+
+/**
+ * Where a subscriber link connects: `host:port`, with the credentials and TLS of `t` (the server
+ * name checked against the certificate is `t`'s host, as for the command connections).
+ */
+function linkTarget(t: RedisTarget, host: string, port: number, opts: TopologyOptions): LinkTarget {
+  return {
+    host,
+    port,
+    username: t.username,
+    password: t.password,
+    tls: t.tls ? { servername: t.host } : undefined,
+    connectionName: `${opts.connectionName}:sub`,
+    connectTimeout: opts.connectTimeout,
+    commandTimeout: opts.commandTimeout,
     retryStrategy,
   };
 }
@@ -257,6 +320,272 @@ function watchErrors(client: Redis | Cluster, label: string, logger: Logger): vo
   });
 }
 
+/** A channel this node subscribes to, and where. */
+interface ChannelRecord {
+  readonly channel: string;
+  /** Key of the link that holds (or is to hold) it. */
+  owner: string;
+  /** Confirmed by Redis on the owner's link, and not lost since. */
+  confirmed: boolean;
+  /** Confirmed at least once: a later confirmation follows a loss, and is reported as a gap. */
+  everConfirmed: boolean;
+  /** `subscribe` calls waiting for the first confirmation. */
+  waiters: { resolve(): void; reject(err: Error): void }[];
+  /** The move it is part of, until it is confirmed again. */
+  move: Move | undefined;
+  /** A retry after a refusal is scheduled. */
+  retry: NodeJS.Timeout | undefined;
+}
+
+/** Channels that left a master together (one log line when they are all subscribed again). */
+interface Move {
+  readonly reason: string;
+  readonly from: string;
+  readonly started: number;
+  readonly to: Set<string>;
+  channels: number;
+  pending: number;
+}
+
+/** What a topology hears from its subscriber links. */
+type LinkEvents = Pick<SubscriberLinkOptions, 'onMessage' | 'onSubscribed' | 'onDropped' | 'onRefused'>;
+
+/** How long a channel refused by Redis (not with MOVED) waits before it is subscribed again, ms. */
+const REFUSED_RETRY_MS = 1_000;
+
+/**
+ * Placement of subscriptions on subscriber links, shared by both topologies: each channel has an
+ * owner link (`ownerOf`); confirmations after a loss become gaps (`onRestored`, batched once the
+ * owner's command connection is ready, since the hub answers a gap by reading history).
+ */
+abstract class LinkPlacement {
+  readonly stats: TopologyStats = {
+    slotRefreshes: 0,
+    slotMapChanges: 0,
+    moves: 0,
+    channelsMoved: 0,
+    serverUnsubscribes: 0,
+    redirects: 0,
+    lastMoveMs: 0,
+    maxMoveMs: 0,
+  };
+  protected readonly records = new Map<string, ChannelRecord>();
+  /** Moves with channels not confirmed yet. */
+  protected readonly openMoves = new Set<Move>();
+  private readonly gaps = new Map<string, Set<string>>();
+  private gapFlush: NodeJS.Immediate | undefined;
+  protected closed = false;
+
+  constructor(protected readonly opts: TopologyOptions) {}
+
+  /** The key of the link that should hold `channel` now (`shardKey` when there is no better answer). */
+  protected abstract ownerOf(channel: string, shardKey: string): string | undefined;
+  /** The link of `key`, created (and started) if needed. */
+  protected abstract linkAt(key: string): SubscriberLink;
+  protected abstract existingLink(key: string): SubscriberLink | undefined;
+  /** Calls `fn` once the command connection serving the channels of link `key` is ready. */
+  protected abstract whenCommandsReady(key: string, fn: () => void): void;
+  /** A channel was lost where it was (a server-initiated unsubscribe, a MOVED): place it again. */
+  protected abstract replace(rec: ChannelRecord, movedTo: string | undefined): void;
+
+  protected linkEvents(key: string): LinkEvents {
+    return {
+      onMessage: (channel, payload) => this.opts.onMessage(channel, payload),
+      onSubscribed: (_link, channel) => this.onSubscribed(key, channel),
+      onDropped: (_link, channel) => this.onDropped(key, channel),
+      onRefused: (_link, channel, err) => this.onRefused(key, channel, err),
+    };
+  }
+
+  subscribe(shardKey: string, channel: string): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('redis topology is closed'));
+    let rec = this.records.get(channel);
+    if (rec === undefined) {
+      const owner = this.ownerOf(channel, shardKey);
+      if (owner === undefined) {
+        return Promise.reject(new Error(`no Redis Cluster master serves the slot of "${shardKey}" yet`));
+      }
+      const link = this.linkAt(owner);
+      if (link.state === 'down') {
+        return Promise.reject(new Error(`redis subscriber link to ${link.label} is down`));
+      }
+      rec = { channel, owner, confirmed: false, everConfirmed: false, waiters: [], move: undefined, retry: undefined };
+      this.records.set(channel, rec);
+      link.add(channel);
+    }
+    if (rec.confirmed) return Promise.resolve();
+    const r = rec;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        r.waiters = r.waiters.filter((w) => w !== waiter);
+        if (!r.everConfirmed && r.waiters.length === 0 && this.records.get(channel) === r) this.unsubscribe(channel);
+        const label = this.existingLink(r.owner)?.label ?? r.owner;
+        reject(new Error(`redis at ${label} did not confirm the subscription within ${this.opts.commandTimeout} ms`));
+      }, this.opts.commandTimeout);
+      const waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      r.waiters.push(waiter);
+    });
+  }
+
+  unsubscribe(channel: string): void {
+    const rec = this.records.get(channel);
+    if (rec === undefined) return;
+    this.records.delete(channel);
+    clearTimeout(rec.retry);
+    this.leaveMove(rec);
+    this.existingLink(rec.owner)?.remove(channel);
+    for (const w of rec.waiters.splice(0)) w.reject(new Error(`unsubscribed from ${channel}`));
+  }
+
+  /** Counts `rec` in `move` (until it is confirmed again). */
+  protected joinMove(rec: ChannelRecord, move: Move): void {
+    if (rec.move === move) return;
+    this.leaveMove(rec);
+    rec.move = move;
+    move.channels += 1;
+    move.pending += 1;
+    this.openMoves.add(move);
+    this.stats.channelsMoved += 1;
+  }
+
+  /** Subscribes `rec` on link `to`, and lets it go where it was. */
+  protected assign(rec: ChannelRecord, to: string): void {
+    if (rec.owner !== to) {
+      this.existingLink(rec.owner)?.remove(rec.channel);
+      rec.owner = to;
+    }
+    rec.confirmed = false;
+    rec.move?.to.add(to);
+    this.linkAt(to).add(rec.channel);
+  }
+
+  protected newMove(reason: string, from: string): Move {
+    return { reason, from, started: Date.now(), to: new Set(), channels: 0, pending: 0 };
+  }
+
+  /** Logs a move when its channels have been handed to their new links. */
+  protected announce(move: Move): void {
+    if (move.channels === 0) return;
+    this.stats.moves += 1;
+    this.opts.logger.info(
+      { reason: move.reason, from: move.from, to: [...move.to], channels: move.channels },
+      'redis cluster: subscriptions moving to another master',
+    );
+  }
+
+  private leaveMove(rec: ChannelRecord): void {
+    const move = rec.move;
+    if (move === undefined) return;
+    rec.move = undefined;
+    move.pending -= 1;
+    if (move.pending === 0) this.finishMove(move);
+  }
+
+  private finishMove(move: Move): void {
+    this.openMoves.delete(move);
+    const ms = Date.now() - move.started;
+    this.stats.lastMoveMs = ms;
+    this.stats.maxMoveMs = Math.max(this.stats.maxMoveMs, ms);
+    this.opts.logger.info(
+      { reason: move.reason, from: move.from, to: [...move.to], channels: move.channels, ms },
+      'redis cluster: subscriptions re-established on another master',
+    );
+  }
+
+  private onSubscribed(key: string, channel: string): void {
+    const rec = this.records.get(channel);
+    if (rec === undefined || rec.owner !== key) {
+      // Confirmed where it no longer belongs (it moved, or was unsubscribed, meanwhile).
+      this.existingLink(key)?.remove(channel);
+      return;
+    }
+    rec.confirmed = true;
+    this.leaveMove(rec);
+    if (!rec.everConfirmed) {
+      rec.everConfirmed = true;
+      for (const w of rec.waiters.splice(0)) w.resolve();
+      return;
+    }
+    let set = this.gaps.get(key);
+    if (set === undefined) this.gaps.set(key, (set = new Set()));
+    set.add(channel);
+    this.gapFlush ??= setImmediate(() => this.flushGaps());
+  }
+
+  private flushGaps(): void {
+    this.gapFlush = undefined;
+    for (const [key, set] of this.gaps) {
+      const channels = [...set];
+      this.whenCommandsReady(key, () => {
+        if (!this.closed) this.opts.onRestored(channels);
+      });
+    }
+    this.gaps.clear();
+  }
+
+  private onDropped(key: string, channel: string): void {
+    this.stats.serverUnsubscribes += 1;
+    const rec = this.records.get(channel);
+    if (rec === undefined || rec.owner !== key) return;
+    rec.confirmed = false;
+    this.replace(rec, undefined);
+  }
+
+  private onRefused(key: string, channel: string, err: RespError): void {
+    const rec = this.records.get(channel);
+    if (rec === undefined || rec.owner !== key) return;
+    rec.confirmed = false;
+    const moved = /^MOVED \d+ (\S+)$/.exec(err.message)?.[1];
+    if (moved !== undefined) {
+      this.stats.redirects += 1;
+      this.replace(rec, moved);
+      return;
+    }
+    if (!rec.everConfirmed) {
+      // A new subscription: its subscriber is told.
+      this.records.delete(channel);
+      this.leaveMove(rec);
+      for (const w of rec.waiters.splice(0)) w.reject(new Error(`redis refused to subscribe: ${err.message}`));
+      return;
+    }
+    // One that was live: try again (its subscribers catch up once it is confirmed).
+    this.opts.logger.warn({ err: err.message, channel }, 'redis refused a resubscription; trying again');
+    clearTimeout(rec.retry);
+    rec.retry = setTimeout(() => {
+      rec.retry = undefined;
+      if (this.records.get(channel) === rec && !rec.confirmed) this.replace(rec, undefined);
+    }, REFUSED_RETRY_MS);
+    rec.retry.unref();
+  }
+
+  /** Marks the channels of link `key` as lost (the connection dropped; they come back with it). */
+  protected onLost(key: string): void {
+    for (const rec of this.records.values()) if (rec.owner === key) rec.confirmed = false;
+  }
+
+  protected closeRecords(): void {
+    this.closed = true;
+    clearImmediate(this.gapFlush);
+    this.gapFlush = undefined;
+    this.gaps.clear();
+    for (const rec of this.records.values()) {
+      clearTimeout(rec.retry);
+      for (const w of rec.waiters.splice(0)) w.reject(new Error('redis topology is closed'));
+    }
+    this.records.clear();
+    this.openMoves.clear();
+  }
+}
+
 class Shard {
   readonly commands: Redis;
   readonly scripts: ScriptClient;
@@ -264,29 +593,34 @@ class Shard {
   constructor(
     readonly target: RedisTarget,
     opts: TopologyOptions,
+    events: LinkEvents & { onLost(): void },
   ) {
     const base = connectionOptions(target, opts);
     this.commands = new Redis(commandOptions(base, opts));
     this.scripts = defineScripts(this.commands, opts.scripts);
     watchErrors(this.commands, target.label, opts.logger);
     this.link = new SubscriberLink({
-      redis: { ...base, connectionName: `${opts.connectionName}:sub` },
+      target: linkTarget(target, target.host, target.port, opts),
       mode: 'classic',
       label: target.label,
       logger: opts.logger,
-      onMessage: opts.onMessage,
-      onRestored: (channels) => whenReady(this.commands, () => opts.onRestored(channels)),
+      ...events,
+      onLost: () => events.onLost(),
     });
   }
 }
 
-export class ShardsTopology implements Topology {
+export class ShardsTopology extends LinkPlacement implements Topology {
   readonly mode = 'shards';
   readonly publishCommand = 'PUBLISH';
   private readonly shards: Shard[];
 
-  constructor(private readonly opts: TopologyOptions) {
-    this.shards = opts.urls.map((u) => new Shard(parseRedisUrl(u), opts));
+  constructor(opts: TopologyOptions) {
+    super(opts);
+    this.shards = opts.urls.map((u, i) => {
+      const key = String(i);
+      return new Shard(parseRedisUrl(u), opts, { ...this.linkEvents(key), onLost: () => this.onLost(key) });
+    });
   }
 
   async start(): Promise<void> {
@@ -304,6 +638,7 @@ export class ShardsTopology implements Topology {
   }
 
   async close(): Promise<void> {
+    this.closeRecords();
     for (const s of this.shards) {
       s.link.close();
       s.commands.disconnect();
@@ -325,16 +660,33 @@ export class ShardsTopology implements Topology {
     return this.shards[shardOf(namespace, this.shards.length)] as Shard;
   }
 
+  protected ownerOf(_channel: string, shardKey: string): string {
+    return String(shardOf(shardKey, this.shards.length));
+  }
+
+  protected linkAt(key: string): SubscriberLink {
+    return (this.shards[Number(key)] as Shard).link;
+  }
+
+  protected existingLink(key: string): SubscriberLink | undefined {
+    return this.shards[Number(key)]?.link;
+  }
+
+  protected whenCommandsReady(key: string, fn: () => void): void {
+    whenReady((this.shards[Number(key)] as Shard).commands, fn);
+  }
+
+  protected replace(rec: ChannelRecord): void {
+    // Independent servers do not move channels: subscribe again where it was.
+    this.assign(rec, rec.owner);
+  }
+
   client(namespace: string): ScriptClient {
     return this.shard(namespace).scripts;
   }
 
   waitReady(namespace: string, ms: number): Promise<boolean> {
     return readyWithin(this.shard(namespace).commands, ms);
-  }
-
-  link(namespace: string): SubscriberLink {
-    return this.shard(namespace).link;
   }
 
   publish(shardKey: string, channel: string, message: string): Promise<number> {
@@ -360,7 +712,10 @@ export class ShardsTopology implements Topology {
   }
 }
 
-export class ClusterTopology implements Topology {
+/** How often the slot map is read while a master is unreachable or a channel waits for its place, ms. */
+const DEGRADED_REFRESH_MS = 250;
+
+export class ClusterTopology extends LinkPlacement implements Topology {
   readonly mode = 'cluster';
   readonly publishCommand = 'SPUBLISH';
   private readonly cluster: Cluster;
@@ -372,28 +727,53 @@ export class ClusterTopology implements Topology {
   private readonly label: string;
   /** Owners of the slot ranges when last seen, to rebalance only when the map changed. */
   private slotMap = '';
+  /** Channels lost where they were (server unsubscribe), to place again after the next slot map read. */
+  private readonly unplaced = new Map<ChannelRecord, Move>();
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshDue = 0;
+  private refreshing = false;
+  private readonly refreshMs: number;
 
-  constructor(private readonly opts: TopologyOptions) {
+  constructor(opts: TopologyOptions) {
+    super(opts);
+    this.refreshMs = opts.slotsRefreshMs ?? 1_000;
     this.seeds = opts.urls.map(parseRedisUrl);
     const first = this.seeds[0] as RedisTarget;
     this.label = this.seeds.map((s) => s.label).join(', ');
     const { host: _h, port: _p, db: _db, retryStrategy: _r, ...auth } = connectionOptions(first, opts);
     this.base = auth;
     const nodes: ClusterNode[] = this.seeds.map((s) => ({ host: s.host, port: s.port }));
-    const { enableOfflineQueue: _q, lazyConnect: _l, ...cmd } = commandOptions(auth, opts);
+    const { enableOfflineQueue: _q, lazyConnect: _l, enableAutoPipelining: _a, ...cmd } = commandOptions(auth, opts);
     this.cluster = new Cluster(nodes, {
       lazyConnect: true,
       // Fail at once while the cluster is not ready; node connections keep ioredis' own settings
       // (they queue while connecting, and are replaced after a slot refresh when lost).
       enableOfflineQueue: false,
-      enableAutoPipelining: true,
+      // Off: see the top of this file. Commands to one master still leave in the order they were
+      // made (batch publishes to one channel keep their order), on that master's connection.
+      enableAutoPipelining: false,
       clusterRetryStrategy: retryStrategy,
       scaleReads: 'master',
       redisOptions: cmd,
     });
     this.scripts = defineScripts(this.cluster, opts.scripts);
     watchErrors(this.cluster, this.label, opts.logger);
-    this.cluster.on('refresh', () => this.rebalance());
+    // ioredis sends ASKING (a command redirected during a slot migration) without handling its
+    // promise: when that node's connection closes first (the pool drops a node that the slot map
+    // does not list yet, such as a new master receiving its first slots), the rejection would be
+    // unhandled, which ends a Node process. The redirected command itself fails or is retried as usual.
+    this.cluster.on('+node', (node: Redis) => {
+      const asking = node.asking.bind(node);
+      node.asking = ((...args: unknown[]) => {
+        const p = (asking as (...a: unknown[]) => Promise<'OK'>)(...args);
+        p.catch(() => undefined);
+        return p;
+      }) as typeof node.asking;
+    });
+    this.cluster.on('refresh', () => {
+      this.stats.slotRefreshes += 1;
+      this.rebalance();
+    });
   }
 
   async start(): Promise<void> {
@@ -410,9 +790,13 @@ export class ClusterTopology implements Topology {
     }
     this.slotMap = this.slotSignature();
     await Promise.all(this.masterKeys().map((key) => this.linkAt(key).start()));
+    this.scheduleRefresh(this.refreshMs);
   }
 
   async close(): Promise<void> {
+    this.closeRecords();
+    clearTimeout(this.refreshTimer);
+    this.unplaced.clear();
     for (const l of this.links.values()) l.close();
     this.links.clear();
     this.cluster.disconnect();
@@ -421,7 +805,9 @@ export class ClusterTopology implements Topology {
 
   ready(): boolean {
     if (this.cluster.status !== 'ready') return false;
-    for (const key of this.masterKeys()) if (!this.links.get(key)?.ready()) return false;
+    const masters = this.masterKeys();
+    if (masters.length === 0) return false;
+    for (const key of masters) if (!this.links.get(key)?.ready()) return false;
     return true;
   }
 
@@ -439,12 +825,6 @@ export class ClusterTopology implements Topology {
 
   waitReady(_namespace: string, ms: number): Promise<boolean> {
     return readyWithin(this.cluster, ms);
-  }
-
-  link(namespace: string): SubscriberLink {
-    const key = this.cluster.slots[clusterSlot(`{${namespace}}`)]?.[0];
-    if (key === undefined) throw new Error(`no Redis Cluster node serves namespace "${namespace}" yet`);
-    return this.linkAt(key);
   }
 
   async publish(_shardKey: string, channel: string, message: string): Promise<number> {
@@ -471,6 +851,105 @@ export class ClusterTopology implements Topology {
     }));
   }
 
+  protected ownerOf(channel: string): string | undefined {
+    return this.cluster.slots[clusterSlot(channel)]?.[0];
+  }
+
+  protected existingLink(key: string): SubscriberLink | undefined {
+    return this.links.get(key);
+  }
+
+  protected whenCommandsReady(_key: string, fn: () => void): void {
+    whenReady(this.cluster, fn);
+  }
+
+  protected linkAt(key: string): SubscriberLink {
+    let link = this.links.get(key);
+    if (link === undefined) {
+      const [host, port] = splitKey(key);
+      link = new SubscriberLink({
+        target: linkTarget(this.seeds[0] as RedisTarget, host, port, this.opts),
+        mode: 'sharded',
+        label: `cluster node ${key}`,
+        logger: this.opts.logger,
+        ...this.linkEvents(key),
+        onLost: () => {
+          this.onLost(key);
+          // A master that went away may have failed over: read the slot map soon, and often.
+          this.scheduleRefresh(0);
+        },
+      });
+      this.links.set(key, link);
+    }
+    if (link.state === 'idle' && !this.closed) {
+      // Connection failures are logged by the link, which keeps trying.
+      link.start().catch(() => undefined);
+    }
+    return link;
+  }
+
+  /**
+   * A channel lost where it was: Redis unsubscribed it (its slot left that master), or refused it
+   * with MOVED. With a MOVED target, subscribe there at once; else read the slot map first.
+   */
+  protected replace(rec: ChannelRecord, movedTo: string | undefined): void {
+    if (movedTo !== undefined) {
+      const fresh = rec.move === undefined;
+      const move = rec.move ?? this.newMove('MOVED', rec.owner);
+      this.joinMove(rec, move);
+      this.assign(rec, movedTo);
+      if (fresh) this.announce(move);
+      this.scheduleRefresh(0);
+      return;
+    }
+    // Held back until the slot map says where it goes now.
+    this.existingLink(rec.owner)?.remove(rec.channel);
+    rec.confirmed = false;
+    const move = rec.move ?? this.pendingUnsubscribeMove(rec.owner);
+    this.joinMove(rec, move);
+    this.unplaced.set(rec, move);
+    this.scheduleRefresh(0);
+  }
+
+  /** The move collecting the channels that `from` unsubscribed since the last slot map read. */
+  private pendingUnsubscribeMove(from: string): Move {
+    for (const m of this.unplaced.values()) if (m.from === from && m.reason === 'sunsubscribe') return m;
+    return this.newMove('sunsubscribe', from);
+  }
+
+  /** Reads the slot map after `ms` (sooner if one is already due earlier). */
+  private scheduleRefresh(ms: number): void {
+    if (this.closed) return;
+    const due = Date.now() + ms;
+    if (this.refreshTimer !== undefined && this.refreshDue <= due) return;
+    clearTimeout(this.refreshTimer);
+    this.refreshDue = due;
+    this.refreshTimer = setTimeout(() => this.refresh(), ms);
+    this.refreshTimer.unref();
+  }
+
+  private refresh(): void {
+    this.refreshTimer = undefined;
+    if (this.closed) return;
+    if (this.refreshing) {
+      this.scheduleRefresh(DEGRADED_REFRESH_MS);
+      return;
+    }
+    this.refreshing = true;
+    this.cluster.refreshSlotsCache(() => {
+      this.refreshing = false;
+      // 'refresh' (on success) ran rebalance(); a failed read is tried again soon.
+      this.scheduleRefresh(this.degraded() ? DEGRADED_REFRESH_MS : this.refreshMs);
+    });
+  }
+
+  /** Some master is unreachable, or some channel waits to be placed or confirmed after a move. */
+  private degraded(): boolean {
+    if (this.unplaced.size > 0 || this.openMoves.size > 0) return true;
+    for (const key of this.masterKeys()) if (this.links.get(key)?.ready() !== true) return true;
+    return false;
+  }
+
   private slotSignature(): string {
     let sig = '';
     let prev: string | undefined;
@@ -488,53 +967,42 @@ export class ClusterTopology implements Topology {
     return [...keys];
   }
 
-  private linkAt(key: string): SubscriberLink {
-    let link = this.links.get(key);
-    if (link === undefined) {
-      const [host, port] = splitKey(key);
-      link = new SubscriberLink({
-        redis: { ...this.base, host, port, retryStrategy, connectionName: `${this.opts.connectionName}:sub` },
-        mode: 'sharded',
-        label: `cluster node ${key}`,
-        logger: this.opts.logger,
-        onMessage: this.opts.onMessage,
-        onRestored: (channels) => whenReady(this.cluster, () => this.opts.onRestored(channels)),
-      });
-      this.links.set(key, link);
-    }
-    return link;
-  }
-
   /**
-   * After the cluster's slot map changed (failover, resharding): a channel whose slot now lives on
-   * another master is subscribed there, and reported as restored so its subscribers catch up from
-   * history. Links of masters that serve nothing any more are closed.
+   * After a slot map read: every master gets a started link (a node with nothing on a promoted
+   * replica must still reach it); a channel whose slot now lives on another master is subscribed
+   * there and reported as restored once confirmed, so its subscribers catch up from history; the
+   * channels Redis unsubscribed are placed where the map says. Links of servers that are no longer
+   * masters and hold nothing are closed.
    */
   private rebalance(): void {
+    if (this.closed) return;
+    const masters = this.masterKeys();
+    for (const key of masters) this.linkAt(key);
     const map = this.slotSignature();
-    if (map === this.slotMap) return;
-    this.slotMap = map;
-    const moved: string[] = [];
-    for (const [key, link] of this.links) {
-      for (const channel of [...link.channels]) {
-        const owner = this.cluster.slots[clusterSlot(channel)]?.[0];
-        if (owner === undefined || owner === key) continue;
-        void link.remove(channel);
-        const target = this.linkAt(owner);
-        moved.push(channel);
-        const add = target.state === 'idle' ? target.start().then(() => target.add(channel)) : target.add(channel);
-        add.then(
-          () => this.opts.onRestored([channel]),
-          (err: unknown) =>
-            this.opts.logger.warn({ err, channel }, 'redis cluster: resubscribe after slot move failed'),
-        );
+    const moves = new Map<string, Move>();
+    if (map !== this.slotMap) {
+      this.slotMap = map;
+      this.stats.slotMapChanges += 1;
+      for (const rec of this.records.values()) {
+        if (this.unplaced.has(rec)) continue;
+        const owner = this.ownerOf(rec.channel);
+        if (owner === undefined || owner === rec.owner) continue;
+        let move = moves.get(rec.owner);
+        if (move === undefined) moves.set(rec.owner, (move = this.newMove('slot map changed', rec.owner)));
+        this.joinMove(rec, move);
+        this.assign(rec, owner);
       }
     }
-    if (moved.length > 0)
-      this.opts.logger.info({ channels: moved.length }, 'redis cluster: channels moved to new masters');
-    const masters = new Set(this.masterKeys());
+    const placed = new Set<Move>();
+    for (const [rec, move] of this.unplaced) {
+      if (this.records.get(rec.channel) !== rec) continue;
+      this.assign(rec, this.ownerOf(rec.channel) ?? rec.owner);
+      placed.add(move);
+    }
+    this.unplaced.clear();
+    for (const m of [...moves.values(), ...placed]) this.announce(m);
     for (const [key, link] of this.links) {
-      if (!masters.has(key) && link.channels.size === 0) {
+      if (!masters.includes(key) && link.channels.size === 0) {
         link.close();
         this.links.delete(key);
       }
