@@ -7,7 +7,8 @@
  * - Then every command is started in order, without waiting for the one before. `Hub.publish` hands
  *   the publication to the engine synchronously, so publications to one channel get increasing
  *   offsets in command order: the memory engine applies each one at once, and the Redis engine sends
- *   each script on the channel's auto-pipelined connection, where Redis runs them in the order sent.
+ *   each script on the connection of the channel's server (auto-pipelined, or one write per command
+ *   on a Cluster), where Redis runs them in the order sent.
  * - Each command gets its own reply, in command order; a failing command gets an `error` reply and
  *   leaves the others alone.
  * - The replies are the single methods' JSON texts joined, never parsed again.
