@@ -112,7 +112,15 @@ export class Herald extends Connection implements SubscriptionHost {
       if (sub._on === c) sub._held.push(p);
       else if (sub.state === 'subscribed') sub._deliver(p);
     } else if (f.push === 'subscribed') sub._apply(f);
-    else if (f.code !== undefined) this.refuse(sub, new HeraldError(f.code, f.reason));
+    else if (f.code !== undefined) {
+      // A stream refused for now (the engine unavailable, a node unreachable: 5xx) is retried like a
+      // subscribe reply with that code: the connection is dropped and every stream resubscribes from
+      // its cursor after the backoff. Only a final refusal ends the subscription.
+      const err = new HeraldError(f.code, f.reason);
+      if (transient(err)) {
+        if (c === this.conn) this.drop(c, 3000, `stream "${sub.channel}" refused for now: ${f.reason}`);
+      } else this.refuse(sub, err);
+    }
   }
 
   /** Subscribes `sub` on the current connection (first getting its subscription token, if it has a getter). */
