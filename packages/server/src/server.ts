@@ -10,12 +10,11 @@ import type { Duplex } from 'node:stream';
 import { Hub } from './core/hub.js';
 import { createAuth, type Auth } from './auth/index.js';
 import { SessionAuthorizer } from './auth/session-authorizer.js';
-import type { Engine } from './core/engine.js';
+import type { Engine, EngineIngestion } from './core/engine.js';
 import type { Logger } from './core/logger.js';
 import { silentLogger } from './core/logger.js';
 import { MemoryEngine } from './engines/memory/memory-engine.js';
 import { RedisEngine } from './engines/redis/redis-engine.js';
-import { RedisIngest } from './engines/redis/ingest.js';
 import { WebSocketTransport } from './transports/websocket.js';
 import { ServerApi } from './api/server-api.js';
 import { Admission, sendJsonError } from './http/admission.js';
@@ -55,7 +54,7 @@ export class HeraldServer {
   private listener: HttpListener | undefined;
   private stopping: Promise<void> | undefined;
   /** Publishing by Redis PUBLISH (redis.ingestChannel), when the Redis engine is used. */
-  private ingest: RedisIngest | undefined;
+  private ingest: EngineIngestion | undefined;
 
   constructor(config: HeraldConfig, opts: HeraldServerOptions = {}) {
     this.config = config;
@@ -135,9 +134,9 @@ export class HeraldServer {
     if (this.state !== 'created') return;
     this.state = 'starting';
     await this.hub.start();
-    if (this.engine instanceof RedisEngine && this.config.redis.ingestChannel !== '') {
-      this.ingest = new RedisIngest({
-        engine: this.engine,
+    // An engine that can take publications from its store's own pub/sub says so (the Redis engine).
+    if (this.engine.ingestion !== undefined && this.config.redis.ingestChannel !== '') {
+      this.ingest = this.engine.ingestion({
         channel: this.config.redis.ingestChannel,
         publish: (channel, data, idempotencyKey) => this.hub.publish(channel, data, { idempotencyKey }),
         logger: this.logger.child({ component: 'ingest' }),
@@ -329,7 +328,7 @@ export class HeraldServer {
       heapUsedBytes: mem.heapUsed,
       ...(this.listener !== undefined ? { sockets: this.listener.stats } : {}),
       ...(this.hub.control.available ? { sendForwarding: { ...this.hub.control.stats } } : {}),
-      ...(this.engine instanceof RedisEngine ? { redis: this.engine.status() } : {}),
+      ...(this.engine.status !== undefined ? { [this.engine.name]: this.engine.status() } : {}),
       ...(this.ingest !== undefined ? { ingest: { ...this.ingest.stats } } : {}),
     };
   }

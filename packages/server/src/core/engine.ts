@@ -19,6 +19,7 @@
  *   one epoch.
  */
 import type { StreamPosition } from '@herald/protocol';
+import type { Logger } from './logger.js';
 
 /** One publication in one stream. `data` is the JSON text of the payload, encoded once. */
 export interface Publication {
@@ -131,6 +132,29 @@ export interface Engine {
    * namespaces (`/ready` stays 200). Absent: one part, up when `ready()`.
    */
   availability?(): EngineAvailability;
+  /** Details for `/api/info`, under the engine's name (connections, counters). */
+  status?(): object;
+  /** Capability: publishing from the store's own pub/sub (see `EngineIngestion`). */
+  ingestion?(opts: IngestionOptions): EngineIngestion;
+}
+
+/**
+ * Publishing from the store's own pub/sub (the Redis engine: a backend's `PUBLISH` to a configured
+ * channel). Started after the engine; closed before it.
+ */
+export interface EngineIngestion {
+  start(): Promise<void>;
+  close(): Promise<void>;
+  /** Counters for `/api/info`. */
+  readonly stats: object;
+}
+
+export interface IngestionOptions {
+  /** The store's pub/sub channel the backend publishes to. */
+  readonly channel: string;
+  /** Publishes like the server API does; rejects with a HeraldError for bad input. */
+  readonly publish: (channel: unknown, data: unknown, idempotencyKey: string | undefined) => Promise<unknown>;
+  readonly logger: Logger;
 }
 
 export interface EngineAvailability {

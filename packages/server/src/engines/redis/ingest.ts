@@ -18,10 +18,19 @@
 import { Redis } from 'ioredis';
 import { HeraldError } from '@herald/protocol';
 import type { Logger } from '../../core/logger.js';
-import type { RedisEngine } from './redis-engine.js';
+import type { KeySpace } from './keys.js';
+import type { Topology } from './topology.js';
+
+/** What the ingestion needs of the Redis engine (which implements it). */
+export interface IngestEngine {
+  readonly keys: KeySpace;
+  readonly topology: Topology;
+  readonly instanceId: string;
+  readonly connectionName: string;
+}
 
 export interface RedisIngestOptions {
-  readonly engine: RedisEngine;
+  readonly engine: IngestEngine;
   /** The Redis pub/sub channel the backend publishes to. */
   readonly channel: string;
   /** Publishes like the server API does (the hub's publish); rejects with a HeraldError for bad input. */

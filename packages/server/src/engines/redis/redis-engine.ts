@@ -30,6 +30,8 @@ import { namespaceOf, streamsOf } from '@herald/protocol';
 import type {
   Engine,
   EngineAvailability,
+  EngineIngestion,
+  IngestionOptions,
   HistoryOutcome,
   HistoryRequest,
   Publication,
@@ -40,6 +42,7 @@ import type {
 import { silentLogger, type Logger } from '../../core/logger.js';
 import { RedisControl, type RedisControlStats } from './control.js';
 import { KeySpace } from './keys.js';
+import { RedisIngest } from './ingest.js';
 import { loadScripts } from './scripts.js';
 import { createTopology, isLinkError, type ShardStatus, type Topology, type TopologyStats } from './topology.js';
 
@@ -161,6 +164,11 @@ export class RedisEngine implements Engine {
 
   ready(): boolean {
     return this.state === 'running' && this.topology.ready();
+  }
+
+  /** Publishing by Redis PUBLISH to a configured channel (one node at a time holds the lease). */
+  ingestion(opts: IngestionOptions): EngineIngestion {
+    return new RedisIngest({ engine: this, ...opts });
   }
 
   availability(): EngineAvailability {
