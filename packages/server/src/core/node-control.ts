@@ -13,7 +13,7 @@
  * Only the signed session id is checked by the forwarding node; the node holding the session
  * trusts its engine's control channel, like the rest of what the engine tells it.
  *
- * Answers are bounded (issue 14: a 13 KB body of `history` commands once made a 587 MB answer, which
+ * Answers are bounded (docs/security.md: a 13 KB body of `history` commands once made a 587 MB answer, which
  * Redis would not carry as one pub/sub message and dropped the node's subscriber link instead): the
  * node holding the session builds the replies within `limits.maxReplyBytes`, as for a local
  * `/send`, and never publishes an answer larger than `maxForwardBytes` (what those replies can take

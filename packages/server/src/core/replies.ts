@@ -1,7 +1,7 @@
 /**
  * Where the replies of client commands go, and how big they may get. A cheap command can ask for a
  * large reply (`history` of a stream of large publications; a `subscribe` with a backlog or a
- * recovery), so replies are the lever of an amplification attack (issue 14): a few bytes in, megabytes
+ * recovery), so replies are the lever of an amplification attack (docs/security.md): a few bytes in, megabytes
  * buffered out. Three rules bound them:
  *
  * - A reply carries at most `limits.maxReplyBytes` of publications: `history` and a backlog are cut

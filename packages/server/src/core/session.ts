@@ -5,7 +5,7 @@
  * too slow and is disconnected with `SLOW` (it then recovers from its cursors).
  *
  * Commands are bounded too, so that a client cannot make the server buffer more than it reads
- * (issue 14): at most `maxCommandsInFlight` run at once and `maxCommandsWaiting` wait their turn;
+ * (docs/security.md): at most `maxCommandsInFlight` run at once and `maxCommandsWaiting` wait their turn;
  * replies carrying publications are read one at a time, once the output is under half its bound;
  * and a transport that can (WebSocket) stops reading the client while commands wait or the output
  * is over half its bound.
@@ -409,7 +409,7 @@ export class Session implements ReplyOut, Subscriber {
    * of the largest reply until the connection has drained below the normal limit again, so a client
    * is called slow only when it does not read. The raise is not cumulative: replies together never
    * buy more than one reply's room (they used to, and a client that never read could make the server
-   * buffer gigabytes with cheap `history` commands, issue 14).
+   * buffer gigabytes with cheap `history` commands; docs/security.md).
    */
   enqueue(bytes: Uint8Array, kind: 'reply' | 'push' = 'push'): void {
     if (this.state !== 'open') return;

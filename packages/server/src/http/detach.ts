@@ -6,7 +6,7 @@
  * per-connection state: the HTTP parser (~1.6 KB of native memory), the IncomingMessage and
  * ServerResponse with their stream states, four bound socket listeners and the connection's request
  * queues. That was ~4 KiB per connection more than a WebSocket (which node:http already lets go at
- * the upgrade), and idle memory per connection is a product target (issue #6: <= 6 KiB). After the
+ * the upgrade), and idle memory per connection is a product target (<= 6 KiB, docs/performance.md). After the
  * detach, the stream writes chunk-framed bytes to the socket itself (see `StreamingTransport`) and
  * the socket holds nothing of node:http.
  *

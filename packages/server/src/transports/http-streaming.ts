@@ -94,7 +94,7 @@ abstract class StreamConnection implements TransportConnection {
  * The fast path of HTTP/1.x streams: the socket, taken from node:http once the header is sent
  * (`http/detach.ts`). Frames are written straight to it, chunk-framed by the transport
  * (`StreamingTransport.chunk`): `res.write` would cost about as much CPU again as the socket write
- * itself on the fan-out path (SSE is to cost within 10 % of WebSocket, issue #6), and node:http's
+ * itself on the fan-out path (SSE is to cost within 10 % of WebSocket, docs/performance.md), and node:http's
  * per-connection state would cost ~4 KiB per idle connection.
  */
 class SocketConnection extends StreamConnection {

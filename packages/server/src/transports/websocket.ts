@@ -38,7 +38,7 @@ export interface WebSocketTransportOptions {
  * Herald's `ws` socket: events are dispatched by overriding `emit` instead of registering listeners.
  * An EventEmitter's `_events` object is a dictionary-mode object in V8 (a few hundred bytes once it
  * holds four listeners); with no listeners it stays empty. Idle memory per connection counts at
- * 100k connections (issue #6).
+ * 100k connections (docs/performance.md).
  */
 class HeraldWebSocket extends WebSocket {
   conn: WsConnection | undefined;
@@ -247,7 +247,7 @@ export class WebSocketTransport {
    * and reaps this tick's silent ones after pingTimeout, so that every connection is pinged about
    * once per pingInterval but the pings, and their pongs, come spread over the interval rather than
    * 10,000 at once: a burst of pings on the server's or the clients' core delayed the publications
-   * fanned out meanwhile (issue #6). A connection still awaiting an earlier tick's answer keeps that
+   * fanned out meanwhile (S1/S2 in docs/performance.md). A connection still awaiting an earlier tick's answer keeps that
    * tick's deadline (so a pingTimeout longer than pingInterval does not postpone the reap forever).
    */
   private heartbeat(): void {
