@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_KEY, api, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { API_KEY, api, connectH2, startServer, withTimeout, type TestServer } from './support/harness.js';
 import {
   HonestSubscribers,
   backToBaseline,
@@ -47,18 +47,6 @@ async function slowHookBackend(delayMs: number): Promise<{ url: string; close():
         backend.close(() => r());
       }),
   };
-}
-
-function connectH2(url: string, options: http2.SecureClientSessionOptions = {}): Promise<ClientHttp2Session> {
-  return withTimeout(
-    new Promise<ClientHttp2Session>((resolve, reject) => {
-      const session = http2.connect(url, options);
-      session.once('connect', () => resolve(session));
-      session.once('error', reject);
-    }),
-    5000,
-    `HTTP/2 connection to ${url}`,
-  );
 }
 
 /** Opens `path` on `session` and resets the stream after `afterMs`; resolves when it has closed. */

@@ -11,12 +11,19 @@ import http2, { type ClientHttp2Session } from 'node:http2';
 import https from 'node:https';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import WebSocket from 'ws';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { socketLimit, type SocketStats } from '../src/http/listener.js';
 import { resolveConfig } from '../src/config/load-config.js';
 import { ConfigError } from '../src/config/schema.js';
-import { api, startServer, withTimeout, WsClient, type TestConfigInput, type TestServer } from './support/harness.js';
+import {
+  api,
+  refusedUpgrade,
+  startServer,
+  withTimeout,
+  WsClient,
+  type TestConfigInput,
+  type TestServer,
+} from './support/harness.js';
 import { HonestSubscribers, duringAttack, h2Open } from './support/abuse.js';
 import { SseParser, waitUntil, Inbox, type SseEvent } from './support/inbox.js';
 import { selfSignedCert, tempDir } from './support/processes.js';
@@ -111,32 +118,6 @@ function closedByServer(socket: Socket, since: number, ms: number): Promise<{ af
 
 /** The first bytes of a TLS ClientHello record, cut short: a handshake that starts and stalls. */
 const STALLED_CLIENT_HELLO = Buffer.from([0x16, 0x03, 0x01, 0x00, 0xf0, 0x01, 0x00, 0x00, 0xec, 0x03, 0x03]);
-
-/** Opens a WebSocket that must be refused; resolves with the HTTP status and the JSON error code. */
-function refusedUpgrade(url: string): Promise<{ status: number; code: string }> {
-  const ws = new WebSocket(url);
-  ws.on('error', () => undefined);
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      ws.once('open', () => {
-        ws.terminate();
-        reject(new Error('the upgrade was accepted'));
-      });
-      ws.once('unexpected-response', (req, res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => {
-          req.destroy();
-          const body = JSON.parse(text) as { error: { code: string } };
-          resolve({ status: res.statusCode ?? 0, code: body.error.code });
-        });
-      });
-    }),
-    5000,
-    'the upgrade to be refused',
-  );
-}
 
 /** The server still answers: `GET /health` is 200 (over TLS on a TLS port). */
 async function healthy(s: TestServer): Promise<void> {
@@ -287,7 +268,10 @@ describe('limits.maxConnections and sockets', () => {
     );
     await waitUntil(() => socketStats(s).pending === 2, 'both half-open requests counted');
     const refused = await refusedUpgrade(s.wsUrl);
-    expect(refused).toEqual({ status: 503, code: 'HERALD_ERR_CONNECTION_LIMIT' });
+    expect({ status: refused.status, code: refused.body['error']?.['code'] }).toEqual({
+      status: 503,
+      code: 'HERALD_ERR_CONNECTION_LIMIT',
+    });
 
     for (const h of halves) await closedByServer(h, since, 5000);
     const c = await WsClient.connect(s.wsUrl);

@@ -3,13 +3,14 @@
  * cleartext h2c by prior knowledge beside HTTP/1.1. Clients: Node's `http2` client, curl, fetch, ws.
  */
 import { spawnSync } from 'node:child_process';
-import http2, { type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import type http2 from 'node:http2';
+import { type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, resolveConfig } from '../src/config/index.js';
-import { API_KEY, WsClient, api, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { API_KEY, WsClient, api, connectH2, startServer, withTimeout, type TestServer } from './support/harness.js';
 import { Inbox, SseParser, waitUntil, type SseEvent } from './support/inbox.js';
 import { Child, findProgram, needProgram, selfSignedCert, tempDir } from './support/processes.js';
 import { RawConnection } from './support/raw-http.js';
@@ -62,18 +63,6 @@ function h2Sse(session: ClientHttp2Session, path: string) {
   );
   const ended = new Promise<void>((resolve) => stream.once('close', () => resolve()));
   return { stream, events, headers, ended };
-}
-
-function connectH2(url: string, options: http2.SecureClientSessionOptions = {}): Promise<ClientHttp2Session> {
-  return withTimeout(
-    new Promise<ClientHttp2Session>((resolve, reject) => {
-      const session = http2.connect(url, options);
-      session.once('connect', () => resolve(session));
-      session.once('error', reject);
-    }),
-    5000,
-    `HTTP/2 connection to ${url}`,
-  );
 }
 
 function closeH2(session: ClientHttp2Session): Promise<void> {

@@ -1,43 +1,11 @@
-import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, WsClient, type Frame, type TestServer } from './support/harness.js';
+import { api, refusedUpgrade, startServer, WsClient, type TestServer } from './support/harness.js';
 
 let srv: TestServer | undefined;
 afterEach(async () => {
   await srv?.close();
   srv = undefined;
 });
-
-interface Refused {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Frame;
-}
-
-/** Opens a WebSocket that the server must refuse; resolves with the HTTP answer to the upgrade. */
-function refusedUpgrade(url: string, options: WebSocket.ClientOptions = {}): Promise<Refused> {
-  const ws = new WebSocket(url, options);
-  ws.on('error', () => undefined);
-  return withTimeout(
-    new Promise<Refused>((resolve, reject) => {
-      ws.once('open', () => {
-        ws.terminate();
-        reject(new Error('the upgrade was accepted'));
-      });
-      ws.once('unexpected-response', (req, res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => {
-          req.destroy();
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) as Frame });
-        });
-      });
-    }),
-    5000,
-    'the upgrade to be refused',
-  );
-}
 
 async function connectionCount(base: string): Promise<number> {
   const r = await api(base, 'info', {});

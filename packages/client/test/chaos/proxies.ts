@@ -5,8 +5,8 @@
  *   nginx or HAProxy with active health checks; a refused connection is tried on the next node. A
  *   connection stays on its node until either side ends it (a SIGSTOPped node keeps its connections
  *   hanging, as in production).
- * - `TcpProxy`: the one address the Herald nodes use for Redis (a virtual IP, a DNS name): `switchTo`
- *   points it at another server and cuts every open connection, as a failover does.
+ * (The one address the Herald nodes use for Redis, switched at a failover, is the server tests'
+ * `startTcpProxy`.)
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -124,43 +124,6 @@ export class LoadBalancer {
 
   close(): Promise<void> {
     clearInterval(this.timer);
-    return closeServer(this.server, this.open);
-  }
-}
-
-export class TcpProxy {
-  private readonly open = new Set<Socket>();
-
-  private readonly server = createServer((client) => this.accept(client));
-  port = 0;
-
-  private constructor(private target: number) {}
-
-  static async start(target: number): Promise<TcpProxy> {
-    const proxy = new TcpProxy(target);
-    proxy.port = await listen(proxy.server);
-    return proxy;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  private accept(client: Socket): void {
-    const upstream = connect(this.target, '127.0.0.1');
-    this.open.add(client);
-    this.open.add(upstream);
-    pipeBoth(client, upstream, this.open);
-  }
-
-  /** New connections go to `port` from now on; open ones are cut. */
-  switchTo(port: number): void {
-    this.target = port;
-    for (const s of [...this.open]) s.destroy();
-    this.open.clear();
-  }
-
-  close(): Promise<void> {
     return closeServer(this.server, this.open);
   }
 }

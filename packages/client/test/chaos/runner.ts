@@ -20,7 +20,8 @@ import { CLI as BUILT_CLI } from '../../../server/test/support/child-node.js';
 import { API_KEY, api, withTimeout, WsClient } from '../../../server/test/support/harness.js';
 import { freePort, startRedisServer, type SpawnedRedis } from '../../../server/test/support/redis-server.js';
 import { channelsOf, judge, type Row, type StreamLog } from './history-checker.js';
-import { LoadBalancer, TcpProxy } from './proxies.js';
+import { LoadBalancer } from './proxies.js';
+import { startTcpProxy, type TcpProxy } from '../../../server/test/support/tcp-proxy.js';
 import { Publisher } from './publisher.js';
 import { Pulse, RawPollSubscriber, RawSseSubscriber, SdkSubscriber, Slowness, type Subscriber } from './subscribers.js';
 
@@ -310,7 +311,7 @@ export async function runScenario(s: Scenario, mode: Mode): Promise<ScenarioResu
       replica = await startRedisServer([...FAST_SYNC, '--replicaof', '127.0.0.1', String(redis.port)]);
       servers.push(replica);
       await inSync(replica.port);
-      proxy = await TcpProxy.start(redis.port);
+      proxy = await startTcpProxy(redis.port);
       cleanup.push(() => proxy?.close());
     }
     const redisUrl = (): string => proxy?.url ?? redis.url;

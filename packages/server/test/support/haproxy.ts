@@ -5,23 +5,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { Child, findProgram, freePort, needProgram } from './processes.js';
+import { Child, canConnect, findProgram, freePort, needProgram } from './processes.js';
 
 export const haproxyPath = findProgram('haproxy', ['/usr/sbin/haproxy']);
 export const needHaproxy = needProgram(haproxyPath, 'haproxy', 'apt-get install -y haproxy');
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 export interface RunningHaproxy {
   readonly child: Child;

@@ -2,6 +2,7 @@
  * Test support: a Herald server on an ephemeral port, and a raw-protocol WebSocket client that
  * awaits replies and pushes with timeouts that fail the test.
  */
+import http2, { type ClientHttp2Session } from 'node:http2';
 import WebSocket from 'ws';
 import { DEFAULT_CONFIG, type HeraldConfig, type NamespaceOptions } from '../../src/config/config.js';
 import { HeraldServer, type HeraldServerOptions } from '../../src/server.js';
@@ -207,4 +208,48 @@ export class WsClient {
   terminate(): void {
     this.ws.terminate();
   }
+}
+
+export interface Refused {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Frame;
+}
+
+/** Opens a WebSocket that the server must refuse; resolves with the HTTP answer to the upgrade. */
+export function refusedUpgrade(url: string, options: WebSocket.ClientOptions = {}): Promise<Refused> {
+  const ws = new WebSocket(url, options);
+  ws.on('error', () => undefined);
+  return withTimeout(
+    new Promise<Refused>((resolve, reject) => {
+      ws.once('open', () => {
+        ws.terminate();
+        reject(new Error('the upgrade was accepted'));
+      });
+      ws.once('unexpected-response', (req, res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          req.destroy();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) as Frame });
+        });
+      });
+    }),
+    5000,
+    'the upgrade to be refused',
+  );
+}
+
+/** An HTTP/2 client session to `url` (h2c or TLS), once connected. */
+export function connectH2(url: string, options: http2.SecureClientSessionOptions = {}): Promise<ClientHttp2Session> {
+  return withTimeout(
+    new Promise<ClientHttp2Session>((resolve, reject) => {
+      const session = http2.connect(url, options);
+      session.once('connect', () => resolve(session));
+      session.once('error', reject);
+    }),
+    5000,
+    `HTTP/2 connection to ${url}`,
+  );
 }

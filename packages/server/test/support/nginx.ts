@@ -4,23 +4,11 @@
  * skips the test, except under CI=true where it fails.
  */
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { Child, findProgram, freePort, needProgram } from './processes.js';
+import { Child, canConnect, findProgram, freePort, needProgram } from './processes.js';
 
 export const nginxPath = findProgram('nginx', ['/usr/sbin/nginx']);
 export const needNginx = needProgram(nginxPath, 'nginx', 'apt-get install -y nginx-light');
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 export interface RunningNginx {
   readonly child: Child;

@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { withTimeout } from './harness.js';
@@ -152,4 +152,16 @@ export class Child {
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
   }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` now. */
+export function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }
