@@ -1,5 +1,14 @@
 export { HeraldServer, type HeraldServerOptions, type ServerState } from './server.js';
-export { Hub, type HubOptions, type HubStats } from './core/hub.js';
+export { Hub, type HubOptions } from './core/hub.js';
+export {
+  MetricsTally,
+  noMetrics,
+  teeMetrics,
+  type Counter,
+  type Histogram,
+  type Labels,
+  type Metrics,
+} from './core/metrics.js';
 export type {
   Engine,
   Publication,

@@ -12,6 +12,7 @@ import { createAuth, type Auth } from './auth/index.js';
 import { SessionAuthorizer } from './auth/session-authorizer.js';
 import type { Engine, EngineIngestion } from './core/engine.js';
 import type { Logger } from './core/logger.js';
+import { MetricsTally, teeMetrics, type Metrics } from './core/metrics.js';
 import { silentLogger } from './core/logger.js';
 import { MemoryEngine } from './engines/memory/memory-engine.js';
 import { RedisEngine } from './engines/redis/redis-engine.js';
@@ -19,7 +20,7 @@ import { WebSocketTransport } from './transports/websocket.js';
 import { ServerApi } from './api/server-api.js';
 import { Admission, sendJsonError } from './http/admission.js';
 import { Cors } from './http/cors.js';
-import { HttpListener, socketLimit } from './http/listener.js';
+import { HttpListener, SOCKET_METRICS, socketLimit } from './http/listener.js';
 import { MAX_PIPELINED, whenCurrent } from './http/pipeline.js';
 import { SessionTokens } from './http/session-token.js';
 import { StreamingTransport } from './transports/http-streaming.js';
@@ -34,6 +35,11 @@ export interface HeraldServerOptions {
   readonly logger?: Logger;
   /** An engine to use instead of the one the config names (tests, embedding). */
   readonly engine?: Engine;
+  /**
+   * Also report every metric here (a Prometheus registry, StatsD, ...; see core/metrics.ts). The
+   * server always keeps its own tally (`HeraldServer.metrics`) for `GET /api/info`.
+   */
+  readonly metrics?: Metrics;
 }
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -50,6 +56,10 @@ export class HeraldServer {
   readonly poll: LongPollTransport;
   readonly send: SendHandler;
   readonly api: ServerApi;
+  /** Every counter and gauge of this server, in memory (see core/metrics.ts for the names). */
+  readonly metrics = new MetricsTally();
+  /** The tally and the sink given in the options: what every part reports to. */
+  private readonly sink: Metrics;
   state: ServerState = 'created';
   private listener: HttpListener | undefined;
   private stopping: Promise<void> | undefined;
@@ -60,7 +70,8 @@ export class HeraldServer {
     this.config = config;
     this.logger = opts.logger ?? silentLogger;
     this.engine = opts.engine ?? createEngine(config, this.logger);
-    this.auth = createAuth(config, { logger: this.logger });
+    this.sink = opts.metrics !== undefined ? teeMetrics(this.metrics, opts.metrics) : this.metrics;
+    this.auth = createAuth(config, { logger: this.logger, metrics: this.sink });
     this.hub = new Hub({
       engine: this.engine,
       authorizer: new SessionAuthorizer(this.auth),
@@ -75,6 +86,7 @@ export class HeraldServer {
         maxRecoveryBuffer: 10_000,
       },
       idempotencyWindowMs: config.idempotencyWindow,
+      metrics: this.sink,
     });
     const admission = new Admission({
       allowedOrigins: config.allowedOrigins,
@@ -160,6 +172,7 @@ export class HeraldServer {
       headersTimeout: this.config.http.headersTimeout,
       requestTimeout: this.config.http.requestTimeout,
       maxSockets: socketLimit(this.config.limits.maxConnections),
+      metrics: this.sink,
       handlers: {
         request: (req, res) => this.handleRequest(req, res),
         upgrade: (req, socket, head) => this.handleUpgrade(req, socket, head),
@@ -307,7 +320,7 @@ export class HeraldServer {
   }
 
   info(): Record<string, unknown> {
-    const s = this.hub.stats;
+    const m = this.metrics;
     let subscriptions = 0;
     for (const session of this.hub.sessions.values()) subscriptions += session.subscriptions.size;
     const mem = process.memoryUsage();
@@ -319,15 +332,31 @@ export class HeraldServer {
       connectionsByTransport: this.connectionsByTransport(),
       subscriptions,
       streams: this.hub.channels().length,
-      published: s.published,
-      deliveries: s.deliveries,
-      connectionsTotal: s.connectionsTotal,
-      slowDisconnects: s.slowDisconnects,
-      badFrames: s.badFrames,
+      published: m.value('herald_publications_total'),
+      deliveries: m.value('herald_deliveries_total'),
+      connectionsTotal: m.value('herald_connections_total'),
+      slowDisconnects: m.value('herald_slow_disconnects_total'),
+      badFrames: m.value('herald_bad_frames_total'),
       rssBytes: mem.rss,
       heapUsedBytes: mem.heapUsed,
-      ...(this.listener !== undefined ? { sockets: this.listener.stats } : {}),
-      ...(this.hub.control.available ? { sendForwarding: { ...this.hub.control.stats } } : {}),
+      ...(this.listener !== undefined
+        ? {
+            sockets: {
+              open: m.value(SOCKET_METRICS.open),
+              pending: m.value(SOCKET_METRICS.pending),
+              refused: m.value(SOCKET_METRICS.refused),
+              timedOut: m.value(SOCKET_METRICS.timedOut),
+            },
+          }
+        : {}),
+      ...(this.hub.control.available
+        ? {
+            sendForwarding: {
+              forwarded: m.value('herald_send_forwarded_total'),
+              served: m.value('herald_send_served_total'),
+            },
+          }
+        : {}),
       ...(this.engine.status !== undefined ? { [this.engine.name]: this.engine.status() } : {}),
       ...(this.ingest !== undefined ? { ingest: { ...this.ingest.stats } } : {}),
     };

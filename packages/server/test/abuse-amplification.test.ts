@@ -107,7 +107,7 @@ describe('WebSocket: replies count against the connection, commands are capped',
 
   it('a reading client that asks for many large replies at once gets every one, paced, and stays connected', async () => {
     const hub = srv.server.hub;
-    const slowBefore = hub.stats.slowDisconnects;
+    const slowBefore = srv.server.metrics.value('herald_slow_disconnects_total');
     const c = await WsClient.connect(srv.wsUrl);
     // Twelve 1 MB replies in one message (4 run, 8 wait): each is queued once the previous one has
     // drained below half of the 256 KB queue bound, so none makes the client "slow".
@@ -115,7 +115,7 @@ describe('WebSocket: replies count against the connection, commands are capped',
     const replies = await c.waitForCount((f) => typeof f['id'] === 'number', 12, 'twelve history replies', 30_000);
     expect(replies.map((f) => f['id']).sort((a: number, b: number) => a - b)).toEqual(range(1, 12));
     for (const f of replies) expect(f['result']).toMatchObject({ stream: 'big.hist', truncated: true });
-    expect(hub.stats.slowDisconnects).toBe(slowBefore);
+    expect(srv.server.metrics.value('herald_slow_disconnects_total')).toBe(slowBefore);
     expect(hub.sessions.has(c.clientId)).toBe(true);
     await c.close();
   }, 60_000);
@@ -300,13 +300,13 @@ describe.skipIf(skipRedis)('POST /send forwarded through Redis: the answer is bo
   it('forwards 300 history commands and publishes no answer larger than the bound; the link stays up', async () => {
     const { es, session } = await openSse(`${a.url}/sse`);
     try {
-      const before = a.server.hub.control.stats.served;
+      const before = a.server.metrics.value('herald_send_served_total');
       const r = await send(b.url, session, historyBody(300));
       expect(r.status, r.raw.slice(0, 300)).toBe(200);
       expect(r.lines).toHaveLength(300);
       expect(Buffer.byteLength(r.raw)).toBeLessThanOrEqual(REPLY + 300 * KB);
       for (const l of r.lines) expect(l.result).toMatchObject({ stream: 'big.hist', truncated: true });
-      expect(a.server.hub.control.stats.served).toBe(before + 1);
+      expect(a.server.metrics.value('herald_send_served_total')).toBe(before + 1);
       expect(largest).toBeGreaterThan(REPLY / 2); // the forwarded answer went through Redis
       expect(largest).toBeLessThanOrEqual(maxForwardBytes(a.server.hub));
       expect(largest).toBeLessThanOrEqual(2 * REPLY + 300 * 2 * KB + 4 * KB);

@@ -289,10 +289,13 @@ describe('HTTP/2 stream of a slow consumer', () => {
       stream.pause(); // stops reading: its window fills, then the server gives up on it
       const closed = new Promise<number>((r) => stream.once('close', () => r(stream.rstCode ?? -1)));
       const big = 'x'.repeat(8000);
-      for (let i = 0; i < 60 && srv.server.hub.stats.slowDisconnects === 0; i++) {
+      for (let i = 0; i < 60 && srv.server.metrics.value('herald_slow_disconnects_total') === 0; i++) {
         expect((await api(srv.url, 'publish', { channel: 'zombie.a', data: big })).status).toBe(200);
       }
-      await waitUntil(() => srv.server.hub.stats.slowDisconnects === 1, 'the slow stream is disconnected');
+      await waitUntil(
+        () => srv.server.metrics.value('herald_slow_disconnects_total') === 1,
+        'the slow stream is disconnected',
+      );
       // The transport's close timeout is 5 s.
       const code = await withTimeout(closed, 9000, 'the zombie stream to be reset');
       expect(code).toBe(http2.constants.NGHTTP2_CANCEL);

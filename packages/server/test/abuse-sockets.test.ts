@@ -12,7 +12,7 @@ import https from 'node:https';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { socketLimit, type SocketStats } from '../src/http/listener.js';
+import { socketLimit } from '../src/http/listener.js';
 import { resolveConfig } from '../src/config/load-config.js';
 import { ConfigError } from '../src/config/schema.js';
 import {
@@ -61,6 +61,14 @@ async function start(mode: Mode, over: TestConfigInput = {}): Promise<TestServer
 
 function portOf(s: TestServer): number {
   return s.server.address?.port ?? 0;
+}
+
+/** The `sockets` figures of `GET /api/info`. */
+interface SocketStats {
+  readonly open: number;
+  readonly pending: number;
+  readonly refused: number;
+  readonly timedOut: number;
 }
 
 function socketStats(s: TestServer): SocketStats {

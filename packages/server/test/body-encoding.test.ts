@@ -42,14 +42,14 @@ describe('Content-Encoding of request bodies', () => {
   it.each(['gzip', 'deflate', 'br', 'x-custom', 'identity, gzip'])(
     'the server API answers %s with 415 HERALD_ERR_API_UNSUPPORTED_ENCODING and publishes nothing',
     async (encoding) => {
-      const before = srv.server.hub.stats.published;
+      const before = srv.server.metrics.value('herald_publications_total');
       const r = await post('/api/publish', gzipSync(publish), { ...apiHeaders, 'Content-Encoding': encoding });
       expect(r.status).toBe(415);
       expect(r.body).toEqual({
         error: { code: 'HERALD_ERR_API_UNSUPPORTED_ENCODING', message: expect.stringContaining(encoding) },
       });
       expect(r.headers.get('accept-encoding')).toBe('identity');
-      expect(srv.server.hub.stats.published).toBe(before);
+      expect(srv.server.metrics.value('herald_publications_total')).toBe(before);
     },
   );
 

@@ -120,11 +120,11 @@ describe('CORS with an allow-list and credentials', () => {
   ])('refuses a disallowed origin: %s %s → 403 without CORS headers', async (method, path) => {
     const headers: Record<string, string> = { Origin: EVIL };
     if (method === 'OPTIONS') headers['Access-Control-Request-Method'] = 'POST';
-    const sessionsBefore = ts.server.hub.stats.connectionsTotal;
+    const sessionsBefore = ts.server.metrics.value('herald_connections_total');
     const r = await request(ts.url, method, path, headers, method === 'POST' ? '{}' : undefined);
     expect(r.status).toBe(403);
     expect(r.headers['access-control-allow-origin']).toBeUndefined();
-    expect(ts.server.hub.stats.connectionsTotal).toBe(sessionsBefore); // no session was opened
+    expect(ts.server.metrics.value('herald_connections_total')).toBe(sessionsBefore); // no session was opened
   });
 
   it('refuses the /ws upgrade from a disallowed origin with 403, and accepts an allowed one', async () => {

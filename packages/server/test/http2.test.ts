@@ -300,10 +300,13 @@ describe('HTTP/2 flow control', () => {
       await fast.events.waitFor((e) => e.event === 'subscribed', 'fast subscribed');
       slow.stream.pause(); // stops reading: its HTTP/2 window fills, the server queues, then gives up
       const big = 'x'.repeat(8000);
-      for (let i = 0; i < 40 && ts.server.hub.stats.slowDisconnects === 0; i++) {
+      for (let i = 0; i < 40 && ts.server.metrics.value('herald_slow_disconnects_total') === 0; i++) {
         expect((await api(ts.url, 'publish', { channel: 'h2slow.a', data: big })).status).toBe(200);
       }
-      await waitUntil(() => ts.server.hub.stats.slowDisconnects === 1, 'the slow stream is disconnected');
+      await waitUntil(
+        () => ts.server.metrics.value('herald_slow_disconnects_total') === 1,
+        'the slow stream is disconnected',
+      );
       expect(ts.server.connectionsByTransport()['sse']).toBe(1);
       await publishOver(session, 'h2slow.b');
       const e = await fast.events.waitFor((x) => x.event === 'message', 'a publication on the other stream');

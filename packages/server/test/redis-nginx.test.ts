@@ -130,7 +130,8 @@ describe.skipIf(needNginx.mode === 'skip' || skipRedis)(
         const holder = nodes.find((n) => n.server.hub.sessions.has(client));
         expect(holder).toBeDefined();
         const from = nginx.accessLog().length;
-        const forwarded = (): number => nodes.reduce((sum, n) => sum + n.server.hub.control.stats.forwarded, 0);
+        const forwarded = (): number =>
+          nodes.reduce((sum, n) => sum + n.server.metrics.value('herald_send_forwarded_total'), 0);
         const before = forwarded();
 
         const r = await send(base, session, '{"id":1,"cmd":"subscribe","channel":"ngx.send"}');

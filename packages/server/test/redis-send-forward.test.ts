@@ -50,7 +50,10 @@ describe.skipIf(skipRedis)('POST /send forwarded between nodes', () => {
     const { es, client, session } = await openSse(`${a.url}/sse`);
     try {
       expect(client.startsWith(`${a.server.hub.nodeId}-`)).toBe(true);
-      const before = { forwarded: b.server.hub.control.stats.forwarded, served: a.server.hub.control.stats.served };
+      const before = {
+        forwarded: b.server.metrics.value('herald_send_forwarded_total'),
+        served: a.server.metrics.value('herald_send_served_total'),
+      };
 
       const r = await send(
         b.url,
@@ -94,8 +97,8 @@ describe.skipIf(skipRedis)('POST /send forwarded between nodes', () => {
       await es.waitFor((e) => e.some((x) => x.event === 'message' && x.data.includes('sentinel')), 'the sentinel');
       expect(es.pubs().map((p) => p['data'])).toEqual(['via-c', 'via-api', 'sentinel']);
 
-      expect(b.server.hub.control.stats.forwarded - before.forwarded).toBe(3);
-      expect(a.server.hub.control.stats.served - before.served).toBe(5);
+      expect(b.server.metrics.value('herald_send_forwarded_total') - before.forwarded).toBe(3);
+      expect(a.server.metrics.value('herald_send_served_total') - before.served).toBe(5);
     } finally {
       es.close();
     }
@@ -120,7 +123,10 @@ describe.skipIf(skipRedis)('POST /send forwarded between nodes', () => {
   it('refuses a forged session id without asking the node it names', async () => {
     const { es, client } = await openSse(`${a.url}/sse`);
     try {
-      const before = { forwarded: b.server.hub.control.stats.forwarded, served: a.server.hub.control.stats.served };
+      const before = {
+        forwarded: b.server.metrics.value('herald_send_forwarded_total'),
+        served: a.server.metrics.value('herald_send_served_total'),
+      };
       const forged = [
         `${client}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA`,
         new SessionTokens('another-deployment-secret-000000').issue(client),
@@ -131,8 +137,8 @@ describe.skipIf(skipRedis)('POST /send forwarded between nodes', () => {
         expect(r.status).toBe(404);
         expect(r.lines[0].error.code).toBe('HERALD_ERR_SESSION_NOT_FOUND');
       }
-      expect(b.server.hub.control.stats.forwarded).toBe(before.forwarded);
-      expect(a.server.hub.control.stats.served).toBe(before.served);
+      expect(b.server.metrics.value('herald_send_forwarded_total')).toBe(before.forwarded);
+      expect(a.server.metrics.value('herald_send_served_total')).toBe(before.served);
       expect(a.server.hub.sessions.get(client)?.subscriptions.size).toBe(0);
     } finally {
       es.close();
@@ -197,10 +203,10 @@ describe.skipIf(skipRedis)('POST /send forwarded between nodes', () => {
     const hello = await fetch(`${a.url}/poll`);
     const body = (await hello.json()) as { client: string; session: string };
     expect(body.client.startsWith(`${a.server.hub.nodeId}~`)).toBe(true);
-    const forwarded = b.server.hub.control.stats.forwarded;
+    const forwarded = b.server.metrics.value('herald_send_forwarded_total');
     const r = await send(b.url, body.session, '{"id":1,"cmd":"publish","channel":"fwd.lp","data":1}');
     expect(r.lines).toEqual([{ id: 1, result: expect.objectContaining({ channel: 'fwd.lp', offset: 1 }) }]);
-    expect(b.server.hub.control.stats.forwarded).toBe(forwarded);
+    expect(b.server.metrics.value('herald_send_forwarded_total')).toBe(forwarded);
   });
 
   it('shows the forwarding counters in /api/info', async () => {

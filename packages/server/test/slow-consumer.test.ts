@@ -32,7 +32,7 @@ describe('slow consumer', () => {
       sent += 1;
     }
     expect(hub.sessions.has(slowId)).toBe(false);
-    expect(hub.stats.slowDisconnects).toBe(1);
+    expect(srv.server.metrics.value('herald_slow_disconnects_total')).toBe(1);
     // The slow client's socket is closed by the server, even though it never reads the close frame.
     slow.ws.resume();
     const closed = await withTimeout(slow.closed, 15_000, 'slow client socket to close');

@@ -159,7 +159,7 @@ describe('GET /sse', () => {
     await withTimeout(new Promise((r) => sock.once('connect', r)), 5000, 'connect');
     sock.write('GET /sse?channel=big.s HTTP/1.1\r\nHost: x\r\n\r\n');
     sock.pause();
-    const before = srv.server.hub.stats.slowDisconnects;
+    const before = srv.server.metrics.value('herald_slow_disconnects_total');
     await (async () => {
       const deadline = Date.now() + 5000;
       while (srv.server.connectionsByTransport()['sse'] !== 2) {
@@ -169,11 +169,11 @@ describe('GET /sse', () => {
     })();
     const payload = 'z'.repeat(16_384);
     let n = 0;
-    while (srv.server.hub.stats.slowDisconnects === before && n < 2000) {
+    while (srv.server.metrics.value('herald_slow_disconnects_total') === before && n < 2000) {
       await api(srv.url, 'publish', { channel: 'big.s', data: { n, payload } });
       n += 1;
     }
-    expect(srv.server.hub.stats.slowDisconnects).toBe(before + 1);
+    expect(srv.server.metrics.value('herald_slow_disconnects_total')).toBe(before + 1);
     await api(srv.url, 'publish', { channel: 'big.s', data: { n: 'end' } });
     await good.waitFor((e) => e.filter((x) => x.event === 'message').length === n + 1, 'every publication', 20_000);
     expect(good.pubs().map((p) => p['data'].n)).toEqual([...[...Array(n).keys()], 'end']);

@@ -21,6 +21,7 @@ import { HeraldError } from '@herald/protocol';
 import { Pool } from 'undici';
 import { systemClock, type Clock } from '../core/clock.js';
 import { silentLogger, type Logger } from '../core/logger.js';
+import { noMetrics, type Counter, type Metrics } from '../core/metrics.js';
 
 export const HOOK_EVENTS = ['connect', 'subscribe', 'publish', 'rpc'] as const;
 export type HookEvent = (typeof HOOK_EVENTS)[number];
@@ -38,6 +39,8 @@ export interface BackendHooksOptions {
   readonly maxResponseSize?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** Counts calls by event and outcome (`herald_hook_calls_total`); nothing is kept when not given. */
+  readonly metrics?: Metrics;
 }
 
 /** Who is asking: every hook call carries both. */
@@ -80,13 +83,9 @@ export interface HookAnswer {
   readonly data: unknown;
 }
 
-export interface HookStats {
-  calls: number;
-  allowed: number;
-  denied: number;
-  timeouts: number;
-  failures: number;
-}
+/** How a hook call ended: the `outcome` label of `herald_hook_calls_total`. */
+export type HookOutcome = 'allowed' | 'denied' | 'timeout' | 'failure';
+const HOOK_OUTCOMES: readonly HookOutcome[] = ['allowed', 'denied', 'timeout', 'failure'];
 
 export const DEFAULT_HOOK_CONNECTIONS = 32;
 export const DEFAULT_HOOK_RESPONSE_SIZE = 1024 * 1024;
@@ -94,7 +93,8 @@ export const DEFAULT_HOOK_RESPONSE_SIZE = 1024 * 1024;
 const MAX_REASON_LENGTH = 256;
 
 export class BackendHooks {
-  readonly stats: HookStats = { calls: 0, allowed: 0, denied: 0, timeouts: 0, failures: 0 };
+  /** By event, then outcome. */
+  private readonly calls: Record<HookEvent, Record<HookOutcome, Counter>>;
   private readonly pool: Pool;
   private readonly basePath: string;
   private readonly search: string;
@@ -116,6 +116,15 @@ export class BackendHooks {
     this.maxResponseSize = opts.maxResponseSize ?? DEFAULT_HOOK_RESPONSE_SIZE;
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? silentLogger;
+    const metrics = opts.metrics ?? noMetrics;
+    const byOutcome = (event: HookEvent): Record<HookOutcome, Counter> =>
+      Object.fromEntries(
+        HOOK_OUTCOMES.map((outcome) => [
+          outcome,
+          metrics.counter('herald_hook_calls_total', 'Backend hook calls by event and outcome', { event, outcome }),
+        ]),
+      ) as Record<HookOutcome, Counter>;
+    this.calls = Object.fromEntries(HOOK_EVENTS.map((e) => [e, byOutcome(e)])) as BackendHooks['calls'];
     this.headers = { 'content-type': 'application/json', accept: 'application/json' };
     if (opts.apiKey !== undefined && opts.apiKey !== '') this.headers['authorization'] = `apikey ${opts.apiKey}`;
     this.pool = new Pool(url.origin, {
@@ -155,7 +164,7 @@ export class BackendHooks {
    * `HERALD_ERR_HOOK_TIMEOUT`, `HERALD_ERR_HOOK_UNAVAILABLE` or `HERALD_ERR_HOOK_BAD_RESPONSE`.
    */
   async call(event: HookEvent, body: HookRequest): Promise<HookAnswer> {
-    this.stats.calls += 1;
+    const counted = this.calls[event];
     const abort = new AbortController();
     let timedOut = false;
     const timer = this.clock.setTimeout(() => {
@@ -165,7 +174,7 @@ export class BackendHooks {
     try {
       const text = await this.post(event, JSON.stringify({ event, ...body }), abort.signal);
       const answer = parseAnswer(event, text);
-      this.stats.allowed += 1;
+      counted.allowed.inc();
       return answer;
     } catch (err) {
       const error = timedOut
@@ -174,10 +183,10 @@ export class BackendHooks {
           ? err
           : new HeraldError('HERALD_ERR_HOOK_UNAVAILABLE', `the ${event} hook cannot be reached`);
       if (error.code === 'HERALD_ERR_HOOK_DENIED') {
-        this.stats.denied += 1;
+        counted.denied.inc();
       } else {
-        if (error.code === 'HERALD_ERR_HOOK_TIMEOUT') this.stats.timeouts += 1;
-        else this.stats.failures += 1;
+        if (error.code === 'HERALD_ERR_HOOK_TIMEOUT') counted.timeout.inc();
+        else counted.failure.inc();
         this.logger.warn(
           { code: error.code, event, err: err instanceof HeraldError ? err.message : errorText(err) },
           'backend hook failed',

@@ -6,6 +6,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import { namespaceOptions, type HeraldConfig } from '../config/config.js';
 import { ChannelAccess } from './access.js';
 import { Authenticator } from './authenticator.js';
@@ -32,7 +33,7 @@ export {
   type HookCaller,
   type HookEvent,
   type HookRequest,
-  type HookStats,
+  type HookOutcome,
   type PublishHookRequest,
   type RpcHookRequest,
   type SubscribeHookRequest,
@@ -72,6 +73,7 @@ export interface Auth {
 export interface CreateAuthOptions {
   readonly clock?: Clock;
   readonly logger?: Logger;
+  readonly metrics?: Metrics;
 }
 
 /** Builds the auth parts from a resolved configuration. Throws an `Error` when a key cannot be used. */
@@ -108,6 +110,7 @@ export function createAuth(config: HeraldConfig, opts: CreateAuthOptions = {}): 
           timeout: a.hooks.timeout,
           maxConnections: a.hooks.maxConnections,
           apiKey: a.hooks.apiKey,
+          ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
           ...common,
         })
       : undefined;

@@ -29,10 +29,11 @@ import type { EncodeCache, FrameEncoder } from './encoder.js';
 import type { Engine, HistoryOutcome, Publication, PublicationSink } from './engine.js';
 import type { SessionIdentity } from './identity.js';
 import type { Logger } from './logger.js';
+import { noMetrics, type Counter, type Metrics } from './metrics.js';
 import { NodeControl, type NodeControlHost } from './node-control.js';
 import type { HubLimits, NamespacePolicy } from './policy.js';
 import { fitCount, replyBytes, type ReplyOut } from './replies.js';
-import { Session, type SessionHost, type SessionInit, type SessionStats } from './session.js';
+import { Session, type SessionCounters, type SessionHost, type SessionInit } from './session.js';
 import { NO_BUFFER, Subscription } from './subscription.js';
 import type { TransportConnection } from './transport.js';
 
@@ -51,16 +52,19 @@ export interface HubOptions {
    * not given. Must be unique among the nodes of a deployment; no `~` and no whitespace.
    */
   readonly nodeId?: string;
+  /** Where counters go (see metrics.ts); nothing is kept when not given. */
+  readonly metrics?: Metrics;
 }
 
-export interface HubStats extends SessionStats {
+/** What the hub counts (see `Hub.constructor` for the metric names). */
+interface HubCounters extends SessionCounters {
   /** Publications accepted by this node's publish calls (duplicates not counted). */
-  published: number;
+  readonly published: Counter;
   /** Publications this node received from the engine for its streams. */
-  received: number;
+  readonly received: Counter;
   /** Publication frames queued to sessions. */
-  deliveries: number;
-  connectionsTotal: number;
+  readonly deliveries: Counter;
+  readonly connections: Counter;
 }
 
 interface StreamState {
@@ -83,14 +87,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   readonly limits: HubLimits;
   readonly nodeId: string;
   readonly startedAt = Date.now();
-  readonly stats: HubStats = {
-    published: 0,
-    received: 0,
-    deliveries: 0,
-    badFrames: 0,
-    slowDisconnects: 0,
-    connectionsTotal: 0,
-  };
+  readonly counters: HubCounters;
   readonly sessions = new Map<string, Session>();
   private readonly streams = new Map<string, StreamState>();
   /** Serialises engine subscribe/unsubscribe calls per stream. */
@@ -115,7 +112,18 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     this.clock = opts.clock ?? systemClock;
     this.nodeId = opts.nodeId ?? randomBytes(4).toString('hex');
     if (!/^[^\s~]+$/.test(this.nodeId)) throw new Error(`invalid node id ${JSON.stringify(this.nodeId)}`);
-    this.control = new NodeControl(this);
+    const m = opts.metrics ?? noMetrics;
+    this.counters = {
+      published: m.counter('herald_publications_total', 'Publications accepted by this node (duplicates not counted)'),
+      received: m.counter('herald_publications_received_total', 'Publications received from the engine'),
+      deliveries: m.counter('herald_deliveries_total', 'Publication frames queued to connections'),
+      connections: m.counter('herald_connections_total', 'Client connections opened'),
+      badFrames: m.counter('herald_bad_frames_total', 'Client frames refused as malformed or invalid'),
+      slowDisconnects: m.counter('herald_slow_disconnects_total', 'Clients disconnected for reading too slowly'),
+    };
+    m.gauge('herald_connections', 'Client connections open', () => this.sessions.size);
+    m.gauge('herald_streams', 'Streams with subscribers on this node', () => this.streams.size);
+    this.control = new NodeControl(this, m);
   }
 
   async start(): Promise<void> {
@@ -141,7 +149,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       remoteAddress: init.remoteAddress,
     });
     this.sessions.set(id, session);
-    this.stats.connectionsTotal += 1;
+    this.counters.connections.inc();
     if (init.identity !== undefined) session.setIdentity(init.identity);
     return session;
   }
@@ -218,7 +226,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       ...(opts.idempotencyKey !== undefined ? { idempotencyKey: opts.idempotencyKey } : {}),
     };
     const outcome = await this.engineCall('publish', () => this.engine.publish(req));
-    if (!outcome.duplicate) this.stats.published += 1;
+    if (!outcome.duplicate) this.counters.published.inc();
     return {
       channel: check.channel,
       epoch: outcome.position.epoch,
@@ -420,7 +428,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   onPublication(pub: Publication): void {
     const st = this.streams.get(pub.stream);
     if (st === undefined) return;
-    this.stats.received += 1;
+    this.counters.received.inc();
     const cache: EncodeCache = {};
     let delivered = 0;
     for (const sub of st.subs) {
@@ -441,7 +449,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
         else sub.overflowed = true;
       }
     }
-    this.stats.deliveries += delivered;
+    this.counters.deliveries.inc(delivered);
   }
 
   onGap(streams: readonly string[] | undefined): void {
@@ -595,7 +603,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   private deliverOne(sub: Subscription, pub: Publication): void {
     sub.offset = pub.offset;
     sub.session.deliver(pub, {});
-    this.stats.deliveries += 1;
+    this.counters.deliveries.inc();
   }
 
   private recoverInBackground(sub: Subscription): void {

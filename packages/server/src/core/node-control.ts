@@ -24,6 +24,7 @@ import { jsonEncoder } from './encoder.js';
 import type { Engine } from './engine.js';
 import { toErrorBody } from './errors.js';
 import type { Logger } from './logger.js';
+import { noMetrics, type Counter, type Metrics } from './metrics.js';
 import type { HubLimits } from './policy.js';
 import { SMALL_REPLY, SendResponse } from './replies.js';
 import type { Session } from './session.js';
@@ -98,17 +99,22 @@ interface SendRequest {
 /** The answer: the NDJSON replies, or why the commands did not run. */
 type SendAnswer = { readonly replies: string } | { readonly error: ErrorBody };
 
-export interface NodeControlStats {
-  /** `/send` requests this node forwarded to the node holding their session. */
-  forwarded: number;
-  /** Forwarded `/send` requests this node ran for other nodes. */
-  served: number;
-}
-
 export class NodeControl {
-  readonly stats: NodeControlStats = { forwarded: 0, served: 0 };
+  /** `/send` requests this node forwarded to the node holding their session. */
+  private readonly forwarded: Counter;
+  /** Forwarded `/send` requests this node ran for other nodes. */
+  private readonly served: Counter;
 
-  constructor(private readonly host: NodeControlHost) {}
+  constructor(
+    private readonly host: NodeControlHost,
+    metrics: Metrics = noMetrics,
+  ) {
+    this.forwarded = metrics.counter(
+      'herald_send_forwarded_total',
+      '/send requests forwarded to the node holding the session',
+    );
+    this.served = metrics.counter('herald_send_served_total', 'Forwarded /send requests run for other nodes');
+  }
 
   /** Whether the engine can reach other nodes (the Redis engine can; the memory engine serves one node). */
   get available(): boolean {
@@ -132,7 +138,7 @@ export class NodeControl {
       throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is not held by a node this one can reach');
     }
     const request: SendRequest = { op: 'send', client: clientId, body };
-    this.stats.forwarded += 1;
+    this.forwarded.inc();
     let text: string;
     try {
       text = await control.request(node, JSON.stringify(request), timeoutMs);
@@ -154,7 +160,7 @@ export class NodeControl {
       if (session === undefined || session.state !== 'open' || !takesSendCommands(session)) {
         throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session is closed');
       }
-      this.stats.served += 1;
+      this.served.inc();
       const replies = await runSendCommands(session, request.body);
       answer = { replies: Buffer.from(replies).toString('utf8') };
     } catch (err) {

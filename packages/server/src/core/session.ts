@@ -25,6 +25,7 @@ import type { Publication } from './engine.js';
 import { toErrorBody } from './errors.js';
 import { ANONYMOUS_IDENTITY, type SessionIdentity } from './identity.js';
 import type { Logger } from './logger.js';
+import type { Counter } from './metrics.js';
 import type { HubLimits } from './policy.js';
 import { replyTooLarge, type ReplyOut } from './replies.js';
 import { SmallMap } from './small-map.js';
@@ -45,10 +46,10 @@ export interface SessionInit {
   readonly detached?: boolean;
 }
 
-/** The counters a session bumps (the hub's `HubStats` holds them). */
-export interface SessionStats {
-  badFrames: number;
-  slowDisconnects: number;
+/** The counters a session bumps (made by its host; see metrics.ts). */
+export interface SessionCounters {
+  readonly badFrames: Counter;
+  readonly slowDisconnects: Counter;
 }
 
 /**
@@ -61,7 +62,7 @@ export interface SessionHost {
   /** Token expiry timers. */
   readonly clock: Clock;
   readonly limits: HubLimits;
-  readonly stats: SessionStats;
+  readonly counters: SessionCounters;
   /** Calls `session.flush()` once, later in this turn of the event loop (one write per turn). */
   scheduleFlush(session: Session): void;
   /** Forgets the session (it disconnected or closed) and drops its subscriptions. */
@@ -206,13 +207,13 @@ export class Session implements ReplyOut, Subscriber {
     try {
       value = JSON.parse(frame);
     } catch {
-      this.host.stats.badFrames += 1;
+      this.host.counters.badFrames.inc();
       this.logger.info({ code: 'HERALD_ERR_PROTOCOL_MALFORMED' }, 'malformed frame');
       return fail(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message: 'frame is not valid JSON' });
     }
     const decoded = decodeCommand(value);
     if (!decoded.ok) {
-      this.host.stats.badFrames += 1;
+      this.host.counters.badFrames.inc();
       this.logger.info({ code: decoded.code, id: decoded.id }, decoded.message);
       return fail(decoded.id, { code: decoded.code, message: decoded.message });
     }
@@ -424,7 +425,7 @@ export class Session implements ReplyOut, Subscriber {
       const pending = this.queuedBytes + this.transport.bufferedAmount();
       if (kind !== 'reply' && this.burst > 0 && pending - bytes.byteLength <= limit) this.burst = 0;
       if (pending > limit + this.burst) {
-        this.host.stats.slowDisconnects += 1;
+        this.host.counters.slowDisconnects.inc();
         this.disconnect('SLOW', { reason: 'send queue overflow' });
         return;
       }

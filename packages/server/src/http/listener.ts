@@ -24,6 +24,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { noMetrics, type Metrics } from '../core/metrics.js';
 import { PendingSockets } from './pending-sockets.js';
 
 export type ListenerMode = 'http' | 'https' | 'h2c';
@@ -57,6 +58,8 @@ export interface ListenerOptions {
   /** Sockets open at once, every protocol; one accepted past it is closed at once. */
   readonly maxSockets: number;
   readonly handlers: ListenerHandlers;
+  /** Where the socket counts go (`herald_sockets_*`); nothing is kept when not given. */
+  readonly metrics?: Metrics;
 }
 
 /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
@@ -71,17 +74,18 @@ export function socketLimit(maxConnections: number): number {
   return maxConnections + Math.max(64, Math.ceil(maxConnections / 10));
 }
 
-/** What the listener did with sockets since it started, and holds now. */
-export interface SocketStats {
-  /** Open now, every protocol. */
-  readonly open: number;
-  /** Open now and not past their first request head yet (counted against limits.maxConnections). */
-  readonly pending: number;
-  /** Closed as they were accepted, because `maxSockets` were open. */
-  readonly refused: number;
-  /** Destroyed because they asked for nothing within `headersTimeout` of being accepted. */
-  readonly timedOut: number;
-}
+/**
+ * The listener's metrics: `herald_sockets_open` (every protocol) and `herald_sockets_pending` (not
+ * past their first request head yet; counted against limits.maxConnections) now;
+ * `herald_sockets_refused_total` (closed at accept because `maxSockets` were open) and
+ * `herald_sockets_timed_out_total` (asked for nothing within `headersTimeout` of being accepted).
+ */
+export const SOCKET_METRICS = {
+  open: 'herald_sockets_open',
+  pending: 'herald_sockets_pending',
+  refused: 'herald_sockets_refused_total',
+  timedOut: 'herald_sockets_timed_out_total',
+} as const;
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -95,11 +99,15 @@ export class HttpListener {
   private readonly sessions = new Map<http2.ServerHttp2Session, { streams: number }>();
   private readonly sockets = new Set<net.Socket>();
   private readonly pending: PendingSockets;
-  private refused = 0;
 
   constructor(private readonly opts: ListenerOptions) {
     const h = opts.handlers;
-    const pending = new PendingSockets(opts.headersTimeout);
+    const m = opts.metrics ?? noMetrics;
+    const refused = m.counter(SOCKET_METRICS.refused, 'Sockets closed at accept: the listener held its most');
+    const timedOut = m.counter(SOCKET_METRICS.timedOut, 'Sockets destroyed: no request head within headersTimeout');
+    m.gauge(SOCKET_METRICS.open, 'TCP connections open, every protocol', () => this.sockets.size);
+    m.gauge(SOCKET_METRICS.pending, 'TCP connections open that have not sent a request yet', () => this.pending.count);
+    const pending = new PendingSockets(opts.headersTimeout, timedOut);
     this.pending = pending;
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       try {
@@ -203,7 +211,7 @@ export class HttpListener {
     }
     // Node closes a connection accepted past this at once (and emits 'drop').
     this.server.maxConnections = opts.maxSockets;
-    this.server.on('drop', () => this.refused++);
+    this.server.on('drop', () => refused.inc());
     this.server.on('connection', (socket: net.Socket) => {
       this.sockets.add(socket);
       pending.add(socket);
@@ -237,15 +245,6 @@ export class HttpListener {
   /** Open TCP connections that have not sent their first request head (or HTTP/2 preface) yet. */
   get pendingCount(): number {
     return this.pending.count;
-  }
-
-  get stats(): SocketStats {
-    return {
-      open: this.sockets.size,
-      pending: this.pending.count,
-      refused: this.refused,
-      timedOut: this.pending.timedOut,
-    };
   }
 
   /** A socket closed: it is neither open nor pending any more. */

@@ -16,16 +16,19 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import type { Counter } from '../core/metrics.js';
 
 const DEADLINE = Symbol('herald.firstRequestDeadline');
 type PendingSocket = Duplex & { [DEADLINE]?: NodeJS.Timeout | undefined };
 
 export class PendingSockets {
   private pending = 0;
-  /** Sockets destroyed because their deadline passed, since the start. */
-  timedOut = 0;
 
-  constructor(private readonly timeoutMs: number) {}
+  constructor(
+    private readonly timeoutMs: number,
+    /** Counts the sockets destroyed because their deadline passed. */
+    readonly timedOut: Counter = { inc: () => undefined },
+  ) {}
 
   /** Sockets accepted that have not sent their first request head (or HTTP/2 preface) yet. */
   get count(): number {
@@ -56,7 +59,7 @@ export class PendingSockets {
 
 function expire(set: PendingSockets, socket: PendingSocket): void {
   set.settle(socket);
-  set.timedOut++;
+  set.timedOut.inc();
   // Over TLS this is the TCP socket: destroying it closes the TLS socket on top as well.
   socket.destroy();
 }
