@@ -19,7 +19,7 @@ export type {
   HistoryOutcome,
   HistoryPolicy,
 } from './core/engine.js';
-export type { TransportConnection, TransportName } from './core/transport.js';
+export type { TransportConnection, TransportTraits } from './core/transport.js';
 export type { FrameEncoder, EncodeCache } from './core/encoder.js';
 export type { Logger } from './core/logger.js';
 export { silentLogger } from './core/logger.js';

@@ -363,7 +363,8 @@ export class HeraldServer {
   }
 
   connectionsByTransport(): Record<string, number> {
-    const out: Record<string, number> = { websocket: 0, sse: 0, 'http-stream': 0, 'long-poll': 0 };
+    const out: Record<string, number> = {};
+    for (const t of [this.ws, this.sse, this.stream, this.poll]) out[t.name] = 0;
     for (const s of this.hub.sessions.values()) out[s.transport.name] = (out[s.transport.name] ?? 0) + 1;
     return out;
   }

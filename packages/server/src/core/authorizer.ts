@@ -7,7 +7,6 @@ import { HeraldError, namespaceOf } from '@herald/protocol';
 import { ANONYMOUS_IDENTITY, type SessionIdentity } from './identity.js';
 import type { NamespacePolicy } from './policy.js';
 import type { Session } from './session.js';
-import type { TransportName } from './transport.js';
 
 // Identities are what an Authorizer makes; they are defined in their own module so that the session
 // can carry one without depending on the authorizer.
@@ -15,7 +14,7 @@ export { ANONYMOUS_IDENTITY, type SessionIdentity } from './identity.js';
 
 export interface ConnectInfo {
   readonly clientId: string;
-  readonly transport: TransportName;
+  readonly transport: string;
   readonly remoteAddress: string | undefined;
 }
 

@@ -54,11 +54,6 @@ export interface CommandHost {
     opts?: HistoryOptions,
   ): Promise<{ result: Omit<HistoryResult, 'publications'>; publications: Publication[] }>;
   subscribe(session: Session, stream: string, opts: SubscribeOptions, reply: SubscribeReply): Promise<void>;
-  snapshot(
-    session: Session,
-    stream: string,
-    opts: SubscribeOptions,
-  ): Promise<{ result: Omit<SubscribeResult, 'publications'>; publications: Publication[] }>;
   unsubscribe(session: Session, stream: string): void;
 }
 
@@ -80,11 +75,8 @@ export async function runCommand(
     case 'ping':
       return enc.reply(cmd.id, {});
     case 'subscribe':
-      return session.detached
-        ? snapshot(hub, session, cmd, out, enc)
-        : subscribe(hub, session, cmd, out, enc, effected);
+      return subscribe(hub, session, cmd, out, enc, effected);
     case 'unsubscribe':
-      if (session.detached) return enc.reply(cmd.id, {});
       hub.unsubscribe(session, cmd.channel);
       session.transport.unsubscribed?.(cmd.channel);
       return enc.reply(cmd.id, {});
@@ -134,7 +126,10 @@ function putReply(out: ReplyOut, id: number, bytes: Uint8Array): void {
   if (!out.put(bytes)) throw replyTooLarge(id, bytes.byteLength);
 }
 
-/** A subscribe on a live session: the hub hands the reply over before the subscription goes live. */
+/**
+ * A subscribe: the hub hands the reply over before the subscription goes live (for a detached
+ * session, whose subscribe only reads where it would start, that is the whole of it).
+ */
 async function subscribe(
   hub: CommandHost,
   session: Session,
@@ -156,24 +151,5 @@ async function subscribe(
     session.transport.subscribed?.(result);
     effected?.();
   });
-  return undefined;
-}
-
-/** A subscribe for a stateless long-poll client: what a subscription would start with, as the reply. */
-async function snapshot(
-  hub: CommandHost,
-  session: Session,
-  cmd: SubscribeCommand,
-  out: ReplyOut,
-  enc: FrameEncoder,
-): Promise<undefined> {
-  const end = readsPublications(cmd) ? await out.turn() : undefined;
-  try {
-    const opts = { since: cmd.since, backlog: cmd.backlog, token: cmd.token, room: () => out.room() };
-    const snap = await hub.snapshot(session, cmd.channel, opts);
-    putReply(out, cmd.id, enc.reply(cmd.id, snap.result, snap.publications));
-  } finally {
-    end?.();
-  }
   return undefined;
 }

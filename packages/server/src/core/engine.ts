@@ -20,6 +20,7 @@
  */
 import type { StreamPosition } from '@herald/protocol';
 import type { Logger } from './logger.js';
+import type { EnginePresence } from './presence.js';
 
 /** One publication in one stream. `data` is the JSON text of the payload, encoded once. */
 export interface Publication {
@@ -136,6 +137,8 @@ export interface Engine {
   status?(): object;
   /** Capability: publishing from the store's own pub/sub (see `EngineIngestion`). */
   ingestion?(opts: IngestionOptions): EngineIngestion;
+  /** Capability: who is subscribed to a channel, on every node (see presence.ts). */
+  readonly presence?: EnginePresence;
 }
 
 /**

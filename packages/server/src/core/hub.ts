@@ -34,7 +34,9 @@ import { NodeControl, type NodeControlHost } from './node-control.js';
 import type { HubLimits, NamespacePolicy } from './policy.js';
 import { fitCount, replyBytes, type ReplyOut } from './replies.js';
 import { Session, type SessionCounters, type SessionHost, type SessionInit } from './session.js';
-import { NO_BUFFER, Subscription } from './subscription.js';
+import { Recovery, type Start } from './recovery.js';
+import { Subscription } from './subscription.js';
+import { WriteBatch } from './write-batch.js';
 import type { TransportConnection } from './transport.js';
 
 export interface HubOptions {
@@ -73,9 +75,13 @@ interface StreamState {
   readonly ready: Promise<void>;
 }
 
-/** The transport of a detached session: it never writes (replies go to the caller's sink). */
+/**
+ * The transport of a detached session (the commands of a stateless client's `POST /send`): it never
+ * writes, since replies go to the caller's sink.
+ */
 const NO_TRANSPORT: TransportConnection = {
-  name: 'long-poll',
+  name: 'detached',
+  traits: { readsCommands: false, sendCommands: false, stateless: true },
   write: () => undefined,
   bufferedAmount: () => 0,
   close: () => undefined,
@@ -96,11 +102,12 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   private readonly idempotencyWindowMs: number;
   readonly authorizer: Authorizer;
   readonly clock: Clock;
-  private dirty: Session[] = [];
-  private flushScheduled = false;
+  /** Every session's writes of a turn, flushed together (see write-batch.ts). */
+  readonly writes = new WriteBatch();
   private clientSeq = 0;
   /** `POST /send` for sessions held by other nodes, through the engine's control channel. */
   readonly control: NodeControl;
+  private readonly recovery: Recovery;
 
   constructor(opts: HubOptions) {
     this.engine = opts.engine;
@@ -124,6 +131,11 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     m.gauge('herald_connections', 'Client connections open', () => this.sessions.size);
     m.gauge('herald_streams', 'Streams with subscribers on this node', () => this.streams.size);
     this.control = new NodeControl(this, m);
+    this.recovery = new Recovery({
+      limits: this.limits,
+      history: (req) => this.engineCall('history', () => this.engine.history(req)),
+      deliveries: this.counters.deliveries,
+    });
   }
 
   async start(): Promise<void> {
@@ -167,21 +179,6 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     for (const sub of session.subscriptions.values()) this.removeSubscription(sub);
     if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
   }
-
-  scheduleFlush(session: Session): void {
-    this.dirty.push(session);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushAll);
-    }
-  }
-
-  private readonly flushAll = (): void => {
-    this.flushScheduled = false;
-    const batch = this.dirty;
-    this.dirty = [];
-    for (const s of batch) s.flush();
-  };
 
   /** Runs one command of a session (`SessionHost`): see `runCommand` in commands.ts. */
   runCommand(
@@ -297,13 +294,26 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   // ---- subscriptions --------------------------------------------------------------------------
 
   /**
-   * Subscribes a session to a stream. The subscription is attached before anything is read, so
-   * live publications that race with the read are buffered; the reply (with recovered or backlog
-   * publications) is queued through `reply`, then the buffer is drained without gap or duplicate,
-   * then the subscription goes live.
+   * Subscribes a session to a stream: the one entry for every transport. The subscription is
+   * attached before anything is read, so live publications that race with the read are buffered;
+   * the reply (with recovered or backlog publications) is queued through `reply`, then the buffer is
+   * drained without gap or duplicate, then the subscription goes live (see recovery.ts).
+   *
+   * A detached session (a stateless client's `/send`: see `SessionInit.detached`) holds no
+   * subscription: it is answered with what a subscription would start with.
    */
   async subscribe(session: Session, stream: string, opts: SubscribeOptions, reply: SubscribeReply): Promise<void> {
     const policy = await this.mayRead(session, stream, opts.token);
+    if (session.detached) {
+      const endTurn = await opts.turn?.();
+      try {
+        const first = await this.recovery.start(stream, policy, opts);
+        reply(startResult(stream, first), first.publications);
+      } finally {
+        endTurn?.();
+      }
+      return;
+    }
     if (session.subscriptions.has(stream)) {
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_ALREADY', `already subscribed to "${stream}"`);
     }
@@ -321,19 +331,13 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     try {
       await this.engineCall('subscribe', () => st.ready);
       endTurn = await opts.turn?.();
-      const first = await this.initialRead(stream, policy, opts);
+      const first = await this.recovery.start(stream, policy, opts);
       if (sub.state === 'closed') {
         throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `unsubscribed from "${stream}" while subscribing`);
       }
       sub.epoch = first.position.epoch;
       sub.offset = first.position.offset;
-      const result: Omit<SubscribeResult, 'publications'> = {
-        stream,
-        epoch: sub.epoch,
-        offset: sub.offset,
-        ...(first.recovered !== undefined ? { recovered: first.recovered } : {}),
-      };
-      reply(result, first.publications);
+      reply(startResult(stream, first), first.publications);
     } catch (err) {
       this.removeSubscription(sub);
       throw err;
@@ -343,31 +347,11 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     // The reply is out: from here a failure must not produce a second reply for the same command.
     // A subscriber whose drain fails is disconnected so that it resubscribes with its cursor.
     try {
-      await this.drain(sub, policy);
+      await this.recovery.drain(sub, policy);
     } catch (err) {
       session.logger.warn({ err, stream }, 'recovery after subscribe failed');
       session.disconnect('INSUFFICIENT_STATE', { reason: `could not recover "${stream}"`, flushFirst: true });
     }
-  }
-
-  /**
-   * What a subscription would start with (recovered publications, a backlog, or the position),
-   * without subscribing: for stateless long-poll sessions, whose streams live in the client's query.
-   */
-  async snapshot(
-    session: Session,
-    stream: string,
-    opts: SubscribeOptions,
-  ): Promise<{ result: Omit<SubscribeResult, 'publications'>; publications: Publication[] }> {
-    const policy = await this.mayRead(session, stream, opts.token);
-    const first = await this.initialRead(stream, policy, opts);
-    const result: Omit<SubscribeResult, 'publications'> = {
-      stream,
-      epoch: first.position.epoch,
-      offset: first.position.offset,
-      ...(first.recovered !== undefined ? { recovered: first.recovered } : {}),
-    };
-    return { result, publications: first.publications };
   }
 
   /** Checks that the session may read `stream` (grammar, then the authorizer); returns its namespace policy. */
@@ -388,7 +372,9 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     return `${this.nodeId}${opts.stateless === true ? '~' : '-'}${this.clientSeq.toString(36)}`;
   }
 
+  /** Ends a session's subscription; a detached session holds none (nothing to do). */
   unsubscribe(session: Session, stream: string): void {
+    if (session.detached) return;
     const sub = session.subscriptions.get(stream);
     if (sub === undefined)
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `not subscribed to "${stream}"`);
@@ -439,9 +425,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
           delivered++;
         } else if (pub.epoch !== sub.epoch || pub.offset > sub.offset) {
           // A gap (the engine lost publications on the way) or a new epoch: read history.
-          sub.state = 'recovering';
-          sub.buffer = [pub];
-          this.recoverInBackground(sub);
+          this.recovery.fellBehind(sub, this.policyOf(namespaceOf(sub.stream)), pub);
         }
         // else: a duplicate of something already delivered.
       } else if (sub.state === 'recovering') {
@@ -462,10 +446,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
         // read again (the drain loop checks `overflowed` after every step).
         if (sub.state === 'recovering') sub.overflowed = true;
         if (sub.state !== 'live') continue;
-        sub.state = 'recovering';
-        sub.buffer = []; // live subscriptions share NO_BUFFER: never push into it
-        sub.overflowed = true;
-        this.recoverInBackground(sub);
+        this.recovery.fellBehind(sub, this.policyOf(namespaceOf(sub.stream)), undefined);
       }
     }
   }
@@ -511,109 +492,6 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     return next;
   }
 
-  /** What a new subscription starts with: recovered publications, a backlog, or just a position. */
-  private async initialRead(
-    stream: string,
-    policy: NamespacePolicy,
-    opts: SubscribeOptions,
-  ): Promise<{ position: StreamPosition; publications: Publication[]; recovered?: boolean }> {
-    let recovered: boolean | undefined;
-    let fallback: HistoryOutcome | undefined;
-    if (opts.since !== undefined) {
-      const since = opts.since;
-      const h = await this.engineCall('history', () =>
-        this.engine.history({ stream, since, limit: policy.historySize }),
-      );
-      const top = h.position.offset;
-      const missed = top - since.offset;
-      const ok =
-        h.position.epoch === since.epoch &&
-        missed >= 0 &&
-        (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
-      // A recovery is whole or not at all (no gap); one larger than a reply may carry is refused as
-      // if the cursor were outside history: the client is told (`recovered: false`), never cut short.
-      const fits = fitsWhole(h.publications, policy, this.limits.maxReplyBytes);
-      if (ok && fits) return { position: h.position, publications: h.publications, recovered: true };
-      recovered = false;
-      fallback = h;
-    }
-    const backlog = Math.min(opts.backlog ?? 0, policy.historySize);
-    if (backlog > 0) {
-      const h = await this.engineCall('history', () => this.engine.history({ stream, limit: backlog, reverse: true }));
-      // The newest publications that fit in a reply.
-      const fit = fitCount(h.publications, opts.room?.() ?? this.limits.maxReplyBytes);
-      const publications = h.publications.slice(0, fit).reverse();
-      return { position: h.position, publications, ...(recovered !== undefined ? { recovered } : {}) };
-    }
-    const h = fallback ?? (await this.engineCall('history', () => this.engine.history({ stream, limit: 0 })));
-    return { position: h.position, publications: [], ...(recovered !== undefined ? { recovered } : {}) };
-  }
-
-  /**
-   * Delivers what a recovering subscription buffered, re-reading history when the buffer shows a
-   * gap or overflowed, until the buffer is empty; then the subscription is live. A subscriber whose
-   * missed publications are no longer in history is disconnected with INSUFFICIENT_STATE so that it
-   * resubscribes with its cursor and is told `recovered: false`.
-   */
-  private async drain(sub: Subscription, policy: NamespacePolicy): Promise<void> {
-    while (sub.state === 'recovering') {
-      if (sub.overflowed) {
-        sub.overflowed = false;
-        sub.buffer = [];
-        const since = { epoch: sub.epoch, offset: sub.offset };
-        const h = await this.engineCall('history', () =>
-          this.engine.history({ stream: sub.stream, since, limit: policy.historySize }),
-        );
-        if (sub.state !== 'recovering') return;
-        const missed = h.position.offset - since.offset;
-        const ok =
-          h.position.epoch === since.epoch &&
-          missed >= 0 &&
-          (missed === 0 || (h.oldest <= since.offset + 1 && h.publications.length === missed));
-        if (!ok) {
-          sub.session.disconnect('INSUFFICIENT_STATE', {
-            reason: `publications of "${sub.stream}" were lost`,
-            flushFirst: true,
-          });
-          return;
-        }
-        this.deliverRun(sub, h.publications);
-        continue;
-      }
-      const buffered = sub.buffer;
-      sub.buffer = [];
-      for (const pub of buffered) {
-        if (pub.epoch !== sub.epoch || pub.offset > sub.offset + 1) {
-          sub.overflowed = true;
-          break;
-        }
-        if (pub.offset === sub.offset + 1) this.deliverOne(sub, pub);
-      }
-      if (!sub.overflowed && sub.buffer.length === 0) {
-        sub.state = 'live';
-        sub.buffer = NO_BUFFER;
-      }
-    }
-  }
-
-  private deliverRun(sub: Subscription, pubs: readonly Publication[]): void {
-    for (const pub of pubs) if (pub.offset === sub.offset + 1) this.deliverOne(sub, pub);
-  }
-
-  private deliverOne(sub: Subscription, pub: Publication): void {
-    sub.offset = pub.offset;
-    sub.session.deliver(pub, {});
-    this.counters.deliveries.inc();
-  }
-
-  private recoverInBackground(sub: Subscription): void {
-    const policy = this.policyOf(namespaceOf(sub.stream));
-    this.drain(sub, policy).catch((err: unknown) => {
-      sub.session.logger.warn({ err, stream: sub.stream }, 'recovery failed');
-      sub.session.disconnect('INSUFFICIENT_STATE', { reason: `could not recover "${sub.stream}"`, flushFirst: true });
-    });
-  }
-
   /** Runs an engine call; failures other than HeraldErrors become ENGINE_UNAVAILABLE (logged once). */
   private async engineCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
@@ -639,15 +517,6 @@ function encodeData(data: unknown): string {
   return json;
 }
 
-/** Whether all of `pubs` fit in `maxBytes`; counted only when their number alone does not tell. */
-function fitsWhole(pubs: readonly Publication[], policy: NamespacePolicy, maxBytes: number): boolean {
-  if (pubs.length * (policy.maxMessageSize + MAX_PUBLICATION_OVERHEAD) <= maxBytes) return true;
-  return fitCount(pubs, maxBytes) === pubs.length;
-}
-
-/** What a publication adds to its data in a reply, at most: see `publicationBytes` (a channel is 255 bytes at most). */
-const MAX_PUBLICATION_OVERHEAD = 64 + 255;
-
 /** Publications read first by a history whose reply is bounded (see `Hub.readHistory`). */
 const FIRST_HISTORY_PAGE = 16;
 
@@ -655,4 +524,14 @@ const FIRST_HISTORY_PAGE = 16;
 function hasPublications(h: HistoryOutcome, since: StreamPosition | undefined): boolean {
   if (h.oldest > h.position.offset) return false;
   return since === undefined || (since.epoch === h.position.epoch && since.offset < h.position.offset);
+}
+
+/** A subscribe's result (without its publications) for a subscription that starts with `first`. */
+function startResult(stream: string, first: Start): Omit<SubscribeResult, 'publications'> {
+  return {
+    stream,
+    epoch: first.position.epoch,
+    offset: first.position.offset,
+    ...(first.recovered !== undefined ? { recovered: first.recovered } : {}),
+  };
 }

@@ -55,8 +55,7 @@ export function nodeOfClientId(clientId: string): string | undefined {
 
 /** Whether the session takes `POST /send` commands itself (a streaming response it writes to). */
 export function takesSendCommands(session: Session): boolean {
-  const name = session.transport.name;
-  return name === 'sse' || name === 'http-stream';
+  return session.transport.traits.sendCommands;
 }
 
 /**

@@ -31,6 +31,7 @@ import { replyTooLarge, type ReplyOut } from './replies.js';
 import { SmallMap } from './small-map.js';
 import type { DisconnectOptions, Subscriber, Subscription } from './subscription.js';
 import type { TransportConnection } from './transport.js';
+import type { WriteBatch } from './write-batch.js';
 
 export type SessionState = 'open' | 'closing' | 'closed';
 
@@ -63,8 +64,8 @@ export interface SessionHost {
   readonly clock: Clock;
   readonly limits: HubLimits;
   readonly counters: SessionCounters;
-  /** Calls `session.flush()` once, later in this turn of the event loop (one write per turn). */
-  scheduleFlush(session: Session): void;
+  /** Where the session asks to be flushed, once per turn of the event loop (one write per turn). */
+  readonly writes: WriteBatch;
   /** Forgets the session (it disconnected or closed) and drops its subscriptions. */
   detach(session: Session): void;
   /**
@@ -432,7 +433,7 @@ export class Session implements ReplyOut, Subscriber {
     }
     if (!this.scheduled) {
       this.scheduled = true;
-      this.host.scheduleFlush(this);
+      this.host.writes.schedule(this);
     }
   }
 

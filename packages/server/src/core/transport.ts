@@ -5,10 +5,27 @@
  */
 import type { SubscribeResult } from '@herald/protocol';
 
-export type TransportName = 'websocket' | 'sse' | 'http-stream' | 'long-poll';
+/**
+ * What a transport can do; core decides by these, never by a transport's name, so a new transport
+ * needs no change in core.
+ */
+export interface TransportTraits {
+  /** The client sends its commands on this connection (WebSocket). */
+  readonly readsCommands: boolean;
+  /** While the connection is open, `POST /send` naming its client id runs commands on it (SSE, /stream). */
+  readonly sendCommands: boolean;
+  /**
+   * No session outlives a request: the client's streams and cursors travel with each request, and
+   * any node may run its `POST /send` commands (long-poll). A stateless client's subscribe is
+   * answered with what the subscription would start with; its unsubscribe changes nothing here.
+   */
+  readonly stateless: boolean;
+}
 
 export interface TransportConnection {
-  readonly name: TransportName;
+  /** The transport's name, for logs, metrics and hooks (`websocket`, `sse`, `http-stream`, `long-poll`, ...). */
+  readonly name: string;
+  readonly traits: TransportTraits;
   /** Writes one batch of encoded frames (the encoder's `join` output). */
   write(data: Uint8Array): void;
   /** Bytes accepted by `write` but not yet handed to the operating system. */

@@ -4,7 +4,6 @@ import type { Logger } from '../core/logger.js';
 import { toErrorBody } from '../core/errors.js';
 import type { SessionIdentity } from '../core/identity.js';
 import type { Hub } from '../core/hub.js';
-import type { TransportName } from '../core/transport.js';
 import { requestToken } from './token.js';
 import { sendJsonError, type Admission } from './admission.js';
 import type { Cors } from './cors.js';
@@ -76,7 +75,7 @@ export async function identify(
   req: IncomingMessage,
   res: ServerResponse,
   hub: Hub,
-  info: { clientId: string; transport: TransportName; queryToken: string | undefined; cors: Record<string, string> },
+  info: { clientId: string; transport: string; queryToken: string | undefined; cors: Record<string, string> },
 ): Promise<SessionIdentity | undefined> {
   try {
     return await hub.authorizer.connect(requestToken(req, info.queryToken), {

@@ -12,7 +12,7 @@ import type { Publication } from '../core/engine.js';
 import { toErrorBody } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import type { Session } from '../core/session.js';
-import type { TransportConnection, TransportName } from '../core/transport.js';
+import type { TransportConnection, TransportTraits } from '../core/transport.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import type { Admission } from '../http/admission.js';
 import type { Cors } from '../http/cors.js';
@@ -33,8 +33,11 @@ export interface StreamEncoder extends FrameEncoder {
   unsubscribed(stream: string, error?: { code: string; message: string }): Uint8Array;
 }
 
+/** A streaming response takes commands through `POST /send` naming its client id. */
+const STREAM_TRAITS: TransportTraits = { readsCommands: false, sendCommands: true, stateless: false };
+
 export interface StreamFormat {
-  readonly name: Extract<TransportName, 'sse' | 'http-stream'>;
+  readonly name: string;
   readonly contentType: string;
   readonly heartbeat: Uint8Array;
   /** Bytes written first: `bytes` of padding (0 = none) and, for SSE, the `retry:` hint. */
@@ -73,8 +76,12 @@ abstract class StreamConnection implements TransportConnection {
     this.lastWrite = transport.clock.now();
   }
 
-  get name(): StreamFormat['name'] {
+  get name(): string {
     return this.transport.format.name;
+  }
+
+  get traits(): TransportTraits {
+    return STREAM_TRAITS;
   }
 
   abstract write(data: Uint8Array): void;
@@ -232,6 +239,11 @@ function ignoreError(): void {}
 
 export class StreamingTransport {
   private readonly conns = new Set<StreamConnection>();
+  /** Its connections' `name` (logs, metrics, hooks): the format's. */
+  get name(): string {
+    return this.format.name;
+  }
+
   private readonly drain = new DrainWaiters();
   readonly clock: Clock;
   readonly closeTimeout: number;

@@ -13,7 +13,7 @@ import type { Publication } from '../core/engine.js';
 import { toErrorBody } from '../core/errors.js';
 import type { Hub } from '../core/hub.js';
 import type { Session } from '../core/session.js';
-import type { TransportConnection } from '../core/transport.js';
+import type { TransportConnection, TransportTraits } from '../core/transport.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { sendJsonError, type Admission } from '../http/admission.js';
 import type { Cors } from '../http/cors.js';
@@ -34,6 +34,9 @@ export interface LongPollOptions {
   readonly maxChannels: number;
   readonly clock?: Clock;
 }
+
+/** A poll's state travels with the client; its commands go to `POST /send` on any node. */
+const POLL_TRAITS: TransportTraits = { readsCommands: false, sendCommands: false, stateless: true };
 
 /** What the response says of each stream: its position (and recovery), or why it was refused. */
 type StreamState = Omit<SubscribeResult, 'publications'> | { stream: string; error: ErrorBody };
@@ -70,15 +73,20 @@ class PollConnection implements TransportConnection, FrameEncoder {
     private readonly headers: Record<string, string>,
   ) {}
 
-  get name(): 'long-poll' {
+  get name(): string {
     return 'long-poll';
   }
 
-  // -- TransportConnection: publications arrive through the session's queue ----------------------
+  get traits(): TransportTraits {
+    return POLL_TRAITS;
+  }
+
+  // -- TransportConnection: the session flushed what the encoder below kept -----------------------
   write(): void {
-    // Frames are collected by the encoder methods below; a write means something arrived. While the
-    // poll's streams are still subscribing, a publication of one of them does not answer yet: the
-    // answer's cursor would lack the others' positions (see `run`).
+    // The frames of this write were kept, decoded, by the encoder methods below: the answer is built
+    // from them (a JSON object, not a byte stream). While the poll's streams are still subscribing,
+    // a publication of one of them does not answer yet: the answer's cursor would lack the others'
+    // positions (see `run`).
     if (this.disconnect !== undefined) this.answer();
     else if (!this.opening && (this.pubs.length > 0 || this.refresh !== undefined)) this.answer();
   }
@@ -89,25 +97,28 @@ class PollConnection implements TransportConnection, FrameEncoder {
     this.answer();
   }
 
-  // -- FrameEncoder: record instead of encoding a byte stream -------------------------------------
+  // -- FrameEncoder: JSON frames, each also kept for the answer -----------------------------------
+  // The bytes returned are the real frames, so that the session's queue bounds count what the
+  // answer will carry.
   publication(pub: Publication, cache: EncodeCache): Uint8Array {
+    const bytes = jsonEncoder.publication(pub, cache);
     this.cursors.setPosition(pub.stream, pub.epoch, pub.offset);
-    this.pubs.push(jsonEncoder.publication(pub, cache));
-    return EMPTY;
+    this.pubs.push(bytes);
+    return bytes;
   }
-  reply(): Uint8Array {
-    return EMPTY;
+  reply(id: number, result: object, publications?: readonly Publication[]): Uint8Array {
+    return jsonEncoder.reply(id, result, publications);
   }
-  error(): Uint8Array {
-    return EMPTY;
+  error(id: number | undefined, error: ErrorBody): Uint8Array {
+    return jsonEncoder.error(id, error);
   }
   push(push: NonPubPush): Uint8Array {
     if (push.push === 'disconnect') this.disconnect = push;
     else if (push.push === 'refresh') this.refresh = push;
-    return Buffer.from(' ');
+    return jsonEncoder.push(push);
   }
-  join(): Uint8Array {
-    return Buffer.from(' ');
+  join(frames: readonly Uint8Array[]): Uint8Array {
+    return jsonEncoder.join(frames);
   }
 
   subscribedWith(result: Omit<SubscribeResult, 'publications'>, pubs: readonly Publication[]): void {
@@ -157,7 +168,6 @@ function onPollClose(this: PollResponse): void {
   if (conn !== undefined) conn.transport.finished(conn);
 }
 
-const EMPTY = new Uint8Array(0);
 const COMMA = Buffer.from(',');
 
 function join(parts: readonly Uint8Array[]): Uint8Array[] {
@@ -170,6 +180,8 @@ function join(parts: readonly Uint8Array[]): Uint8Array[] {
 }
 
 export class LongPollTransport {
+  /** Its connections' `name` (logs, metrics, hooks). */
+  readonly name = 'long-poll';
   private readonly clock: Clock;
   readonly tokens: SessionTokens;
   /** The open poll of each client id, so that a newer poll answers the older one. */

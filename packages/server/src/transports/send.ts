@@ -87,7 +87,7 @@ export class SendHandler {
   private async execute(req: IncomingMessage, clientId: string, text: string): Promise<Uint8Array> {
     const hub = this.opts.hub;
     const live = hub.sessions.get(clientId);
-    if (live !== undefined && live.transport.name !== 'long-poll') {
+    if (live !== undefined && !live.transport.traits.stateless) {
       // A session this node holds: a streaming one runs the commands (subscribe adds to its response).
       if (!takesSendCommands(live)) {
         throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'this session does not take commands over /send');

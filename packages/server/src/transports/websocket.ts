@@ -16,7 +16,7 @@ import { DrainWaiters } from './drain-waiters.js';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
 import type { Session } from '../core/session.js';
-import type { TransportConnection } from '../core/transport.js';
+import type { TransportConnection, TransportTraits } from '../core/transport.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { rejectUpgrade, type Admission } from '../http/admission.js';
@@ -76,6 +76,9 @@ class HeraldWebSocket extends WebSocket {
   }
 }
 
+/** A WebSocket reads its client's commands itself. */
+const WS_TRAITS: TransportTraits = { readsCommands: true, sendCommands: false, stateless: false };
+
 /** Pings written per turn of the event loop (see `WebSocketTransport.sendPings`). */
 const PING_BATCH = 500;
 
@@ -102,8 +105,12 @@ class WsConnection implements TransportConnection {
     this.fd = directFd(socket);
   }
 
-  get name(): 'websocket' {
+  get name(): string {
     return 'websocket';
+  }
+
+  get traits(): TransportTraits {
+    return WS_TRAITS;
   }
 
   write(data: Uint8Array): void {
@@ -160,6 +167,8 @@ class WsConnection implements TransportConnection {
 }
 
 export class WebSocketTransport {
+  /** Its connections' `name` (logs, metrics, hooks). */
+  readonly name = 'websocket';
   private readonly wss: WebSocketServer;
   private readonly conns = new Set<WsConnection>();
   private readonly drain = new DrainWaiters();
