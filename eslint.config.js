@@ -94,6 +94,31 @@ const transportsLayer = {
   },
 };
 
+const testSupportMessage =
+  "Tests share their support through @herald/test-support (packages/test-support), not by reaching into another package's test folder.";
+
+/** Tests: their own package's files, and any package through its name; never another package's test folder. */
+const testImports = {
+  files: ['packages/*/test/**/*.ts', 'bench/test/**/*.ts'],
+  rules: {
+    '@typescript-eslint/no-restricted-imports': [
+      'error',
+      { patterns: [{ regex: '^(\\.\\./)+(packages/)?[^/.]+/test(/|$)', message: testSupportMessage }] },
+    ],
+  },
+};
+
+const testSupportLayerMessage =
+  'packages/test-support reaches the packages through their public entry points (@herald/server, ...), not their files.';
+
+/** test-support/src: relative imports inside src only. */
+const testSupportLayer = escapes('packages/test-support/src').map(({ files, regex }) => ({
+  files,
+  rules: {
+    '@typescript-eslint/no-restricted-imports': ['error', { patterns: [{ regex, message: testSupportLayerMessage }] }],
+  },
+}));
+
 export default defineConfig(
   {
     ignores: ['**/dist/**', '**/node_modules/**', '**/coverage/**', 'bench/results/**', '**/*.tsbuildinfo'],
@@ -133,7 +158,7 @@ export default defineConfig(
   {
     // Library code logs through the injected logger; only the CLI talks to the terminal.
     files: ['packages/*/src/**/*.ts'],
-    ignores: ['packages/server/src/cli/**'],
+    ignores: ['packages/server/src/cli/**', 'packages/test-support/**'],
     rules: {
       'no-console': 'error',
     },
@@ -154,7 +179,7 @@ export default defineConfig(
   },
   {
     // Tests read protocol frames as loose JSON (`Frame = Record<string, any>`); production code may not.
-    files: ['packages/*/test/**/*.ts'],
+    files: ['packages/*/test/**/*.ts', 'packages/test-support/**/*.ts'],
     rules: {
       '@typescript-eslint/no-explicit-any': 'off',
     },
@@ -163,4 +188,6 @@ export default defineConfig(
   coreLayer,
   enginesLayer,
   transportsLayer,
+  testImports,
+  ...testSupportLayer,
 );

@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { io } from 'socket.io-client';
+import { freePort, withTimeout } from '@herald/test-support';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, waitPort } from '../src/launch.js';
+import { waitPort } from '../src/launch.js';
 
 const dist = fileURLToPath(new URL('../dist/', import.meta.url));
 const out = mkdtempSync(join(tmpdir(), 'herald-bench-peers-'));
@@ -35,13 +36,6 @@ function post(port: number, path: string, body: string): Promise<number> {
     req.on('error', reject);
     req.end(body);
   });
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ]);
 }
 
 /** The official Faye client (the package has no types of its own). */

@@ -10,7 +10,9 @@ import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { bundleClient } from '../../../scripts/bundle-client.mjs';
-import { api, gapless, publisher, sleep, startServer, until, type TestServer } from './support/helpers.js';
+import { until } from '@herald/test-support';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
+import { gapless, publisher } from './support/helpers.js';
 
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const present = existsSync(CHROMIUM);
@@ -88,29 +90,25 @@ describe.skipIf(!present && !ci)('in headless Chromium', () => {
     await until(() => pub.sent() > 30, 'some publications');
     // Drop every client from the server side (they reconnect and recover from their cursors).
     for (const name of CLIENTS) {
-      const deadline = Date.now() + 5000;
-      for (;;) {
+      const dropped = async (): Promise<boolean> => {
         const client = await page.evaluate(
           (n) => (window as unknown as { clients: Record<string, { client?: string }> }).clients[n]?.client,
           name,
         );
-        const r =
-          client === undefined
-            ? { body: { disconnected: 0 } }
-            : await api(srv.url, 'disconnect', { client, reconnect: true });
-        if (r.body.disconnected > 0) break;
-        if (Date.now() > deadline) throw new Error(`could not drop the ${name} client`);
-        await sleep(10);
-      }
+        if (client === undefined) return false;
+        return (await api(srv.url, 'disconnect', { client, reconnect: true })).body.disconnected > 0;
+      };
+      await until(dropped, `the server to drop the ${name} client`);
     }
     await until(() => pub.sent() > 80, 'more publications');
     const sent = await pub.stop();
-    const deadline = Date.now() + 15_000;
-    let r = await results();
-    while (CLIENTS.some((n) => r[n]?.offsets.at(-1) !== sent) && Date.now() < deadline) {
-      await sleep(50);
+    let r: Record<string, Result> = {};
+    const caughtUp = async (): Promise<boolean> => {
       r = await results();
-    }
+      return CLIENTS.every((n) => r[n]?.offsets.at(-1) === sent);
+    };
+    // On a timeout, the expectations below say which client is behind and what it saw.
+    await until(caughtUp, 'every client to get the last publication', 15_000, 50).catch(() => undefined);
     for (const name of CLIENTS) {
       const res = r[name]!;
       expect(res.errors, name).toEqual([]);

@@ -13,7 +13,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { formatProblems, formatTable } from './chaos/history-checker.js';
 import { runScenario, SCENARIOS, type ScenarioResult } from './chaos/runner.js';
-import { findProgram, needProgram } from '../../server/test/support/processes.js';
+import { findProgram, needProgram } from '@herald/test-support';
 
 const need = needProgram(findProgram('redis-server'), 'redis-server', 'apt-get install redis-server');
 const results: ScenarioResult[] = [];

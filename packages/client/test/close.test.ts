@@ -10,7 +10,7 @@ import { createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, type TestServer } from './support/helpers.js';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 
 // Inside node_modules so that the child resolves `ws` like an installed package would.
 const dir = fileURLToPath(new URL('../../../node_modules/.cache/herald-client-close-test/', import.meta.url));
@@ -22,7 +22,16 @@ setTimeout(() => {
   console.error('still running 4 s after close():', JSON.stringify(process.getActiveResourcesInfo()));
   process.exit(3);
 }, 4000).unref();
-const h = new Herald(url, { transports: transport === 'default' ? undefined : [transport], upgrade: mode === 'upgrade', connectTimeout: 3000, minReconnectDelay: 10_000 });
+// 'waiting': long-poll is the last transport tried; once its request has failed, the client schedules
+// the reconnect in the promise jobs of that turn, which all run before a setImmediate callback.
+let pollFailed;
+const failed = new Promise((resolve) => (pollFailed = resolve));
+const watched = (input, init) => {
+  const p = fetch(input, init);
+  if (String(input).includes('/poll')) p.catch(() => setImmediate(pollFailed));
+  return p;
+};
+const h = new Herald(url, { transports: transport === 'default' ? undefined : [transport], upgrade: mode === 'upgrade', connectTimeout: 3000, minReconnectDelay: 10_000, ...(mode === 'waiting' ? { fetch: watched } : {}) });
 const sub = h.subscribe('hd.' + mode);
 if (mode === 'connected' || mode === 'upgrade') {
   const got = new Promise((resolve) => sub.on('publication', resolve));
@@ -31,18 +40,26 @@ if (mode === 'connected' || mode === 'upgrade') {
   await got;
   await h.ping();
   if (mode === 'upgrade' && h.transport !== 'websocket') await new Promise((resolve) => h.on('connected', resolve));
+} else if (mode === 'waiting') {
+  await failed;
 } else {
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // 'hanging': the parent ends stdin once the server has the request (which it never answers).
+  await new Promise((resolve) => process.stdin.once('end', resolve).resume());
 }
 const pending = h.ping({ timeout: 60_000 }).catch((e) => e.code);
 h.close();
 console.log('closed ' + (await pending));
 `;
 
-function runChild(args: string[]): Promise<{ code: number | null; out: string; err: string; ms: number }> {
+/** Runs the child; its stdin ends when `go` resolves (at once without one). */
+function runChild(
+  args: string[],
+  go: Promise<void> = Promise.resolve(),
+): Promise<{ code: number | null; out: string; err: string; ms: number }> {
   return new Promise((resolve) => {
     const start = Date.now();
-    const child = spawn(process.execPath, [dir + 'child.mjs', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [dir + 'child.mjs', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    void go.then(() => child.stdin.end());
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -55,13 +72,22 @@ function runChild(args: string[]): Promise<{ code: number | null; out: string; e
   });
 }
 
-/** A TCP server that accepts connections and never answers (an upgrade or a request just hangs). */
-async function silentServer(): Promise<{ url: string; close(): Promise<void> }> {
+/**
+ * A TCP server that accepts connections and never answers (an upgrade or a request just hangs);
+ * `requested` resolves once a request has come.
+ */
+async function silentServer(): Promise<{ url: string; requested: Promise<void>; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
-  const server = createServer((c) => sockets.add(c));
+  let requested: () => void = () => undefined;
+  const got = new Promise<void>((r) => (requested = r));
+  const server = createServer((c) => {
+    sockets.add(c);
+    c.once('data', () => requested());
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    requested: got,
     close: () => {
       for (const c of sockets) c.destroy();
       return new Promise((r) => server.close(() => r()));
@@ -126,7 +152,7 @@ describe('close() leaves nothing behind: the process exits by itself', () => {
     async (transport) => {
       const silent = await silentServer();
       try {
-        const r = await runChild([silent.url, 'hanging', transport]);
+        const r = await runChild([silent.url, 'hanging', transport], silent.requested);
         expect(r.err).toBe('');
         expect(r.out).toBe('closed HERALD_ERR_CLIENT_CLOSED\n');
         expect(r.code).toBe(0);

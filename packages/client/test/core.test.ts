@@ -3,11 +3,12 @@
  * after an expiry, renewal before `exp`), commands (timeouts, AbortSignal, queueing while
  * connecting, close), liveness, deduplication by cursor, and the backoff's window.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Herald, HeraldError, type HeraldOptions } from '@herald/client';
 import { backoff } from '../src/options.js';
 import { FakeServer } from './support/fake-server.js';
-import { collect, next, sleep, until } from './support/helpers.js';
+import { until } from '@herald/test-support';
+import { collect, next } from './support/helpers.js';
 
 const clients: Herald[] = [];
 afterEach(() => {
@@ -55,14 +56,20 @@ describe('tokens', () => {
   });
 
   it('stops after 3511 without getToken; and after any 35xx code', async () => {
-    const server = new FakeServer();
-    const h = client(server, { token: 'static' });
-    await next(h, 'connected');
-    server.last.serverClose(3511, 'token expired');
-    expect(await next(h, 'state')).toMatchObject({ state: 'disconnected', code: 3511 });
-    // No reconnect: 50 ms is five times minReconnectDelay, so a scheduled one would have happened.
-    await sleep(50);
-    expect(server.sockets).toHaveLength(1);
+    // On fake timers, a reconnect the client scheduled would be a pending timer: run them all.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const server = new FakeServer();
+      const h = client(server, { token: 'static' });
+      await next(h, 'connected');
+      server.last.serverClose(3511, 'token expired');
+      expect(await next(h, 'state')).toMatchObject({ state: 'disconnected', code: 3511 });
+      await vi.runAllTimersAsync();
+      expect(server.sockets).toHaveLength(1);
+      expect(h.state).toBe('disconnected');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('reconnects with a fresh token when a command is refused with HERALD_ERR_AUTH_TOKEN_EXPIRED', async () => {

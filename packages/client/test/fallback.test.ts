@@ -6,7 +6,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Herald, type HeraldOptions, type TransportName } from '@herald/client';
 import { Proxy, type UpgradeMode } from './support/proxy.js';
-import { api, collect, count, next, startServer, type TestServer } from './support/helpers.js';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
+import { collect, count, next } from './support/helpers.js';
 
 const CONNECT_TIMEOUT = 400;
 let srv: TestServer;

@@ -5,7 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Herald, type StateEvent, type UnrecoveredEvent } from '@herald/client';
-import { collect, count, next, publishSoon, startServer, until, type TestConfigInput } from './support/helpers.js';
+import { until } from '@herald/test-support';
+import { startServer, type TestConfigInput } from '@herald/test-support/server';
+import { collect, count, next, publishSoon } from './support/helpers.js';
 
 const config = (port: number): TestConfigInput => ({
   port,

@@ -9,14 +9,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Herald } from '@herald/client';
-import { API_KEY, until } from './support/helpers.js';
+import { freePort, until } from '@herald/test-support';
+import { API_KEY, CLI } from '@herald/test-support/server';
 
 const N = Number(process.env['HERALD_STORM_CLIENTS'] ?? 2000);
-const CLI = fileURLToPath(new URL('../../server/dist/cli/main.js', import.meta.url));
 const MIN_DELAY = 500;
 const MAX_DELAY = 4000;
 const JITTER = 5000;
@@ -28,14 +26,6 @@ const clients: Herald[] = [];
 let back: number[] = [];
 let resubscribed = 0;
 let lostAt = 0;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 async function startHerald(): Promise<void> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first (npm test does)`);

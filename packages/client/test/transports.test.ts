@@ -5,7 +5,9 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Herald, HeraldError, type Publication, type TransportName } from '@herald/client';
-import { api, collect, count, gapless, next, publisher, startServer, type TestServer } from './support/helpers.js';
+import { until } from '@herald/test-support';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
+import { collect, count, gapless, next, publisher } from './support/helpers.js';
 
 let srv: TestServer;
 const clients: Herald[] = [];
@@ -30,13 +32,9 @@ function client(transport: TransportName): Herald {
 
 /** Disconnects the client from the server side; retries until the server finds its session (long-poll). */
 async function dropFromServer(h: Herald, reconnect: boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const r = await api(srv.url, 'disconnect', { client: h.client, reconnect });
-    if (r.body.disconnected > 0) return;
-    if (Date.now() > deadline) throw new Error(`the server never found client ${h.client}`);
-    await new Promise((res) => setTimeout(res, 5));
-  }
+  const dropped = async (): Promise<boolean> =>
+    (await api(srv.url, 'disconnect', { client: h.client, reconnect })).body.disconnected > 0;
+  await until(dropped, `the server to find client ${h.client}`, 5000, 5);
 }
 
 describe.each(['websocket', 'http-stream', 'sse', 'long-poll'] as const)('over %s', (transport) => {

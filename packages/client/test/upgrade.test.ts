@@ -5,7 +5,8 @@
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { Herald, type ConnectedEvent, type Publication } from '@herald/client';
 import { Proxy } from './support/proxy.js';
-import { collect, count, gapless, next, publisher, reach, startServer, type TestServer } from './support/helpers.js';
+import { startServer, type TestServer } from '@herald/test-support/server';
+import { collect, count, gapless, next, publisher, reach } from './support/helpers.js';
 
 let srv: TestServer;
 const clients: Herald[] = [];

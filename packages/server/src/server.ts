@@ -11,6 +11,7 @@ import { Hub } from './core/hub.js';
 import { createAuth, type Auth } from './auth/index.js';
 import { SessionAuthorizer } from './auth/session-authorizer.js';
 import type { Engine, EngineIngestion } from './core/engine.js';
+import type { Clock } from './core/clock.js';
 import type { Logger } from './core/logger.js';
 import { MetricsTally, teeMetrics, type Metrics } from './core/metrics.js';
 import { silentLogger } from './core/logger.js';
@@ -40,6 +41,8 @@ export interface HeraldServerOptions {
    * server always keeps its own tally (`HeraldServer.metrics`) for `GET /api/info`.
    */
   readonly metrics?: Metrics;
+  /** The clock of the sessions' timers (token expiry and refresh); the system clock when not given (tests). */
+  readonly clock?: Clock;
 }
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -87,6 +90,7 @@ export class HeraldServer {
       },
       idempotencyWindowMs: config.idempotencyWindow,
       metrics: this.sink,
+      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
     });
     const admission = new Admission({
       allowedOrigins: config.allowedOrigins,

@@ -13,9 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxForwardBytes } from '../src/core/node-control.js';
 import type { Session } from '../src/core/session.js';
 import { HonestSubscribers, backToBaseline, duringAttack } from './support/abuse.js';
-import { api, startServer, withTimeout, WsClient, type Frame, type TestServer } from './support/harness.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api, startServer, WsClient, type Frame, type TestServer } from '@herald/test-support/server';
 import { send } from './support/http-clients.js';
-import { waitUntil } from './support/inbox.js';
 import { REDIS_URL, dropPrefix, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 import { SESSION_SECRET, openSse } from './support/send-forward.js';
@@ -75,13 +75,13 @@ describe('WebSocket: replies count against the connection, commands are capped',
     attacker.on('error', () => undefined);
     await withTimeout(new Promise((resolve) => attacker.once('open', resolve)), 5000, 'the attacker to connect');
     attacker.pause(); // never reads: its socket buffers fill, then the server's
-    await waitUntil(() => hub.sessions.size === baseline + 1, 'the attacker session');
+    await until(() => hub.sessions.size === baseline + 1, 'the attacker session');
     const session = [...hub.sessions.values()].find((s) => !honestIds.has(s.id)) as Session;
 
     const attack = (async (): Promise<void> => {
       for (let id = 1; id <= 500; id++)
         attacker.send(JSON.stringify({ id, cmd: 'history', channel: 'big.hist', limit: 100 }));
-      await waitUntil(
+      await until(
         () => session.state !== 'open' || readingPaused(session),
         'the server to stop reading the attacker (or to drop it)',
         15_000,
@@ -99,7 +99,7 @@ describe('WebSocket: replies count against the connection, commands are capped',
     await honest.verify();
 
     // The heartbeat releases the attacker (its pongs are never read), and with it what it held.
-    await waitUntil(() => !hub.sessions.has(session.id), 'the attacker to be dropped by the heartbeat', 20_000);
+    await until(() => !hub.sessions.has(session.id), 'the attacker to be dropped by the heartbeat', 20_000);
     attacker.terminate();
     await backToBaseline(srv, baseline);
     await honest.close();

@@ -8,7 +8,8 @@ import { createServer, type Server } from 'node:http';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_KEY, api, connectH2, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { selfSignedCert, tempDir, until, withTimeout } from '@herald/test-support';
+import { api, API_KEY, connectH2, startServer, type TestServer } from '@herald/test-support/server';
 import {
   HonestSubscribers,
   backToBaseline,
@@ -20,33 +21,51 @@ import {
   h2Reset,
   rawConnect,
 } from './support/abuse.js';
-import { selfSignedCert, tempDir } from './support/processes.js';
 import { hmacToken } from './support/tokens.js';
-import { waitUntil } from './support/inbox.js';
 
 const HONEST = 20;
 const SECRET = 'abuse-suite-hmac-secret-0123456789abcdef';
 
+interface SlowHookBackend {
+  url: string;
+  /** Hook calls received, and answered. */
+  received: number;
+  answered: number;
+  close(): Promise<void>;
+}
+
 /** A backend whose connect hook answers after `delayMs`: the open waits that long. */
-async function slowHookBackend(delayMs: number): Promise<{ url: string; close(): Promise<void> }> {
+async function slowHookBackend(delayMs: number): Promise<SlowHookBackend> {
   const backend: Server = createServer((req, res) => {
     req.resume();
-    req.on('end', () =>
+    req.on('end', () => {
+      state.received += 1;
       setTimeout(() => {
         res.writeHead(200, { 'Content-Type': 'application/json' });
-        res.end('{"allow":true}');
-      }, delayMs),
-    );
+        res.end('{"allow":true}', () => (state.answered += 1));
+      }, delayMs);
+    });
   });
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
-  return {
+  const state: SlowHookBackend = {
     url: `http://127.0.0.1:${(backend.address() as AddressInfo).port}`,
+    received: 0,
+    answered: 0,
     close: () =>
       new Promise<void>((r) => {
         backend.closeAllConnections();
         backend.close(() => r());
       }),
   };
+  return state;
+}
+
+/** Connect hook calls a server has completed (whatever their outcome). */
+function hookCalls(srv: TestServer): number {
+  return ['allowed', 'denied', 'timeout', 'failure'].reduce(
+    (n, outcome) => n + srv.server.metrics.value('herald_hook_calls_total', { event: 'connect', outcome }),
+    0,
+  );
 }
 
 /** Opens `path` on `session` and resets the stream after `afterMs`; resolves when it has closed. */
@@ -130,7 +149,7 @@ describe('HTTP/2 streams reset before their open resumes (h2c, raw frames)', () 
 });
 
 describe('streams closed while a slow connect hook runs', () => {
-  let backend: { url: string; close(): Promise<void> };
+  let backend: SlowHookBackend;
   let h2c: TestServer;
   let tlsSrv: TestServer;
   let dir: { path: string; remove(): void };
@@ -160,7 +179,7 @@ describe('streams closed while a slow connect hook runs', () => {
     s.setEncoding('utf8');
     let text = '';
     s.on('data', (d: string) => (text += d));
-    await waitUntil(() => text.includes('"subscribed"'), 'the honest stream to be subscribed');
+    await until(() => text.includes('"subscribed"'), 'the honest stream to be subscribed');
     ok.destroy();
   });
 
@@ -185,9 +204,16 @@ describe('streams closed while a slow connect hook runs', () => {
       const id = 1 + 2 * i;
       frames.push(h2Get(id, PATHS[i % PATHS.length] as string, 'https'), h2Reset(id));
     }
+    // The opens of the tests before may still wait for their hook: start once every call has ended.
+    await until(
+      () => backend.answered === backend.received && hookCalls(h2c) + hookCalls(tlsSrv) === backend.answered,
+      'the hook calls of the tests before to end',
+    );
+    const before = hookCalls(tlsSrv);
     socket.write(Buffer.concat(frames));
-    // Every open resumes ~100 ms later to find its stream gone.
-    await new Promise((r) => setTimeout(r, 300));
+    // Every open resumes once its connect hook call is answered (100 ms each, 32 at a time), to find
+    // its stream gone: await all 100 calls, then nothing may be held.
+    await until(() => hookCalls(tlsSrv) - before === 100, 'the connect hook to answer all 100 opens');
     await backToBaseline(tlsSrv, 0);
     socket.destroy();
   });
@@ -224,7 +250,7 @@ describe('HTTP/1.1 pipelining', () => {
     for (let round = 0; round < 20; round++) {
       const socket = await rawConnect(srv.server.address?.port as number);
       socket.write('GET /sse?channel=piped.b HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(10));
-      await waitUntil(() => srv.server.sse.connectionCount === 1, 'the first stream to open');
+      await until(() => srv.server.sse.connectionCount === 1, 'the first stream to open');
       socket.destroy();
       await backToBaseline(srv, HONEST);
     }
@@ -235,11 +261,11 @@ describe('HTTP/1.1 pipelining', () => {
     let text = '';
     socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
     socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n' + 'GET /stream?channel=piped.c HTTP/1.1\r\nHost: x\r\n\r\n');
-    await waitUntil(() => text.includes('"subscribed"'), 'the pipelined stream to start');
+    await until(() => text.includes('"subscribed"'), 'the pipelined stream to start');
     expect(text.indexOf('"status":"ok"')).toBeGreaterThan(0);
     expect(text.indexOf('"status":"ok"')).toBeLessThan(text.indexOf('"subscribed"'));
     await api(srv.url, 'publish', { channel: 'piped.c', data: 'after' });
-    await waitUntil(() => text.includes('"after"'), 'a publication on the pipelined stream');
+    await until(() => text.includes('"after"'), 'a publication on the pipelined stream');
     socket.destroy();
     await backToBaseline(srv, HONEST);
   });
@@ -284,7 +310,7 @@ describe('HTTP/2 stream of a slow consumer', () => {
       stream.setEncoding('utf8');
       const onData = (d: string): void => void (text += d);
       stream.on('data', onData);
-      await waitUntil(() => text.includes('event: subscribed'), 'subscribed');
+      await until(() => text.includes('event: subscribed'), 'subscribed');
       stream.off('data', onData);
       stream.pause(); // stops reading: its window fills, then the server gives up on it
       const closed = new Promise<number>((r) => stream.once('close', () => r(stream.rstCode ?? -1)));
@@ -292,7 +318,7 @@ describe('HTTP/2 stream of a slow consumer', () => {
       for (let i = 0; i < 60 && srv.server.metrics.value('herald_slow_disconnects_total') === 0; i++) {
         expect((await api(srv.url, 'publish', { channel: 'zombie.a', data: big })).status).toBe(200);
       }
-      await waitUntil(
+      await until(
         () => srv.server.metrics.value('herald_slow_disconnects_total') === 1,
         'the slow stream is disconnected',
       );

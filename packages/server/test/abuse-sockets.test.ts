@@ -15,18 +15,16 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { socketLimit } from '../src/http/listener.js';
 import { resolveConfig } from '../src/config/load-config.js';
 import { ConfigError } from '../src/config/schema.js';
+import { Inbox, selfSignedCert, SseParser, tempDir, until, withTimeout, type SseEvent } from '@herald/test-support';
 import {
   api,
   refusedUpgrade,
   startServer,
-  withTimeout,
   WsClient,
   type TestConfigInput,
   type TestServer,
-} from './support/harness.js';
+} from '@herald/test-support/server';
 import { HonestSubscribers, duringAttack, h2Open } from './support/abuse.js';
-import { SseParser, waitUntil, Inbox, type SseEvent } from './support/inbox.js';
-import { selfSignedCert, tempDir } from './support/processes.js';
 
 const dir = tempDir('abuse-sockets');
 const cert = selfSignedCert(dir.path);
@@ -158,7 +156,7 @@ describe.each(MODES)('silent and stalled connections (%s)', (mode) => {
       expect(c.afterMs).toBeGreaterThanOrEqual(HEADERS_TIMEOUT - 50);
       expect(c.received).toBe('');
     }
-    await waitUntil(() => socketStats(s).pending === 0, 'no socket pending');
+    await until(() => socketStats(s).pending === 0, 'no socket pending');
     expect(socketStats(s).timedOut).toBeGreaterThanOrEqual(20);
     await healthy(s);
   });
@@ -173,7 +171,7 @@ describe.each(MODES)('silent and stalled connections (%s)', (mode) => {
         ? [STALLED_CLIENT_HELLO]
         : ['GET /sse?channel=abuse.half HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n', h2Open().subarray(0, 10)];
     const halves = await Promise.all(firsts.map((first) => tcp(port, first)));
-    await waitUntil(() => socketStats(s).pending >= halves.length, 'each counted as pending');
+    await until(() => socketStats(s).pending >= halves.length, 'each counted as pending');
     for (const c of halves) {
       const r = await closedByServer(c, since, 5000);
       expect(r.afterMs).toBeGreaterThanOrEqual(HEADERS_TIMEOUT - 50);
@@ -195,12 +193,12 @@ describe('TLS handshakes', () => {
       expect(c.received).not.toContain('HTTP/1.1');
       expect(c.afterMs).toBeGreaterThanOrEqual(HEADERS_TIMEOUT - 50);
     }
-    await waitUntil(() => socketStats(s).open <= baseline, 'every stalled socket closed on the server');
+    await until(() => socketStats(s).open <= baseline, 'every stalled socket closed on the server');
 
     // Clients that leave mid-handshake: their sockets go at once, not after a timeout.
     const leaving = await Promise.all(Array.from({ length: 50 }, () => tcp(port, STALLED_CLIENT_HELLO)));
     for (const c of leaving) c.destroy();
-    await waitUntil(() => socketStats(s).open <= baseline, 'every abandoned socket closed on the server', 2000);
+    await until(() => socketStats(s).open <= baseline, 'every abandoned socket closed on the server', 2000);
     await healthy(s);
   });
 
@@ -274,7 +272,7 @@ describe('limits.maxConnections and sockets', () => {
     const halves = await Promise.all(
       [1, 2].map(() => tcp(port, 'GET /sse?channel=abuse.half HTTP/1.1\r\nHost: localhost\r\n')),
     );
-    await waitUntil(() => socketStats(s).pending === 2, 'both half-open requests counted');
+    await until(() => socketStats(s).pending === 2, 'both half-open requests counted');
     const refused = await refusedUpgrade(s.wsUrl);
     expect({ status: refused.status, code: refused.body['error']?.['code'] }).toEqual({
       status: 503,
@@ -293,7 +291,7 @@ describe('limits.maxConnections and sockets', () => {
     const port = portOf(s);
     const limit = socketLimit(2);
     const held = await Promise.all(Array.from({ length: limit }, () => tcp(port)));
-    await waitUntil(() => socketStats(s).open === limit, `the server to hold ${limit} sockets`);
+    await until(() => socketStats(s).open === limit, `the server to hold ${limit} sockets`);
     const since = Date.now();
     const extra = await tcp(port);
     const r = await closedByServer(extra, since, 2000);
@@ -301,7 +299,7 @@ describe('limits.maxConnections and sockets', () => {
     expect(socketStats(s).refused).toBeGreaterThanOrEqual(1);
 
     for (const h of held) h.destroy();
-    await waitUntil(() => socketStats(s).open === 0, 'the held sockets to close');
+    await until(() => socketStats(s).open === 0, 'the held sockets to close');
     const c = await WsClient.connect(s.wsUrl);
     expect((await c.request({ cmd: 'ping' }))['result']).toEqual({});
     await c.close();
@@ -354,7 +352,7 @@ describe.each(MODES)('slow and malformed HTTP/1 requests (%s)', (mode) => {
     );
     expect(got).toMatch(/^HTTP\/1\.1 400 /);
     // The client never ends its side: the server's socket must go anyway.
-    await waitUntil(() => socketStats(s).open <= baseline, 'the server to destroy its socket');
+    await until(() => socketStats(s).open <= baseline, 'the server to destroy its socket');
     await healthy(s);
   });
 });
@@ -370,7 +368,7 @@ describe('during an attack', () => {
       }
     })();
     await duringAttack(honest, attack);
-    await waitUntil(() => socketStats(s).pending === 0, 'no socket pending');
+    await until(() => socketStats(s).pending === 0, 'no socket pending');
     expect(s.server.hub.sessions.size).toBe(20);
     await honest.close();
   });

@@ -4,9 +4,11 @@
  * with TOKEN_EXPIRED (never silently anonymous), and disconnect by user.
  */
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { api, startServer, WsClient, type Frame, type TestServer } from '@herald/test-support/server';
+import { FakeClock } from './support/fake-clock.js';
 import { SseReader, send } from './support/http-clients.js';
 
 const SECRET = 'test-hmac-secret-0123456789abcdef-0123456789';
@@ -134,48 +136,71 @@ describe('connection tokens', () => {
 });
 
 describe('expiry and refresh', () => {
+  // The sessions' expiry timers run on a fake clock that the tests advance; the tokens are verified
+  // against the real time, so they expire in the real future (a minute from now).
+  let clock: FakeClock;
+  let timed: TestServer;
+  beforeEach(async () => {
+    clock = new FakeClock(Date.now());
+    timed = await startServer({ auth: { hmacSecret: SECRET } }, { clock });
+  });
+  afterEach(() => timed.close());
+
+  const isRefresh = (f: Frame): boolean => f['push'] === 'refresh';
+
   it('asks for a refresh before exp, refreshes in place over WebSocket, and keeps subscriptions', async () => {
-    const c = await WsClient.connect(`${open.wsUrl}?token=${await tokenMs({ sub: '9' }, 1500)}`);
+    const c = await WsClient.connect(`${timed.wsUrl}?token=${await tokenMs({ sub: '9' }, 60_000)}`);
     await c.request({ cmd: 'subscribe', channel: 'live.x' });
-    const push = await c.waitFor((f) => f['push'] === 'refresh', 'refresh push', 5000);
-    expect(push['expiresAt']).toBeGreaterThan(Date.now() - 1000);
-    const r = await c.request({ cmd: 'refresh', token: await token({ sub: '9' }, 60) });
-    expect(r['result'].expiresAt).toBeGreaterThan(Date.now() + 30_000);
-    // Past the first token's expiry: still connected and subscribed (poll /api/info-free: sentinel).
-    await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, push['expiresAt'] - Date.now() + 200)));
-    await api(open.url, 'publish', { channel: 'live.x', data: 'after exp' });
+    // The refresh push comes a tenth of the token's life before exp (54 s in): not at 50 s...
+    clock.advance(50_000);
+    await c.request({ cmd: 'ping' }); // a push sent before this reply would have arrived before it
+    expect(c.frames.filter(isRefresh)).toEqual([]);
+    // ... but by 57 s.
+    clock.advance(7_000);
+    const push = await c.waitFor(isRefresh, 'refresh push');
+    expect(push['expiresAt']).toBeGreaterThan(clock.now());
+    const r = await c.request({ cmd: 'refresh', token: await token({ sub: '9' }, 3600) });
+    expect(r['result'].expiresAt).toBeGreaterThan(clock.now() + 30 * 60_000);
+    // Past the first token's expiry: still connected and subscribed.
+    clock.advance(5_000);
+    await api(timed.url, 'publish', { channel: 'live.x', data: 'after exp' });
     await c.waitFor((f) => f['push'] === 'pub' && f['data'] === 'after exp', 'publication after the old exp');
     expect(c.closeCode).toBeUndefined();
     await c.close();
   });
 
   it('refuses a refresh for another user, and closes with 3511 at exp without a refresh', async () => {
-    const c = await WsClient.connect(`${open.wsUrl}?token=${await tokenMs({ sub: '10' }, 1200)}`);
-    const r = await c.request({ cmd: 'refresh', token: await token({ sub: '11' }, 60) });
+    const c = await WsClient.connect(`${timed.wsUrl}?token=${await tokenMs({ sub: '10' }, 60_000)}`);
+    const r = await c.request({ cmd: 'refresh', token: await token({ sub: '11' }, 3600) });
     expect(r['error'].code).toBe('HERALD_ERR_AUTH_TOKEN_CLAIMS');
-    const d = await c.waitFor((f) => f['push'] === 'disconnect', 'disconnect push', 5000);
+    clock.advance(61_000);
+    const d = await c.waitFor((f) => f['push'] === 'disconnect', 'disconnect push');
     expect(d).toMatchObject({ code: 3511, reconnect: false });
     expect((await withTimeout(c.closed, 5000, 'close')).code).toBe(3511);
   });
 
   it('refreshes an SSE session in band through POST /send', async () => {
-    const es = new SseReader(`${open.url}/sse?channel=live.sse&token=${await tokenMs({ sub: '12' }, 1500)}`);
-    await es.waitFor((e) => e.some((x) => x.event === 'refresh'), 'refresh event', 5000);
+    const es = new SseReader(`${timed.url}/sse?channel=live.sse&token=${await tokenMs({ sub: '12' }, 60_000)}`);
+    await es.waitFor((e) => e.some((x) => x.event === 'subscribed'), 'subscribed event');
+    clock.advance(57_000);
+    await es.waitFor((e) => e.some((x) => x.event === 'refresh'), 'refresh event');
     const session = es.of('connected')[0]!['session'] as string;
     const r = await send(
-      open.url,
+      timed.url,
       session,
-      JSON.stringify({ id: 1, cmd: 'refresh', token: await token({ sub: '12' }, 60) }),
+      JSON.stringify({ id: 1, cmd: 'refresh', token: await token({ sub: '12' }, 3600) }),
     );
-    expect(r.lines[0].result.expiresAt).toBeGreaterThan(Date.now() + 30_000);
-    const exp = es.of('refresh')[0]!['expiresAt'] as number;
-    await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, exp - Date.now() + 200)));
-    await api(open.url, 'publish', { channel: 'live.sse', data: 'still here' });
+    expect(r.lines[0].result.expiresAt).toBeGreaterThan(clock.now() + 30 * 60_000);
+    // Past the first token's expiry: still connected.
+    clock.advance(5_000);
+    await api(timed.url, 'publish', { channel: 'live.sse', data: 'still here' });
     await es.waitFor((e) => e.some((x) => x.event === 'message'), 'publication after the old exp');
     expect(es.of('disconnect')).toEqual([]);
     es.close();
   });
+});
 
+describe('disconnect by user', () => {
   it('disconnects every connection of a user through the server API', async () => {
     const t = await token({ sub: 'u-77' });
     const a = await WsClient.connect(`${open.wsUrl}?token=${t}`);

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startServer, WsClient, type TestServer } from './support/harness.js';
+import { startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 const SECRET = 'test-hmac-secret-0123456789abcdef-0123456789';
 const token = (sub: string): Promise<string> =>

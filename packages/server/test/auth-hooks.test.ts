@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BackendHooks, HOOK_EVENTS, type BackendHooksOptions, type HookOutcome } from '../src/auth/hooks.js';
 import { MetricsTally } from '../src/core/metrics.js';
 import { FakeClock } from './support/fake-clock.js';
-import { withTimeout } from './support/harness.js';
+import { until, withTimeout } from '@herald/test-support';
 import { rejectsWith } from './support/tokens.js';
 
 interface HookRequestSeen {
@@ -81,15 +81,6 @@ function hooks(url: string, opts: Partial<BackendHooksOptions> = {}): BackendHoo
   tallies.set(h, metrics);
   cleanup.push(() => h.close());
   return h;
-}
-
-/** Resolves once `cond` holds, checking on every event-loop turn; fails (and stops checking) after `ms`. */
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
 }
 
 describe('backend hooks: the contract', () => {
@@ -200,9 +191,9 @@ describe('backend hooks: the contract', () => {
     expect(b.connections).toBeLessThanOrEqual(2);
 
     const gone = await backend(() => undefined);
-    gone.server.close();
+    const closed = new Promise((r) => gone.server.close(r));
     gone.server.closeAllConnections();
-    await new Promise((r) => setImmediate(r));
+    await closed; // nothing listens on its port any more
     await rejectsWith(hooks(gone.url).connect({ client: 'c', user: 'u' }), 'HERALD_ERR_HOOK_UNAVAILABLE');
   });
 });

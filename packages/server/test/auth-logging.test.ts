@@ -7,7 +7,8 @@ import net from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger, scrubSecrets } from '../src/logging.js';
-import { API_KEY, WsClient, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { API_KEY, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 import { SECRET, sign } from './support/tokens.js';
 
 class Capture extends Writable {

@@ -5,7 +5,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_KEY, startServer, type TestServer } from './support/harness.js';
+import { API_KEY, startServer, type TestServer } from '@herald/test-support/server';
 
 let srv: TestServer;
 beforeAll(async () => {

@@ -9,9 +9,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, type TestServer } from './support/harness.js';
-import { Inbox, waitUntil } from './support/inbox.js';
-import { findProgram, needProgram } from './support/processes.js';
+import { findProgram, Inbox, needProgram, until, withTimeout } from '@herald/test-support';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 
 const executable = findProgram('chromium', ['/usr/bin/chromium']);
 const need = needProgram(executable, 'chromium', 'apt-get install -y chromium');
@@ -119,6 +118,6 @@ describe.skipIf(need.mode === 'skip')(need.title('Chromium EventSource against /
     expect(lastEventIds[0]).toBeUndefined();
     expect(lastEventIds.slice(1).every((id) => id?.startsWith(`${channel};`))).toBe(true);
     await context.close();
-    await waitUntil(() => ts.server.hub.sessions.size === 0, 'the server freed the browser session');
+    await until(() => ts.server.hub.sessions.size === 0, 'the server freed the browser session');
   }, 60_000);
 });

@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WsClient, api, startServer, type TestServer } from './support/harness.js';
+import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 import { NdjsonReader, SseReader, send } from './support/http-clients.js';
 
 let backend: Server;

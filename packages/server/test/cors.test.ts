@@ -7,7 +7,8 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WsClient, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 const APP = 'https://app.example.com';
 const EVIL = 'https://evil.example.com';

@@ -8,8 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, type TestServer } from './support/harness.js';
-import { Inbox, waitUntil } from './support/inbox.js';
+import { Inbox, until } from '@herald/test-support';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 
 interface Pub {
   stream: string;
@@ -68,7 +68,7 @@ describe('eventsource (npm) against /sse', () => {
       const before = await c.pubs.waitForCount(() => true, 3, 'publications 1-3');
       await drop(first.client);
       await c.errors.waitFor(() => true, 'the error event of the dropped connection');
-      await waitUntil(() => sseSessions() === 0, 'the server freed the dropped session');
+      await until(() => sseSessions() === 0, 'the server freed the dropped session');
       for (let i = 4; i <= 8; i++) await publish(channel, i);
       expect(sseSessions()).toBe(0); // all five were published while the client was away
       const again = await c.connected.waitForCount(() => true, 2, 'connected after the reconnect', 5000);

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 let srv: TestServer | undefined;
 afterEach(async () => {

@@ -5,7 +5,8 @@
  * held poll). Each client must end with exactly its stream's sequence, compared with history.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { NdjsonReader, SseReader } from './support/http-clients.js';
 
 let srv: TestServer;

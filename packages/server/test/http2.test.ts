@@ -10,9 +10,19 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, resolveConfig } from '../src/config/index.js';
-import { API_KEY, WsClient, api, connectH2, startServer, withTimeout, type TestServer } from './support/harness.js';
-import { Inbox, SseParser, waitUntil, type SseEvent } from './support/inbox.js';
-import { Child, findProgram, needProgram, selfSignedCert, tempDir } from './support/processes.js';
+import {
+  Child,
+  findProgram,
+  Inbox,
+  needProgram,
+  selfSignedCert,
+  SseParser,
+  tempDir,
+  until,
+  withTimeout,
+  type SseEvent,
+} from '@herald/test-support';
+import { api, API_KEY, connectH2, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 import { RawConnection } from './support/raw-http.js';
 
 interface H2Response {
@@ -98,7 +108,7 @@ describe('HTTP/2 over TLS (ALPN h2 + http/1.1)', () => {
       expect(h['connection']).toBeUndefined();
       await s.events.waitFor((e) => e.event === 'subscribed', `subscribed on stream ${i}`);
     }
-    await waitUntil(() => ts.server.connectionsByTransport()['sse'] === 20, 'the server holds 20 SSE sessions');
+    await until(() => ts.server.connectionsByTransport()['sse'] === 20, 'the server holds 20 SSE sessions');
     // Publish to each channel through the server API, on the same HTTP/2 connection.
     const published = await Promise.all(
       streams.map((_, i) => h2Request(session, 'POST', '/api/publish', { channel: `h2tls.c${i}`, data: { n: i } })),
@@ -119,7 +129,7 @@ describe('HTTP/2 over TLS (ALPN h2 + http/1.1)', () => {
     const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
     session.destroy();
     await withTimeout(closed, 5000, 'client session destroyed');
-    await waitUntil(() => ts.server.hub.sessions.size === 0, 'every SSE session is freed after the connection closed');
+    await until(() => ts.server.hub.sessions.size === 0, 'every SSE session is freed after the connection closed');
   });
 
   it('serves /stream, /poll, /send and the API over HTTP/2', async () => {
@@ -169,7 +179,7 @@ describe('HTTP/2 over TLS (ALPN h2 + http/1.1)', () => {
     expect(first.headers['content-length']).toBe(String(Buffer.byteLength(first.body)));
     const cursor = (JSON.parse(first.body) as { cursor: string }).cursor;
     const held = h2Request(session, 'GET', `/poll?channel=h2tls.poll&cursor=${encodeURIComponent(cursor)}`);
-    await waitUntil(() => ts.server.connectionsByTransport()['long-poll'] === 1, 'the poll is held');
+    await until(() => ts.server.connectionsByTransport()['long-poll'] === 1, 'the poll is held');
     await h2Request(session, 'POST', '/api/publish', { channel: 'h2tls.poll', data: 'polled' });
     const second = JSON.parse((await held).body) as { publications: Array<{ data: unknown }> };
     expect(second.publications.map((p) => p.data)).toEqual(['polled']);
@@ -226,24 +236,12 @@ describe('HTTP/2 over TLS (ALPN h2 + http/1.1)', () => {
 
   it('streams SSE over HTTP/1.1 + TLS from a socket taken from node:http, never written to directly', async () => {
     const events: string[] = [];
-    let wake: () => void = () => undefined;
     const req = https.get(`${base}/sse?channel=h2tls.sse`, { ca: tls.pem, agent: false }, (res) => {
       expect(res.httpVersion).toBe('1.1');
       expect(res.headers['connection']).toBe('close');
       res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        events.push(c);
-        wake();
-      });
+      res.on('data', (c: string) => events.push(c));
     });
-    const until = (pred: () => boolean, what: string) =>
-      withTimeout(
-        (async () => {
-          while (!pred()) await new Promise<void>((resolve) => (wake = resolve));
-        })(),
-        5000,
-        what,
-      );
     try {
       await until(() => events.join('').includes('event: subscribed'), 'subscribed over HTTP/1.1 + TLS');
       const client = /"client":"([^"]+)"/.exec(events.join(''))![1]!;
@@ -303,7 +301,7 @@ describe('HTTP/2 flow control', () => {
       for (let i = 0; i < 40 && ts.server.metrics.value('herald_slow_disconnects_total') === 0; i++) {
         expect((await api(ts.url, 'publish', { channel: 'h2slow.a', data: big })).status).toBe(200);
       }
-      await waitUntil(
+      await until(
         () => ts.server.metrics.value('herald_slow_disconnects_total') === 1,
         'the slow stream is disconnected',
       );

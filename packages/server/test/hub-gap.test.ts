@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_BUFFER } from '../src/core/subscription.js';
-import { api, startServer, WsClient, type TestServer } from './support/harness.js';
+import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 let srv: TestServer;
 beforeAll(async () => {

@@ -8,9 +8,8 @@ import type { Server as NetServer, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_KEY, api, startServer, type TestServer } from './support/harness.js';
-import { waitUntil } from './support/inbox.js';
-import { Child, findProgram, needProgram } from './support/processes.js';
+import { Child, findProgram, needProgram, until } from '@herald/test-support';
+import { api, API_KEY, startServer, type TestServer } from '@herald/test-support/server';
 
 const python = findProgram('python3');
 const needPython = needProgram(python, 'python3', 'apt-get install -y python3');
@@ -80,7 +79,7 @@ describe('keep-alive with real clients', () => {
       expect(r).toMatchObject({ status: 200, willClose: true, connections: 1 });
       expect(String(r['connection']).toLowerCase()).toBe('close');
       expect(Number(r['contentLength'])).toBe(r['bodyLength']);
-      await waitUntil(() => conns.open === 0, 'the server closed the HTTP/1.0 connection');
+      await until(() => conns.open === 0, 'the server closed the HTTP/1.0 connection');
     });
 
     it('answers an HTTP/1.0 stream (no length possible) with Connection: close, not keep-alive', async () => {
@@ -88,7 +87,7 @@ describe('keep-alive with real clients', () => {
       expect(r).toMatchObject({ status: 200, willClose: true, contentLength: null, transferEncoding: null });
       expect(String(r['connection']).toLowerCase()).toBe('close');
       expect(r['lines']).toContain('event: connected');
-      await waitUntil(() => ts.server.hub.sessions.size === 0, 'the SSE session is freed');
+      await until(() => ts.server.hub.sessions.size === 0, 'the SSE session is freed');
     });
   });
 
@@ -116,7 +115,7 @@ describe('keep-alive with real clients', () => {
         });
         // Four held polls take every connection of the pool; one publish answers them all.
         const held = Array.from({ length: 4 }, () => poll(`&cursor=${epoch}:50`));
-        await waitUntil(() => ts.server.connectionsByTransport()['long-poll'] === 4, 'four polls are held');
+        await until(() => ts.server.connectionsByTransport()['long-poll'] === 4, 'four polls are held');
         await api(ts.url, 'publish', { channel, data: 51 });
         for (const a of await Promise.all(held)) expect(a.publications.map((p) => p.data)).toEqual([51]);
         expect(conns.accepted - before).toBeGreaterThan(0);

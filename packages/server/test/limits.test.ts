@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { api, refusedUpgrade, startServer, WsClient, type TestServer } from './support/harness.js';
+import { until } from '@herald/test-support';
+import { api, refusedUpgrade, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 let srv: TestServer | undefined;
 afterEach(async () => {
@@ -14,7 +15,7 @@ async function connectionCount(base: string): Promise<number> {
 
 describe('limits.maxConnections', () => {
   it('refuses the upgrade past the limit with 503 and a JSON code, without disturbing the others', async () => {
-    srv = await startServer({ limits: { maxConnections: 2 } });
+    const s = (srv = await startServer({ limits: { maxConnections: 2 } }));
     const a = await WsClient.connect(srv.wsUrl);
     const b = await WsClient.connect(srv.wsUrl);
     await a.request({ cmd: 'subscribe', channel: 'lim.x' });
@@ -35,11 +36,7 @@ describe('limits.maxConnections', () => {
 
     // Once one leaves (and the server has seen it go), a new client is admitted again.
     await a.close();
-    const deadline = Date.now() + 5000;
-    while ((await connectionCount(srv.url)) !== 1) {
-      if (Date.now() > deadline) throw new Error('timed out waiting for the server to count 1 connection');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(async () => (await connectionCount(s.url)) === 1, 'the server to count 1 connection', 5000, 20);
     const c = await WsClient.connect(srv.wsUrl);
     expect((await c.request({ cmd: 'ping' }))['result']).toEqual({});
     await c.close();

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryEngine } from '../src/engines/memory/memory-engine.js';
-import { api, startServer, type TestServer } from './support/harness.js';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { LatencyEngine } from './support/latency-engine.js';
 
 let srv: TestServer;

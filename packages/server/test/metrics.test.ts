@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MetricsTally, noMetrics, teeMetrics } from '../src/core/metrics.js';
-import { api, startServer, WsClient, type TestServer } from './support/harness.js';
+import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 describe('MetricsTally', () => {
   it('counts per name and label set; the same series is shared by every instrument made for it', () => {

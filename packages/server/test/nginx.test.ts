@@ -7,10 +7,9 @@
  * a buffer fills or when the response ends fails the test.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WsClient, api, startServer, withTimeout, type TestServer } from './support/harness.js';
-import { Inbox, LineSplitter, SseParser, waitUntil, type SseEvent } from './support/inbox.js';
+import { Inbox, LineSplitter, SseParser, tempDir, until, withTimeout, type SseEvent } from '@herald/test-support';
+import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 import { needNginx, startNginx, type RunningNginx } from './support/nginx.js';
-import { tempDir } from './support/processes.js';
 
 const need = needNginx;
 
@@ -152,11 +151,7 @@ describe.skipIf(need.mode === 'skip')(need.title('behind nginx (default proxy bu
           PROMPT,
           'the held poll through nginx',
         );
-        await waitUntil(
-          () => ts.server.connectionsByTransport()['long-poll'] === 1,
-          'the poll is held by Herald',
-          PROMPT,
-        );
+        await until(() => ts.server.connectionsByTransport()['long-poll'] === 1, 'the poll is held by Herald', PROMPT);
         await publish(ts, channel, 'p1');
         const b = await held;
         expect(b.status).toBe(200);

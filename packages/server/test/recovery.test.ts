@@ -7,15 +7,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryEngine } from '../src/engines/memory/memory-engine.js';
 import { ChurningClient, prng, type Received } from './support/churning-client.js';
+import { FakeClock } from './support/fake-clock.js';
 import { LatencyEngine } from './support/latency-engine.js';
-import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 let srv: TestServer;
 let latent: TestServer;
+const config = {
+  namespaces: { race: { historySize: 5000 }, tiny: { historySize: 3 }, ttl: { historySize: 100, historyTtl: 150 } },
+};
 beforeAll(async () => {
-  const config = {
-    namespaces: { race: { historySize: 5000 }, tiny: { historySize: 3 }, ttl: { historySize: 100, historyTtl: 150 } },
-  };
   srv = await startServer(config);
   latent = await startServer(config, { engine: new LatencyEngine(new MemoryEngine(), 5, prng(7)) });
 });
@@ -147,22 +149,26 @@ describe('recovery', () => {
     }
   });
 
-  it('evicts history by size and by TTL', async () => {
+  it('evicts history by size and by TTL (on the engine clock, a fake one)', async () => {
     for (let i = 1; i <= 5; i++) await api(srv.url, 'publish', { channel: 'tiny.evict', data: i });
     const h = await api(srv.url, 'history', { channel: 'tiny.evict' });
     expect(h.body.publications.map((p: Received) => p.data)).toEqual([3, 4, 5]);
-    await api(srv.url, 'publish', { channel: 'ttl.x', data: 1 });
-    const first = await api(srv.url, 'history', { channel: 'ttl.x' });
-    expect(first.body.publications).toHaveLength(1);
-    // Poll until the 150 ms TTL has passed (bounded): the publication leaves history, the offset stays.
-    const deadline = Date.now() + 5000;
-    let after = first;
-    while (after.body.publications.length > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      after = await api(srv.url, 'history', { channel: 'ttl.x' });
+    const clock = new FakeClock(Date.now());
+    const timed = await startServer(config, { engine: new MemoryEngine({ clock }) });
+    try {
+      await api(timed.url, 'publish', { channel: 'ttl.x', data: 1 });
+      const first = await api(timed.url, 'history', { channel: 'ttl.x' });
+      expect(first.body.publications).toHaveLength(1);
+      clock.advance(149);
+      expect((await api(timed.url, 'history', { channel: 'ttl.x' })).body.publications).toHaveLength(1);
+      // Past the 150 ms TTL: the publication leaves history, the offset and the epoch stay.
+      clock.advance(2);
+      const after = await api(timed.url, 'history', { channel: 'ttl.x' });
+      expect(after.body.publications).toEqual([]);
+      expect(after.body.offset).toBe(1);
+      expect(after.body.epoch).toBe(first.body.epoch);
+    } finally {
+      await timed.close();
     }
-    expect(after.body.publications).toEqual([]);
-    expect(after.body.offset).toBe(1);
-    expect(after.body.epoch).toBe(first.body.epoch);
   });
 });

@@ -3,7 +3,7 @@
  * each other (pipelined), and publications to one channel still get offsets in command order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, WsClient, type Frame } from './support/harness.js';
+import { api, WsClient, type Frame } from '@herald/test-support/server';
 import { dropPrefix, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 

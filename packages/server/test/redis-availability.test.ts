@@ -4,19 +4,11 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from './support/child-node.js';
-import { api, WsClient } from './support/harness.js';
+import { freePort, until } from '@herald/test-support';
+import { api, runCli, WsClient } from '@herald/test-support/server';
+import { startRedisServer, type SpawnedRedis } from '@herald/test-support/redis';
 import { skipSpawnedRedis } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
-import { freePort, startRedisServer, type SpawnedRedis } from './support/redis-server.js';
-
-async function until(cond: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const ready = async (n: RedisNode): Promise<number> => (await fetch(`${n.url}/ready`)).status;
 const alive = async (n: RedisNode): Promise<number> => (await fetch(`${n.url}/health`)).status;
@@ -28,15 +20,19 @@ describe.skipIf(skipSpawnedRedis)('readiness with independent shards', () => {
     try {
       expect(await ready(node)).toBe(200);
       await shards[1]?.kill();
-      await until(async () => node.engine.availability().up === 2, 'the engine to see one shard down');
+      await until(async () => node.engine.availability().up === 2, 'the engine to see one shard down', 10_000);
       const r = await fetch(`${node.url}/ready`);
       expect(r.status).toBe(200);
       expect(await r.json()).toMatchObject({ status: 'ok', store: { parts: 3, up: 2, status: 'degraded' } });
       await shards[2]?.kill();
-      await until(async () => (await ready(node)) === 503, '/ready to report 503 with two shards of three down');
+      await until(
+        async () => (await ready(node)) === 503,
+        '/ready to report 503 with two shards of three down',
+        10_000,
+      );
       expect(await alive(node)).toBe(200);
       await shards[1]?.restart();
-      await until(async () => (await ready(node)) === 200, '/ready to report 200 with two shards up again');
+      await until(async () => (await ready(node)) === 200, '/ready to report 200 with two shards up again', 10_000);
     } finally {
       await node.close();
       await Promise.all(shards.map((r) => r.stop()));
@@ -66,7 +62,7 @@ describe.skipIf(skipSpawnedRedis)('redis availability', () => {
       saver.disconnect();
       await redis.kill();
 
-      await until(async () => (await ready(node)) === 503, '/ready to report 503');
+      await until(async () => (await ready(node)) === 503, '/ready to report 503', 10_000);
       expect(node.engine.ready()).toBe(false);
       expect(await alive(node)).toBe(200); // the process is alive: a liveness probe must not restart it
       const failed = await api(node.url, 'publish', { channel: 'av.x', data: 'lost' });
@@ -76,7 +72,7 @@ describe.skipIf(skipSpawnedRedis)('redis availability', () => {
       expect(c.closeCode).toBeUndefined(); // connected while Redis is away
 
       await redis.restart();
-      await until(async () => (await ready(node)) === 200, '/ready to report 200 again');
+      await until(async () => (await ready(node)) === 200, '/ready to report 200 again', 10_000);
       for (let i = 4; i <= 6; i++) {
         const r = await api(node.url, 'publish', { channel: 'av.x', data: i });
         expect(r.status).toBe(200);
@@ -112,7 +108,7 @@ describe.skipIf(skipSpawnedRedis)('redis availability', () => {
       await redis.kill();
       // dump.rdb of the previous test is from before these keys existed: they are gone after the restart.
       await redis.restart();
-      await until(() => node.engine.ready(), 'the engine to be ready again');
+      await until(() => node.engine.ready(), 'the engine to be ready again', 10_000);
       await api(node.url, 'publish', { channel: 'lost.x', data: 2 });
       // The new epoch shows on the live stream: the hub cannot fill the gap and says so (3006).
       const closed = await c.closed;

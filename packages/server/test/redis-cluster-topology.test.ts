@@ -19,12 +19,14 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG } from '../src/config/config.js';
 import { clusterSlot } from '../src/engines/redis/keys.js';
 import { RedisEngine } from '../src/engines/redis/redis-engine.js';
-import { api, startServer, withTimeout, type Frame, type TestConfigInput, type TestServer } from './support/harness.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api, startServer, type Frame, type TestConfigInput, type TestServer } from '@herald/test-support/server';
 import { TestCluster, withAdmin } from './support/redis-cluster.js';
 
 // The same rule as the other tests that start their own Redis servers (support/redis.ts), without
@@ -52,17 +54,6 @@ async function startClusterNode(prefix: string, over: TestConfigInput, urls: str
 }
 
 const config = { namespaces: { default: { historySize: 2000 } }, http: { pollTimeout: 5_000 } };
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms: number): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    if (await cond()) return Date.now() - start;
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 // ---- publisher ---------------------------------------------------------------------------------
 
 /** Numbered publications (`data.n` = 1, 2, ...) per channel, one at a time, retried until acknowledged. */
@@ -107,6 +98,19 @@ class Publisher {
         await sleep(Math.max(0, this.intervalMs - (Date.now() - t)));
       }
     });
+  }
+
+  /** Resolves once every channel has `n` more acknowledged publications than now: traffic flows. */
+  async flowing(n: number, ms = 10_000): Promise<void> {
+    const from = new Map([...this.acked].map(([c, s]) => [c, s.size]));
+    await until(
+      () => {
+        if (this.error !== undefined) throw this.error;
+        return this.channels.every((c) => (this.acked.get(c)?.size ?? 0) >= (from.get(c) ?? 0) + n);
+      },
+      `${n} more publications acknowledged on every channel`,
+      ms,
+    );
   }
 
   async stop(): Promise<void> {
@@ -572,6 +576,7 @@ async function subscribedOn(prefix: string, ns: string, port: number, count: num
     },
     `${count} nodes to subscribe to ${channel} on ${port}`,
     ms,
+    50,
   );
 }
 
@@ -697,7 +702,7 @@ describe.skipIf(skip)('Redis Cluster topology changes (3 masters, 3 replicas)', 
     const pub = new Publisher(channels, [nodes[0] as RedisNode], 40);
     pub.start();
     try {
-      await sleep(500);
+      await pub.flowing(10);
       // To an existing master, publishing through one node only: nodes 1 and 2 publish nothing, so
       // they learn of the move from Redis (sunsubscribe), not from a MOVED reply.
       const toExisting = [byMaster.get(mA)?.[0], byMaster.get(mA)?.[1], byMaster.get(mB)?.[0]] as string[];
@@ -758,7 +763,7 @@ describe.skipIf(skip)('Redis Cluster topology changes (3 masters, 3 replicas)', 
     const pub = new Publisher(channels, [nodes[0] as RedisNode], 30);
     pub.start();
     try {
-      await sleep(300);
+      await pub.flowing(10);
       const victim = nodes[1] as RedisNode;
       const gaps = victim.engine.status().gaps;
       let killed = 0;
@@ -803,7 +808,7 @@ describe.skipIf(skip)('Redis Cluster topology changes (3 masters, 3 replicas)', 
     const pub = new Publisher(channels, [nodes[0] as RedisNode], 40);
     pub.start();
     try {
-      await sleep(500);
+      await pub.flowing(10);
       // Only node 0 publishes: the others' connections to the old master stay up, and they follow
       // the slot map (and the master's sunsubscribe), not a MOVED or a lost connection.
       const promoted = await cluster.switchOver(master);
@@ -842,7 +847,7 @@ describe.skipIf(skip)('Redis Cluster topology changes (3 masters, 3 replicas)', 
     const pub = new Publisher(a.channels, nodes, 40);
     pub.start();
     try {
-      await sleep(700);
+      await pub.flowing(15);
       const killedAt = Date.now();
       const promoted = await cluster.failMaster(victim);
       const promotedAfter = Date.now() - killedAt;
@@ -857,6 +862,7 @@ describe.skipIf(skip)('Redis Cluster topology changes (3 masters, 3 replicas)', 
         },
         'every node to be ready after the failover',
         10_000,
+        50,
       );
       expect(nodes.every((n) => n.engine.status().shards.some((s) => s.redis.endsWith(`:${promoted}`)))).toBe(true);
       // Node 2 can subscribe to a namespace of the failed master, and gets its publications.
@@ -864,7 +870,7 @@ describe.skipIf(skip)('Redis Cluster topology changes (3 masters, 3 replicas)', 
       late.lateJoin = true;
       await withTimeout(late.ready, 10_000, 'a subscribe on node 2 to a namespace of the failed master');
       subs.push(late);
-      await sleep(1000);
+      await pub.flowing(20); // live publications for the late subscriber too
       await pub.stop();
       await pub.publishSentinels();
       await sentinelsArrive(subs, pub, 15_000);

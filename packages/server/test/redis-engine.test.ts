@@ -12,7 +12,8 @@ import {
   skipSpawnedRedis,
   testPrefix,
 } from './support/redis.js';
-import { startRedisServer } from './support/redis-server.js';
+import { until } from '@herald/test-support';
+import { startRedisServer } from '@herald/test-support/redis';
 
 const policy = { size: 100, ttlMs: 60_000, metaTtlMs: 120_000 };
 
@@ -76,6 +77,12 @@ describe.skipIf(skipRedis)('redis engine, beyond the conformance suite', () => {
   it('expires a long head of history by TTL and reports the oldest kept offset exactly', async () => {
     const engine = new RedisEngine({ urls: [REDIS_URL], prefix });
     await engine.start({ onPublication: () => undefined });
+    const admin = await adminClient();
+    /** Redis's clock (the scripts take their time from TIME), in ms. */
+    const redisNow = async (): Promise<number> => {
+      const [s, us] = await admin.time();
+      return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+    };
     try {
       const short = { size: 1000, ttlMs: 300, metaTtlMs: 60_000 };
       await Promise.all(
@@ -83,7 +90,9 @@ describe.skipIf(skipRedis)('redis engine, beyond the conformance suite', () => {
           engine.publish({ channel: 'ttl.x', data: String(i), history: short, idempotencyWindowMs: 1000 }),
         ),
       );
-      await new Promise((r) => setTimeout(r, 400));
+      // Past the TTL of all 250 on the clock that decides (Redis's), not on ours.
+      const published = await redisNow();
+      await until(async () => (await redisNow()) > published + short.ttlMs, 'the TTL to pass on Redis', 5000, 20);
       for (let i = 250; i < 253; i++) {
         await engine.publish({ channel: 'ttl.x', data: String(i), history: short, idempotencyWindowMs: 1000 });
       }
@@ -91,6 +100,7 @@ describe.skipIf(skipRedis)('redis engine, beyond the conformance suite', () => {
       expect(h.oldest).toBe(251);
       expect(h.publications.map((p) => p.offset)).toEqual([251, 252, 253]);
     } finally {
+      admin.disconnect();
       await engine.close();
     }
   });
@@ -105,15 +115,14 @@ describe.skipIf(skipRedis)('redis engine, beyond the conformance suite', () => {
       await engine.subscribe('gap.**');
       await engine.subscribe('gap.x');
       expect(await killClients(admin, `${engine.connectionName}:sub`)).toBe(1);
-      const deadline = Date.now() + 5000;
       // Each stream is reported once it is subscribed again (in one report or one per confirmation).
       const reported = (): string[] => gaps.flatMap((g) => g ?? []);
-      while (reported().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await until(() => reported().length >= 2, 'both streams reported as gaps');
       expect(reported().sort()).toEqual(['gap.**', 'gap.x']);
       expect(engine.ready()).toBe(true);
       // Subscribed again: live publications flow.
       await engine.publish({ channel: 'gap.x', data: '1', history: policy, idempotencyWindowMs: 1000 });
-      while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await until(() => got.length >= 2, 'the publication on both streams');
       expect(got.map((p) => p.stream).sort()).toEqual(['gap.**', 'gap.x']);
     } finally {
       admin.disconnect();
@@ -149,8 +158,7 @@ describe.skipIf(skipSpawnedRedis)('redis engine round trips', () => {
       expect(calls('eval')).toBe(0);
       // Commands run by the script itself, not round trips: one PUBLISH per stream of the channel.
       expect(calls('publish')).toBe(n * 4);
-      const deadline = Date.now() + 5000;
-      while (received.length < 3 * 2 * n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await until(() => received.length >= 3 * 2 * n, 'every publication on every node');
       expect(received.filter((p) => p.channel === 'rt.a.b')).toHaveLength(3 * 2 * n);
     } finally {
       admin.disconnect();

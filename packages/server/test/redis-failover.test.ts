@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChurningClient, prng, type Received } from './support/churning-client.js';
-import { startChildNode } from './support/child-node.js';
-import { api, withTimeout } from './support/harness.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api, startChildNode } from '@herald/test-support/server';
 import { REDIS_URL, adminClient, clientIds, dropPrefix, killClients, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 
@@ -92,14 +92,11 @@ describe.skipIf(skipRedis)('redis engine failures', () => {
         if (i === 100) killed += await killClients(admin, a.engine.connectionName);
         if (i === 200) {
           // Both connections back after the first kill (reconnecting takes a backoff), then again.
-          await withTimeout(
-            (async () => {
-              while ((await clientIds(admin, a.engine.connectionName)).length < 2) {
-                await new Promise((r) => setTimeout(r, 20));
-              }
-            })(),
-            5000,
+          await until(
+            async () => (await clientIds(admin, a.engine.connectionName)).length >= 2,
             'node A to reconnect both Redis connections',
+            5000,
+            20,
           );
           killed += await killClients(admin, a.engine.connectionName);
         }

@@ -15,7 +15,8 @@ import type {
   PublishRequest,
 } from '../src/core/engine.js';
 import { MemoryEngine } from '../src/engines/memory/memory-engine.js';
-import { api, startServer, WsClient } from './support/harness.js';
+import { until } from '@herald/test-support';
+import { api, startServer, WsClient } from '@herald/test-support/server';
 
 /** A memory engine that can lose live publications and hold history replies. */
 class LossyEngine implements Engine {
@@ -62,7 +63,7 @@ describe('hub onGap', () => {
       engine.hold = new Promise<void>((r) => (release = r));
       const c = await WsClient.connect(srv.wsUrl);
       const reply = c.request({ cmd: 'subscribe', channel: 'g.x' });
-      while (engine.historyCalls === 0) await new Promise((r) => setImmediate(r));
+      await until(() => engine.historyCalls > 0, 'the initial history read');
       // The initial read saw offset 1; publication 2 is then lost on its way to the hub.
       engine.dropLive = true;
       await api(srv.url, 'publish', { channel: 'g.x', data: 2 });

@@ -6,7 +6,8 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IngestStats } from '../src/engines/redis/ingest.js';
 import { parseIngest } from '../src/engines/redis/ingest.js';
-import { api, withTimeout, WsClient } from './support/harness.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api, WsClient } from '@herald/test-support/server';
 import { adminClient, dropPrefix, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 
@@ -16,14 +17,6 @@ let nodes: RedisNode[] = [];
 let admin: Redis;
 
 const ingestOf = (n: RedisNode): IngestStats => n.server.info()['ingest'] as IngestStats;
-
-async function until(cond: () => boolean, what: string, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('ingestion message format', () => {
   it('accepts {channel, data, idempotencyKey?} and explains everything else', () => {
@@ -67,7 +60,7 @@ describe.skipIf(skipRedis)('ingestion through Redis PUBLISH', () => {
     expect(sub.pubs().map((p) => p['data'].i)).toEqual([...Array(20).keys()].map((i) => i + 1));
     const h = await api(nodes[1]!.url, 'history', { channel: 'ing.**' });
     expect(h.body.offset).toBe(20);
-    await until(() => ingestOf(nodes[0]!).applied === 20, '20 applied');
+    await until(() => ingestOf(nodes[0]!).applied === 20, '20 applied', 8000);
     expect(nodes.map((n) => ingestOf(n).applied)).toEqual([20, 0, 0]);
     await sub.close();
   });
@@ -76,7 +69,7 @@ describe.skipIf(skipRedis)('ingestion through Redis PUBLISH', () => {
     const msg = JSON.stringify({ channel: 'ingk.x', data: 'once', idempotencyKey: 'job-7' });
     for (let i = 0; i < 3; i++) await admin.publish(ingestChannel, msg);
     await admin.publish(ingestChannel, JSON.stringify({ channel: 'ingk.x', data: 'sentinel' }));
-    await until(() => ingestOf(nodes[0]!).applied === 24, 'the sentinel applied');
+    await until(() => ingestOf(nodes[0]!).applied === 24, 'the sentinel applied', 8000);
     const h = await api(nodes[0]!.url, 'history', { channel: 'ingk.x' });
     expect(h.body.publications.map((p: { data: unknown }) => p.data)).toEqual(['once', 'sentinel']);
   });
@@ -93,7 +86,7 @@ describe.skipIf(skipRedis)('ingestion through Redis PUBLISH', () => {
       await admin.publish(ingestChannel, bad);
     }
     await admin.publish(ingestChannel, JSON.stringify({ channel: 'ingm.x', data: 'after' }));
-    await until(() => ingestOf(nodes[0]!).applied === before.applied + 1, 'the good message applied');
+    await until(() => ingestOf(nodes[0]!).applied === before.applied + 1, 'the good message applied', 8000);
     const after = ingestOf(nodes[0]!);
     expect(after.malformed - before.malformed).toBe(4);
     expect(after.rejected - before.rejected).toBe(1);
@@ -107,12 +100,12 @@ describe.skipIf(skipRedis)('ingestion through Redis PUBLISH', () => {
     await leader.close();
     nodes = nodes.slice(1);
     await withTimeout(
-      until(() => nodes.some((n) => ingestOf(n).leader), 'a new leader'),
+      until(() => nodes.some((n) => ingestOf(n).leader), 'a new leader', 8000),
       10_000,
       'a new leader',
     );
     expect(nodes.filter((n) => ingestOf(n).leader)).toHaveLength(1);
     expect(await admin.publish(ingestChannel, JSON.stringify({ channel: 'ingl.x', data: 1 }))).toBe(1);
-    await until(() => nodes.some((n) => ingestOf(n).applied === 1), 'the message applied by the new leader');
+    await until(() => nodes.some((n) => ingestOf(n).applied === 1), 'the message applied by the new leader', 8000);
   });
 });

@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChurningClient, prng, type Received } from './support/churning-client.js';
-import { api, withTimeout, WsClient } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { api, WsClient } from '@herald/test-support/server';
 import { dropPrefix, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 

@@ -8,11 +8,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docsNginxConfig } from './support/docs-proxies.js';
-import { WsClient, api } from './support/harness.js';
+import { tempDir, until } from '@herald/test-support';
+import { api, WsClient } from '@herald/test-support/server';
 import { send } from './support/http-clients.js';
-import { waitUntil } from './support/inbox.js';
 import { needNginx, startNginx, type RunningNginx } from './support/nginx.js';
-import { tempDir } from './support/processes.js';
 import { dropPrefix, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 import { SESSION_SECRET, openSse } from './support/send-forward.js';
@@ -106,7 +105,7 @@ describe.skipIf(needNginx.mode === 'skip' || skipRedis)(
         } else {
           // A held poll is answered by the next publication, whichever node it was made on.
           const held = poll(answer);
-          await waitUntil(
+          await until(
             () => nodes.some((n) => n.server.connectionsByTransport()['long-poll'] === 1),
             'a node holds the poll',
           );
@@ -116,7 +115,7 @@ describe.skipIf(needNginx.mode === 'skip' || skipRedis)(
         got.push(...answer.publications.map((p) => p.data));
       }
       expect(got).toEqual([...Array(sent).keys()]);
-      await waitUntil(() => logged('/poll', from).length === 9, 'nginx logs the polls');
+      await until(() => logged('/poll', from).length === 9, 'nginx logs the polls');
       const polls = logged('/poll', from);
       expect(polls.every((p) => p.status === '200')).toBe(true);
       const served = new Set(polls.map((p) => p.upstream));
@@ -150,7 +149,7 @@ describe.skipIf(needNginx.mode === 'skip' || skipRedis)(
         await es.waitFor((e) => e.filter((x) => x.event === 'message').length === 5, 'five publications on SSE');
         expect(es.pubs().map((p) => p['data'])).toEqual([0, 1, 2, 3, 4]);
 
-        await waitUntil(() => logged('/send', from).length === 6, 'nginx logs the sends');
+        await until(() => logged('/send', from).length === 6, 'nginx logs the sends');
         const sends = logged('/send', from);
         expect(sends.every((s) => s.status === '200')).toBe(true);
         const elsewhere = sends.filter((s) => s.upstream !== addressOf(holder as RedisNode));

@@ -12,15 +12,15 @@
  *   cursors with no gap and no duplicate, and requests made meanwhile keep succeeding (HAProxy
  *   without `option redispatch` and `retries` answered 503 for ~3 s).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startChildNode, type ChildNode } from './support/child-node.js';
+import { tempDir, until } from '@herald/test-support';
+import { api, API_KEY, startChildNode, WsClient, type ChildNode } from '@herald/test-support/server';
+import { startRedisServer, type SpawnedRedis } from '@herald/test-support/redis';
 import { docsHaproxyConfig, docsNginxConfig } from './support/docs-proxies.js';
 import { needHaproxy, startHaproxy } from './support/haproxy.js';
-import { API_KEY, WsClient, api } from './support/harness.js';
 import { needNginx, startNginx } from './support/nginx.js';
-import { tempDir } from './support/processes.js';
 import { skipSpawnedRedis } from './support/redis.js';
-import { startRedisServer, type SpawnedRedis } from './support/redis-server.js';
 import { ResumingClient, nodeOf, type ResumingTransport } from './support/resuming-client.js';
 
 /** Herald's heartbeats (SSE/NDJSON, WebSocket pings) and the proxies' timeouts, scaled down. */
@@ -54,8 +54,6 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 for (const proxy of proxies) {
   describe.skipIf(proxy.need.mode === 'skip' || skipSpawnedRedis)(
@@ -149,6 +147,7 @@ for (const proxy of proxies) {
           heldMs = performance.now() - t0;
           return r;
         });
+        // The window in which the proxy would have cut them (nothing to await: that is what must not happen).
         await sleep(5000); // 2.5 times the proxy's timeouts
         const poll = await held;
         expect(poll.status).toBe(200);
@@ -224,7 +223,7 @@ for (const proxy of proxies) {
             await sleep(10);
           }
         })();
-        await sleep(500);
+        await until(() => published >= 10 && polls >= 10, 'traffic through the proxy before the kill');
         const node = nodes[victimIndex] as ChildNode;
         await node.kill();
         const killedAt = performance.now();

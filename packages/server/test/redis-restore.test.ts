@@ -19,26 +19,18 @@ import { streamsOf } from '@herald/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clusterSlot, shardOf } from '../src/engines/redis/keys.js';
 import { RedisEngine } from '../src/engines/redis/redis-engine.js';
-import { api, withTimeout, WsClient, type Frame } from './support/harness.js';
+import { freePort, startTcpProxy, until, untilValue, withTimeout, type TcpProxy } from '@herald/test-support';
+import { api, WsClient, type Frame } from '@herald/test-support/server';
+import { startRedisCluster, startRedisServer, type SpawnedRedis } from '@herald/test-support/redis';
 import { SseReader } from './support/http-clients.js';
 import { skipSpawnedRedis } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
-import { freePort, startRedisCluster, startRedisServer, type SpawnedRedis } from './support/redis-server.js';
-import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 
 const INSUFFICIENT_STATE = 3006;
 const config = { namespaces: { default: { historySize: 1000 } }, http: { pollTimeout: 15_000 } };
 const policy = { size: 100, ttlMs: 60_000, metaTtlMs: 120_000 };
 /** Replicas sync at once (diskless sync waits 5 s by default for more replicas to join). */
 const FAST_SYNC = ['--repl-diskless-sync-delay', '0'];
-
-async function until(cond: () => Promise<boolean> | boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function admin(port: number): Promise<Redis> {
   const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
@@ -59,20 +51,24 @@ async function info(port: number, section: string, field: string): Promise<strin
 
 /** Waits until the replica on `port` is in sync with its master. */
 async function inSync(port: number): Promise<void> {
-  await until(async () => (await info(port, 'replication', 'master_link_status')) === 'up', 'replica link up');
+  await until(async () => (await info(port, 'replication', 'master_link_status')) === 'up', 'replica link up', 15_000);
 }
 
 let runs = 0;
 /** Publishes through the API with an idempotency key, retrying while Redis is unavailable. */
 async function publish(node: RedisNode, channel: string, data: number): Promise<{ epoch: string; offset: number }> {
   const idempotencyKey = `k${++runs}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const r = await api(node.url, 'publish', { channel, data, idempotencyKey });
-    if (r.status === 200) return { epoch: r.body.epoch as string, offset: r.body.offset as number };
-    if (r.status !== 503 || Date.now() > deadline) throw new Error(`publish failed: ${JSON.stringify(r.body)}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
+  return untilValue(
+    async () => {
+      const r = await api(node.url, 'publish', { channel, data, idempotencyKey });
+      if (r.status === 200) return { epoch: r.body.epoch as string, offset: r.body.offset as number };
+      if (r.status !== 503) throw new Error(`publish failed: ${JSON.stringify(r.body)}`);
+      return undefined; // Redis unavailable: again
+    },
+    `a publish to ${channel} to be accepted`,
+    15_000,
+    50,
+  );
 }
 
 async function publishRange(nodes: RedisNode[], channel: string, from: number, to: number) {
@@ -238,11 +234,11 @@ describe.skipIf(skipSpawnedRedis)('redis restored from an older state', () => {
     const first = await poll(a, 'rs.a', `rs.a;${old};0`, 0);
     expect(first['publications']).toHaveLength(20);
     const held = poll(a, 'rs.a', first['cursor'] as string, 14);
-    await until(() => liveSubscribers(a, 'rs.a') === 3, 'the poll to be held'); // WS, SSE, poll
+    await until(() => liveSubscribers(a, 'rs.a') === 3, 'the poll to be held', 15_000); // WS, SSE, poll
 
     await redis.kill();
     await redis.restart(); // loads the snapshot: the meta says offset 10 of the same epoch
-    await until(() => a.engine.ready() && b.engine.ready(), 'both nodes to reconnect');
+    await until(() => a.engine.ready() && b.engine.ready(), 'both nodes to reconnect', 15_000);
     const after = await publishRange([a, b], 'rs.a', 21, 40);
     expectOneNewEpoch(after, old, 10);
     // The new epoch keeps what the snapshot had (a backlog still serves it), and nothing twice.
@@ -289,7 +285,7 @@ describe.skipIf(skipSpawnedRedis)('redis restored from an older state', () => {
     await rep.replicaof('NO', 'ONE');
     rep.disconnect();
     proxy.switchTo(replica.port);
-    await until(() => a.engine.ready() && b.engine.ready(), 'both nodes to reach the promoted replica');
+    await until(() => a.engine.ready() && b.engine.ready(), 'both nodes to reach the promoted replica', 15_000);
     const after = await publishRange([a, b], 'rp.a', 21, 40);
     expectOneNewEpoch(after, old, 10);
     expect(await expectHistory(b, 'rp.a', 10, 21, 40)).toBe(after[0]?.epoch);
@@ -333,10 +329,14 @@ describe.skipIf(skipSpawnedRedis)('redis restored from an older state', () => {
     expect(await info(first.port, 'server', 'run_id')).toBe(runId);
 
     let next: Awaited<ReturnType<typeof pub>> | undefined;
-    await until(async () => {
-      next = await pub(21).catch(() => undefined);
-      return next !== undefined;
-    }, 'a publish on the promoted server');
+    await until(
+      async () => {
+        next = await pub(21).catch(() => undefined);
+        return next !== undefined;
+      },
+      'a publish on the promoted server',
+      15_000,
+    );
     expect(next?.position.offset).toBe(11); // offsets 11..20 of the old epoch are not handed out again in it
     expect(next?.position.epoch).not.toBe(old);
     const h = await engine.history({ stream: 'ff.x', since: { epoch: old, offset: 20 }, limit: 100 });
@@ -348,13 +348,17 @@ describe.skipIf(skipSpawnedRedis)('redis restored from an older state', () => {
 /** Publishes with an engine, retrying while its connection to the server is being re-established. */
 async function publishWhenBack(engine: RedisEngine, channel: string): Promise<{ epoch: string; offset: number }> {
   let out: { epoch: string; offset: number } | undefined;
-  await until(async () => {
-    out = await engine
-      .publish({ channel, data: '0', history: policy, idempotencyWindowMs: 1000 })
-      .then((r) => r.position)
-      .catch(() => undefined);
-    return out !== undefined;
-  }, `a publish to ${channel}`);
+  await until(
+    async () => {
+      out = await engine
+        .publish({ channel, data: '0', history: policy, idempotencyWindowMs: 1000 })
+        .then((r) => r.position)
+        .catch(() => undefined);
+      return out !== undefined;
+    },
+    `a publish to ${channel}`,
+    15_000,
+  );
   return out as { epoch: string; offset: number };
 }
 
@@ -439,12 +443,16 @@ describe.skipIf(skipSpawnedRedis)('redis restarted with nothing lost', () => {
       r.disconnect();
       await redis.kill();
       await redis.restart();
-      await until(() => engine.ready(), 'the engine to reconnect');
+      await until(() => engine.ready(), 'the engine to reconnect', 15_000);
       let y: Awaited<ReturnType<typeof pub>> | undefined;
-      await until(async () => {
-        y = await pub('same.x').catch(() => undefined);
-        return y !== undefined;
-      }, 'a publish after the restart');
+      await until(
+        async () => {
+          y = await pub('same.x').catch(() => undefined);
+          return y !== undefined;
+        },
+        'a publish after the restart',
+        15_000,
+      );
       expect(y?.position.epoch).not.toBe(x.position.epoch);
       expect(y?.position.offset).toBe(2);
       // The subtree streams get new epochs too, once; offsets and history go on.

@@ -9,10 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterSlot, shardOf } from '../src/engines/redis/keys.js';
 import { RedisEngine } from '../src/engines/redis/redis-engine.js';
 import { engineConformance } from './conformance/engine-suite.js';
-import { api, WsClient } from './support/harness.js';
+import { api, WsClient } from '@herald/test-support/server';
+import {
+  startRedisCluster,
+  startRedisServer,
+  type SpawnedCluster,
+  type SpawnedRedis,
+} from '@herald/test-support/redis';
 import { skipSpawnedRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
-import { startRedisCluster, startRedisServer, type SpawnedCluster, type SpawnedRedis } from './support/redis-server.js';
 import { SESSION_SECRET, expectForwardedSend } from './support/send-forward.js';
 
 /** PUBSUB NUMSUB (or SHARDNUMSUB) of one channel on one server. */

@@ -7,9 +7,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeOfClientId } from '../src/core/node-control.js';
 import { SessionTokens } from '../src/http/session-token.js';
-import { api, withTimeout } from './support/harness.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api } from '@herald/test-support/server';
 import { NdjsonReader, send } from './support/http-clients.js';
-import { waitUntil } from './support/inbox.js';
 import { REDIS_URL, dropPrefix, skipRedis, testPrefix } from './support/redis.js';
 import { startRedisNode, type RedisNode } from './support/redis-nodes.js';
 import { SESSION_SECRET, expectForwardedSend, openSse } from './support/send-forward.js';
@@ -148,7 +148,7 @@ describe.skipIf(skipRedis)('POST /send forwarded between nodes', () => {
   it('answers 404 for a session that ended on a node that is still up', async () => {
     const { es, client, session } = await openSse(`${a.url}/sse`);
     es.close();
-    await waitUntil(() => !a.server.hub.sessions.has(client), 'node A forgets the session');
+    await until(() => !a.server.hub.sessions.has(client), 'node A forgets the session');
     const r = await send(b.url, session, '{"id":1,"cmd":"ping"}');
     expect(r.status).toBe(404);
     expect(r.lines[0].error).toMatchObject({ code: 'HERALD_ERR_SESSION_NOT_FOUND', message: 'the session is closed' });

@@ -6,20 +6,11 @@
  * answer drops the connection after the command timeout.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { until } from '@herald/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../src/core/logger.js';
 import { encodeCommand, RespError, RespReader, type RespValue } from '../src/engines/redis/resp.js';
 import { SubscriberLink } from '../src/engines/redis/subscriber-link.js';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 function bulk(s: string): string {
   return `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
@@ -194,7 +185,10 @@ describe('subscriber link', () => {
     // The link's own unsubscribe is a reply, not a drop.
     l.remove('b{2}');
     await until(() => fake.of('sunsubscribe').length === 1, 'the unsubscribe');
-    await sleep(20);
+    // A barrier: replies come in order, so once a later subscribe is confirmed, the link has read
+    // the reply to its unsubscribe.
+    l.add('z{9}');
+    await until(() => events.subscribed.includes('z{9}'), 'a later subscribe confirmed');
     expect(events.dropped).toEqual(['a{1}']);
   });
 
@@ -222,9 +216,11 @@ describe('subscriber link', () => {
     l.remove('c{5}');
     l.add('c{5}');
     await until(() => fake.of('ssubscribe').length === 2 && events.subscribed.length === 1, 'the answers');
-    await sleep(20);
-    expect(fake.commands.slice(2).map((c) => c[0])).toEqual(['ssubscribe', 'sunsubscribe', 'ssubscribe']);
-    expect(events.subscribed).toEqual(['c{5}']);
+    // A barrier: once a later subscribe is confirmed, every earlier reply has been read.
+    l.add('d{6}');
+    await until(() => events.subscribed.includes('d{6}'), 'a later subscribe confirmed');
+    expect(fake.commands.slice(2).map((c) => c[0])).toEqual(['ssubscribe', 'sunsubscribe', 'ssubscribe', 'ssubscribe']);
+    expect(events.subscribed).toEqual(['c{5}', 'd{6}']);
     expect(l.holds('c{5}')).toBe(true);
   });
 

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LogFn, Logger } from '../src/core/logger.js';
-import { api, API_KEY, startServer, WsClient, type Frame, type TestServer } from './support/harness.js';
+import { api, API_KEY, startServer, WsClient, type Frame, type TestServer } from '@herald/test-support/server';
 
 const MAX_API_BODY = 200_000;
 

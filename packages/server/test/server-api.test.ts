@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, API_KEY, startServer, WsClient, type Frame, type TestServer } from './support/harness.js';
+import { until } from '@herald/test-support';
+import { api, API_KEY, startServer, WsClient, type Frame, type TestServer } from '@herald/test-support/server';
+import { MemoryEngine } from '../src/engines/memory/memory-engine.js';
+import { FakeClock } from './support/fake-clock.js';
 
 const MAX_API_BODY = 4096;
 
@@ -23,17 +26,6 @@ async function post(
   const res = await fetch(`${base}${path}`, { method: init.method ?? 'POST', ...init } as RequestInit);
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: (text === '' ? {} : JSON.parse(text)) as Frame };
-}
-
-/** Polls `check` until it returns a value (not undefined), failing after `ms`. */
-async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const isPub = (data: unknown) => (f: Frame) =>
@@ -259,9 +251,9 @@ describe('server API: info', () => {
       expect(await count()).toBe(2);
       await a.close();
       // The server sees the close on its own schedule: await the condition, bounded.
-      await until(async () => ((await count()) === 1 ? true : undefined), 'connections to drop to 1');
+      await until(async () => (await count()) === 1, 'connections to drop to 1');
       await b.close();
-      await until(async () => ((await count()) === 0 ? true : undefined), 'connections to drop to 0');
+      await until(async () => (await count()) === 0, 'connections to drop to 0');
     } finally {
       await own.close();
     }
@@ -446,29 +438,21 @@ describe('server API: idempotency', () => {
     await c.close();
   });
 
-  it('forgets a key after idempotencyWindow', async () => {
-    const own = await startServer({ idempotencyWindow: 1000 });
+  it('forgets a key after idempotencyWindow (on the engine clock, a fake one)', async () => {
+    const clock = new FakeClock(Date.now());
+    const own = await startServer({ idempotencyWindow: 1000 }, { engine: new MemoryEngine({ clock }) });
     try {
       const c = await WsClient.subscribed(own.wsUrl, 'win.a');
-      const first = await api(own.url, 'publish', { channel: 'win.a', data: 'w', idempotencyKey: 'kw' });
-      expect(first.body).toMatchObject({ offset: 1, duplicate: false });
-      // Well within the window: a duplicate.
-      const retry = await api(own.url, 'publish', { channel: 'win.a', data: 'w', idempotencyKey: 'kw' });
-      expect(retry.body).toMatchObject({ offset: 1, duplicate: true });
-      // Await the expiry: every retry is a duplicate of offset 1 until one is applied as offset 2.
-      const applied = await until(
-        async () => {
-          const r = await api(own.url, 'publish', { channel: 'win.a', data: 'w', idempotencyKey: 'kw' });
-          if (r.body.duplicate === true) {
-            expect(r.body.offset).toBe(1);
-            return undefined;
-          }
-          return r.body;
-        },
-        'the idempotency key to expire',
-        10_000,
-      );
-      expect(applied).toMatchObject({ offset: 2, duplicate: false });
+      const publish = async (): Promise<Frame> =>
+        (await api(own.url, 'publish', { channel: 'win.a', data: 'w', idempotencyKey: 'kw' })).body;
+      expect(await publish()).toMatchObject({ offset: 1, duplicate: false });
+      // Within the window: a duplicate, up to its last millisecond.
+      expect(await publish()).toMatchObject({ offset: 1, duplicate: true });
+      clock.advance(999);
+      expect(await publish()).toMatchObject({ offset: 1, duplicate: true });
+      // At the end of the window the key is forgotten: the same key is applied again.
+      clock.advance(1);
+      expect(await publish()).toMatchObject({ offset: 2, duplicate: false });
       await api(own.url, 'publish', { channel: 'win.a', data: 'sentinel' });
       await c.waitFor(isPub('sentinel'), 'sentinel');
       expect(c.pubs('win.a').map((p) => [p['offset'], p['data']])).toEqual([

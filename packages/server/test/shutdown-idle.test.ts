@@ -5,7 +5,8 @@
  */
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { startServer, withTimeout } from './support/harness.js';
+import { until, withTimeout } from '@herald/test-support';
+import { startServer } from '@herald/test-support/server';
 
 describe('shutdown with idle connections', () => {
   it('closes a connection that never sent a request at once, and answers a held poll', async () => {
@@ -24,13 +25,7 @@ describe('shutdown with idle connections', () => {
       async (r) => ({ status: r.status, body: await r.text() }),
       (err: unknown) => ({ status: 0, body: String(err) }),
     );
-    await withTimeout(
-      (async () => {
-        while (srv.server.connectionsByTransport()['long-poll'] === 0) await new Promise((r) => setImmediate(r));
-      })(),
-      5000,
-      'the poll to be held',
-    );
+    await until(() => srv.server.connectionsByTransport()['long-poll'] !== 0, 'the poll to be held');
     await withTimeout(srv.close(), 10_000, 'close() with a silent connection open');
     await withTimeout(silentClosed, 5000, 'the silent connection to be closed');
     const answered = await withTimeout(poll, 5000, 'the held poll to be answered');

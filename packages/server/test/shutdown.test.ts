@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { withTimeout, WsClient } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { WsClient } from '@herald/test-support/server';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 

@@ -4,7 +4,8 @@
  * everything, in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
+import { withTimeout } from '@herald/test-support';
+import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 let srv: TestServer;
 beforeAll(async () => {

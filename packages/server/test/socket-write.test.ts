@@ -9,8 +9,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { directFd, writeFrame } from '../src/transports/socket-write.js';
-import { withTimeout } from './support/harness.js';
-import { selfSignedCert, tempDir } from './support/processes.js';
+import { selfSignedCert, tempDir, withTimeout } from '@herald/test-support';
 
 const closers: Array<() => void> = [];
 afterEach(() => {

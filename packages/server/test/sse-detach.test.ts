@@ -8,8 +8,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, type TestServer } from './support/harness.js';
-import { waitUntil } from './support/inbox.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { dechunk, RawConnection } from './support/raw-http.js';
 
 type ServerSocket = Socket & { parser?: unknown; _httpMessage?: unknown };
@@ -77,7 +77,7 @@ describe('HTTP/1.x streams detached from node:http', () => {
   it('ends the session when the client closes its side', async () => {
     const { c, client } = await openStream('/sse?channel=det.c');
     c.socket.end(); // FIN, as an EventSource that is closed sends
-    await waitUntil(() => !srv.server.hub.sessions.has(client), 'the session to end');
+    await until(() => !srv.server.hub.sessions.has(client), 'the session to end');
     await c.until(() => c.closed, 'the server to close the connection');
   });
 
@@ -125,7 +125,7 @@ describe('HTTP/1.x streams detached from node:http', () => {
     expect(srv.server.hub.sessions.has(client)).toBe(false);
     // The server could not write its last bytes: it drops the socket after closeTimeout.
     await withTimeout(
-      waitUntil(() => sse.connectionCount === others, 'the slow stream to be dropped'),
+      until(() => sse.connectionCount === others, 'the slow stream to be dropped'),
       5000,
       'the slow stream to be dropped',
     );

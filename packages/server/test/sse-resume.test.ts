@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, type TestServer } from './support/harness.js';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { SseReader } from './support/http-clients.js';
 
 let srv: TestServer;

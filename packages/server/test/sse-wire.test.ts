@@ -6,9 +6,9 @@
  * that Node must keep (one queued behind a pipelined response) keeps the connection reusable.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, type TestServer } from './support/harness.js';
+import { until } from '@herald/test-support';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { dechunk, RawConnection } from './support/raw-http.js';
-import { waitUntil } from './support/inbox.js';
 
 function body(c: RawConnection, headerEnd: number): string {
   return dechunk(c.text, headerEnd).chunks.join('');
@@ -66,7 +66,7 @@ describe('SSE over HTTP/1.1, on the wire', () => {
       `GET /poll?channel=wire.b&cursor=${epoch}:0 HTTP/1.1\r\nHost: t\r\n\r\n` +
         'GET /sse?channel=wire.c HTTP/1.1\r\nHost: t\r\n\r\n',
     );
-    await waitUntil(() => srv.server.poll.connectionCount === 1, 'the poll is held');
+    await until(() => srv.server.poll.connectionCount === 1, 'the poll is held');
     expect(srv.server.sse.connectionCount).toBe(0); // the stream waits behind it
     expect((await api(srv.url, 'publish', { channel: 'wire.b', data: 'poll' })).status).toBe(200);
     await c.until((t) => t.includes('event: subscribed'), 'the stream after the poll');

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, type TestServer } from './support/harness.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { SseReader, send } from './support/http-clients.js';
 
 let srv: TestServer;
@@ -13,14 +14,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await srv.close();
 });
-
-async function waitForSessions(n: number): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (srv.server.hub.sessions.size !== n) {
-    if (Date.now() > deadline) throw new Error(`expected ${n} sessions, have ${srv.server.hub.sessions.size}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('GET /sse', () => {
   it('streams publications as events whose id resumes every stream of the connection', async () => {
@@ -43,7 +36,7 @@ describe('GET /sse', () => {
     const id = es.lastEventId;
     expect(id).toBe(`news;${p1!['epoch']};1,radio.**;${p2!['epoch']};1`);
     es.close();
-    await waitForSessions(0);
+    await until(() => srv.server.hub.sessions.size === 0, 'the server to end the session');
 
     // Away: three more publications. Coming back with Last-Event-ID gives exactly those, in order.
     await api(srv.url, 'publish', { channel: 'radio.b', data: { n: 3 } });
@@ -124,7 +117,7 @@ describe('GET /sse', () => {
     await Promise.all(readers.map((r) => r.waitFor((e) => e.some((x) => x.event === 'subscribed'), 'subscribed')));
     expect(srv.server.connectionsByTransport()['sse']).toBe(3);
     for (const r of readers) r.close();
-    await waitForSessions(0);
+    await until(() => srv.server.hub.sessions.size === 0, 'the server to end the session');
     expect(srv.server.hub.channels().find((c) => c.stream === 'gone.x')).toBeUndefined();
   });
 
@@ -160,13 +153,7 @@ describe('GET /sse', () => {
     sock.write('GET /sse?channel=big.s HTTP/1.1\r\nHost: x\r\n\r\n');
     sock.pause();
     const before = srv.server.metrics.value('herald_slow_disconnects_total');
-    await (async () => {
-      const deadline = Date.now() + 5000;
-      while (srv.server.connectionsByTransport()['sse'] !== 2) {
-        if (Date.now() > deadline) throw new Error('raw reader never connected');
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    })();
+    await until(() => srv.server.connectionsByTransport()['sse'] === 2, 'the raw reader to connect');
     const payload = 'z'.repeat(16_384);
     let n = 0;
     while (srv.server.metrics.value('herald_slow_disconnects_total') === before && n < 2000) {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startServer, withTimeout, WsClient, type TestServer } from './support/harness.js';
-import { waitUntil } from './support/inbox.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 let srv: TestServer;
 beforeAll(async () => {
@@ -150,7 +150,7 @@ describe('WebSocket protocol', () => {
     socket.pause();
     const frame = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 0, 0, 0, 0]), Buffer.alloc(125, 0x61)]);
     socket.write(Buffer.concat(Array.from({ length: 100_000 }, () => frame)));
-    await waitUntil(() => !srv.server.hub.sessions.has(id), 'the flooding connection is closed', 20_000);
+    await until(() => !srv.server.hub.sessions.has(id), 'the flooding connection is closed', 20_000);
     await api(srv.url, 'publish', { channel: 'flood.x', data: 'after' });
     await other.waitFor((f) => f['push'] === 'pub' && f['data'] === 'after', 'a publication on the other client');
     await other.close();

@@ -6,7 +6,7 @@
  * says whether it was applied (a timeout, a dropped connection, a 5xx) marks the number ambiguous.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { API_KEY } from '../../../server/test/support/harness.js';
+import { API_KEY } from '@herald/test-support/server';
 import type { PublishLog } from './history-checker.js';
 
 export interface PublisherOptions {

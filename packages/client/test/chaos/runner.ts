@@ -16,12 +16,11 @@ import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { TransportName } from '@herald/client';
-import { CLI as BUILT_CLI } from '../../../server/test/support/child-node.js';
-import { API_KEY, api, withTimeout, WsClient } from '../../../server/test/support/harness.js';
-import { freePort, startRedisServer, type SpawnedRedis } from '../../../server/test/support/redis-server.js';
+import { freePort, startTcpProxy, until, withTimeout, type TcpProxy } from '@herald/test-support';
+import { api, API_KEY, CLI as BUILT_CLI, WsClient } from '@herald/test-support/server';
+import { startRedisServer, type SpawnedRedis } from '@herald/test-support/redis';
 import { channelsOf, judge, type Row, type StreamLog } from './history-checker.js';
 import { LoadBalancer } from './proxies.js';
-import { startTcpProxy, type TcpProxy } from '../../../server/test/support/tcp-proxy.js';
 import { Publisher } from './publisher.js';
 import { Pulse, RawPollSubscriber, RawSseSubscriber, SdkSubscriber, Slowness, type Subscriber } from './subscribers.js';
 
@@ -211,14 +210,6 @@ export interface ScenarioResult {
 
 const by = (mode: Mode, short: number, full: number): number => (mode === 'short' ? short : full);
 
-async function until(cond: () => Promise<boolean> | boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 async function adminClient(port: number): Promise<Redis> {
   const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, connectTimeout: 2000 });
   r.on('error', () => undefined);
@@ -240,6 +231,7 @@ async function inSync(port: number): Promise<void> {
     async () => (await redisInfo(port, 'replication', 'master_link_status')) === 'up',
     'replica in sync',
     15_000,
+    50,
   );
 }
 
@@ -371,6 +363,7 @@ export async function runScenario(s: Scenario, mode: Mode): Promise<ScenarioResu
           },
           `${n} more publications (at ${publisher.total})`,
           ms,
+          50,
         );
       },
       health: async (node, healthy, ms = 15_000) => {
@@ -381,6 +374,7 @@ export async function runScenario(s: Scenario, mode: Mode): Promise<ScenarioResu
           },
           `node ${node.port} to be ${healthy ? 'healthy' : 'out of rotation'}`,
           ms,
+          50,
         );
       },
       admin: adminClient,

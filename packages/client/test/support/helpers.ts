@@ -1,20 +1,12 @@
 /**
- * Test support for the client SDK: the server harness of packages/server (a real server on an
- * ephemeral port), event waits that fail clearly, a publisher that does not stop, and a TCP proxy.
+ * Test support for the client SDK: waits for its events that fail clearly, publication checks, and
+ * publishers that go through the server API. The server itself, free ports and `until` come from
+ * `@herald/test-support`.
  */
+import { until } from '@herald/test-support';
+import { api } from '@herald/test-support/server';
 import type { Emitter } from '../../src/emitter.js';
 import type { Publication, Subscription } from '../../src/index.js';
-import { api } from '../../../server/test/support/harness.js';
-
-export {
-  api,
-  API_KEY,
-  startServer,
-  testConfig,
-  withTimeout,
-  type TestConfigInput,
-  type TestServer,
-} from '../../../server/test/support/harness.js';
 
 /** Resolves with the first `event` (from now on) that passes `pred`; rejects after `ms`. */
 export function next<E extends object, K extends keyof E>(
@@ -71,23 +63,15 @@ export function gapless(offsets: readonly number[], first = 1): string | undefin
 
 /** Publishes through the server API, retrying while the server (re)starts or a pooled connection is stale. */
 export async function publishSoon(base: string, channel: string, data: unknown, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
+  let last = '';
+  const published = async (): Promise<boolean> => {
     const r = await api(base, 'publish', { channel, data }).catch((err: unknown) => err as Error);
-    if (!(r instanceof Error) && r.status === 200) return;
-    if (Date.now() > deadline)
-      throw new Error(`publish to ${channel} failed: ${String(r instanceof Error ? r : r.status)}`);
-    await sleep(20);
-  }
-}
-
-/** Waits until `check` holds, polling every 5 ms (for server-side state that emits no event). */
-export async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
+    last = r instanceof Error ? String(r) : String(r.status);
+    return !(r instanceof Error) && r.status === 200;
+  };
+  await until(published, `a publish to ${channel} to succeed`, ms, 20).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message} (last: ${last})`);
+  });
 }
 
 /** Publishes `{ n }` to `channel` through the server API, one after the other, until stopped. */
@@ -111,5 +95,3 @@ export function publisher(base: string, channel: string, pauseMs = 2): { stop():
     sent: () => n,
   };
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -2,6 +2,7 @@
  * The engine conformance suite: every Engine (memory now, Redis next) must pass it unchanged.
  * `make` returns a started-able engine and a way to advance time where the engine supports it.
  */
+import { until } from '@herald/test-support';
 import { describe, expect, it } from 'vitest';
 import type { Engine, HistoryPolicy, Publication, PublicationSink } from '../../src/core/engine.js';
 
@@ -185,7 +186,10 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
         await f.engine.unsubscribe(`${uniq}.x`);
         await pub(f.engine, `${uniq}.x`, 5);
         // Sentinel: the last publication reached the subtree stream, so every earlier one had its chance.
-        await waitUntil(() => sink.pubs.some((p) => p.stream === `${uniq}.**` && p.offset === 5));
+        await until(
+          () => sink.pubs.some((p) => p.stream === `${uniq}.**` && p.offset === 5),
+          'publication 5 on the subtree',
+        );
         expect(sink.pubs.filter((p) => p.stream === `${uniq}.x`).map((p) => p.offset)).toEqual([1, 2, 3]);
         expect(sink.pubs.filter((p) => p.stream === `${uniq}.**`).map((p) => p.offset)).toEqual([1, 2, 3, 4, 5]);
         expect(sink.pubs.some((p) => p.stream === `${uniq}.y`)).toBe(false);
@@ -215,12 +219,4 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       }
     });
   });
-}
-
-async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setImmediate(r));
-  }
 }

@@ -6,8 +6,8 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { expect } from 'vitest';
-import { WsClient, api, withTimeout, type TestServer } from './harness.js';
-import { waitUntil } from './inbox.js';
+import { until, withTimeout } from '@herald/test-support';
+import { api, WsClient, type TestServer } from '@herald/test-support/server';
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -184,7 +184,7 @@ export async function backToBaseline(srv: TestServer, baseline: number, ms = 10_
     s.stream.connectionCount === 0 &&
     s.poll.connectionCount === 0;
   try {
-    await waitUntil(done, 'the server to hold only the honest connections', ms);
+    await until(done, 'the server to hold only the honest connections', ms);
   } catch {
     throw new Error(`after ${ms} ms the server still holds more than the ${baseline} honest connections: ${held()}`);
   }

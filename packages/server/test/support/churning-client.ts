@@ -4,7 +4,8 @@
  * must be `recovered: true`. Used by the recovery tests (one node, and several nodes over Redis).
  */
 import WebSocket from 'ws';
-import { withTimeout, type Frame } from './harness.js';
+import { withTimeout } from '@herald/test-support';
+import { type Frame } from '@herald/test-support/server';
 
 /** Small deterministic PRNG so a failure can be replayed with the same seed. */
 export function prng(seed: number): () => number {

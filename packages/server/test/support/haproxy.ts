@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Child, canConnect, findProgram, freePort, needProgram } from './processes.js';
+import { canConnect, Child, findProgram, freePort, needProgram, until } from '@herald/test-support';
 
 export const haproxyPath = findProgram('haproxy', ['/usr/sbin/haproxy']);
 export const needHaproxy = needProgram(haproxyPath, 'haproxy', 'apt-get install -y haproxy');
@@ -33,11 +33,9 @@ export async function startHaproxy(dir: string, config: (port: number) => string
     const check = spawnSync(haproxy, ['-c', '-f', file], { encoding: 'utf8' });
     if (check.status !== 0) throw new Error(`haproxy -c refused the configuration:\n${check.stdout}${check.stderr}`);
     const child = new Child(haproxy, ['-db', '-f', file]);
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && child.proc.exitCode === null) {
-      if (await canConnect(port)) return { child, port, stop: () => child.stop() };
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    const exited = (): boolean => child.proc.exitCode !== null;
+    await until(async () => exited() || (await canConnect(port)), 'haproxy to listen', 5000, 25).catch(() => undefined);
+    if (!exited() && (await canConnect(port))) return { child, port, stop: () => child.stop() };
     last = `haproxy did not start: exit ${child.proc.exitCode}\n${child.stdout}${child.stderr}`;
     await child.stop();
   }

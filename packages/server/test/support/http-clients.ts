@@ -3,7 +3,7 @@
  * event-stream rules, enough for tests: id/event/data/retry fields, comments) and an NDJSON reader.
  * Every wait has a timeout that fails.
  */
-import { withTimeout } from './harness.js';
+import { withTimeout } from '@herald/test-support';
 
 export interface SseEvent {
   event: string;

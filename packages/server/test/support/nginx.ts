@@ -5,7 +5,7 @@
  */
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Child, canConnect, findProgram, freePort, needProgram } from './processes.js';
+import { canConnect, Child, findProgram, freePort, needProgram, until } from '@herald/test-support';
 
 export const nginxPath = findProgram('nginx', ['/usr/sbin/nginx']);
 export const needNginx = needProgram(nginxPath, 'nginx', 'apt-get install -y nginx-light');
@@ -58,25 +58,23 @@ ${http(port)}
       '-g',
       'daemon off;',
     ]);
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && child.proc.exitCode === null) {
-      if (await canConnect(port)) {
-        return {
-          child,
-          port,
-          accessLog: () => {
-            try {
-              return readFileSync(log, 'utf8')
-                .split('\n')
-                .filter((l) => l !== '');
-            } catch {
-              return [];
-            }
-          },
-          stop: () => child.stop(),
-        };
-      }
-      await new Promise((r) => setTimeout(r, 25));
+    const exited = (): boolean => child.proc.exitCode !== null;
+    await until(async () => exited() || (await canConnect(port)), 'nginx to listen', 5000, 25).catch(() => undefined);
+    if (!exited() && (await canConnect(port))) {
+      return {
+        child,
+        port,
+        accessLog: () => {
+          try {
+            return readFileSync(log, 'utf8')
+              .split('\n')
+              .filter((l) => l !== '');
+          } catch {
+            return [];
+          }
+        },
+        stop: () => child.stop(),
+      };
     }
     last = `nginx did not start: exit ${child.proc.exitCode}\n${child.stderr}`;
     await child.stop();

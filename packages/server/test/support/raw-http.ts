@@ -1,6 +1,6 @@
 /** A raw HTTP/1.x client connection for tests that check the bytes on the wire. */
 import { connect, type Socket } from 'node:net';
-import { withTimeout } from './harness.js';
+import { withTimeout } from '@herald/test-support';
 
 /** Everything a raw connection received, as latin1 text, with a way to await a pattern. */
 export class RawConnection {

@@ -6,8 +6,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
+import { until } from '@herald/test-support';
 import { clusterSlot } from '../../src/engines/redis/keys.js';
-import { startRedisServer, type SpawnedRedis } from './redis-server.js';
+import { startRedisServer, type SpawnedRedis } from '@herald/test-support/redis';
 
 export interface ClusterNodeInfo {
   readonly id: string;
@@ -35,13 +36,9 @@ export async function withAdmin<T>(port: number, fn: (r: Redis) => Promise<T>): 
   }
 }
 
-async function until(cond: () => Promise<boolean>, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await cond().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** A check on cluster nodes for `until`: a node that does not answer (yet) means "not yet", not a failure. */
+function answering(check: () => Promise<boolean>): () => Promise<boolean> {
+  return () => check().catch(() => false);
 }
 
 function clusterArgs(nodeTimeoutMs: number): string[] {
@@ -143,22 +140,24 @@ export class TestCluster {
   async settled(masters: number, replicasPerMaster = 0, ms = 20_000): Promise<void> {
     for (const s of this.alive()) {
       await until(
-        async () => {
+        answering(async () => {
           const info = (await withAdmin(s.port, (r) => r.cluster('INFO'))) as string;
           const size = Number(/cluster_size:(\d+)/.exec(info)?.[1]);
           return info.includes('cluster_state:ok') && size === masters;
-        },
+        }),
         `cluster node ${s.port} to be ok with ${masters} masters`,
         ms,
+        100,
       );
     }
     if (replicasPerMaster === 0) return;
     const nodes = await this.nodes();
     for (const n of nodes.filter((x) => !x.master && !x.failed)) {
       await until(
-        async () => /master_link_status:up/.test(await withAdmin(n.port, (r) => r.info('replication'))),
+        answering(async () => /master_link_status:up/.test(await withAdmin(n.port, (r) => r.info('replication')))),
         `replica ${n.port} to be in sync`,
         ms,
+        100,
       );
     }
   }
@@ -177,13 +176,14 @@ export class TestCluster {
     this.dead.add(port);
     for (const s of this.alive()) {
       await until(
-        async () => {
+        answering(async () => {
           const nodes = await this.nodes(s.port);
           const info = (await withAdmin(s.port, (r) => r.cluster('INFO'))) as string;
           return nodes.some((n) => n.port === replica.port && n.master) && info.includes('cluster_state:ok');
-        },
+        }),
         `the replica on ${replica.port} to take over from ${port} (seen by ${s.port})`,
         ms,
+        100,
       );
     }
     return replica.port;
@@ -201,14 +201,15 @@ export class TestCluster {
     await withAdmin(replica.port, (r) => r.cluster('FAILOVER'));
     for (const s of this.alive()) {
       await until(
-        async () => {
+        answering(async () => {
           const nodes = await this.nodes(s.port);
           return (
             nodes.some((n) => n.port === replica.port && n.master) && nodes.some((n) => n.port === port && !n.master)
           );
-        },
+        }),
         `the replica on ${replica.port} to take over from ${port} (seen by ${s.port})`,
         ms,
+        100,
       );
     }
     return replica.port;
@@ -228,15 +229,19 @@ export class TestCluster {
     const id = await this.idOf(s.port);
     for (const n of this.alive()) {
       await until(
-        async () => (await this.nodes(n.port)).some((x) => x.id === id && x.master),
+        answering(async () => (await this.nodes(n.port)).some((x) => x.id === id && x.master)),
         `node ${n.port} to know the new master ${s.port}`,
         15_000,
+        100,
       );
     }
     await until(
-      async () => ((await withAdmin(s.port, (r) => r.cluster('INFO'))) as string).includes('cluster_state:ok'),
+      answering(async () =>
+        ((await withAdmin(s.port, (r) => r.cluster('INFO'))) as string).includes('cluster_state:ok'),
+      ),
       `the new master ${s.port} to see the cluster ok`,
       15_000,
+      100,
     );
     return s.port;
   }

@@ -4,7 +4,7 @@
  */
 import { DEFAULT_CONFIG, type RedisOptions } from '../../src/config/config.js';
 import { RedisEngine } from '../../src/engines/redis/redis-engine.js';
-import { startServer, type TestConfigInput, type TestServer } from './harness.js';
+import { startServer, type TestConfigInput, type TestServer } from '@herald/test-support/server';
 import { REDIS_URL } from './redis.js';
 
 export interface RedisNode extends TestServer {

@@ -6,8 +6,8 @@
  * session (the node id prefix of the client id) and when each publication arrived.
  */
 import WebSocket from 'ws';
-import { withTimeout, type Frame } from './harness.js';
-import { LineSplitter, SseParser } from './inbox.js';
+import { LineSplitter, SseParser, withTimeout } from '@herald/test-support';
+import { type Frame } from '@herald/test-support/server';
 
 export type ResumingTransport = 'ws' | 'sse' | 'stream';
 

@@ -3,7 +3,7 @@
  * another node's `/send`, proven by what arrives on the SSE stream.
  */
 import { expect } from 'vitest';
-import { api } from './harness.js';
+import { api } from '@herald/test-support/server';
 import { SseReader, send } from './http-clients.js';
 
 /** A shared session secret (at least 16 characters), so that every node verifies every session id. */

@@ -5,9 +5,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { API_KEY, withTimeout } from './harness.js';
+import { API_KEY } from './harness.js';
+import { withTimeout } from './wait.js';
 
-export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+/** The built `herald` CLI of packages/server. */
+export const CLI = fileURLToPath(new URL('../../server/dist/cli/main.js', import.meta.url));
 
 export interface ChildNode {
   readonly proc: ChildProcess;

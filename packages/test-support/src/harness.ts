@@ -4,8 +4,14 @@
  */
 import http2, { type ClientHttp2Session } from 'node:http2';
 import WebSocket from 'ws';
-import { DEFAULT_CONFIG, type HeraldConfig, type NamespaceOptions } from '../../src/config/config.js';
-import { HeraldServer, type HeraldServerOptions } from '../../src/server.js';
+import {
+  DEFAULT_CONFIG,
+  HeraldServer,
+  type HeraldConfig,
+  type HeraldServerOptions,
+  type NamespaceOptions,
+} from '@herald/server';
+import { withTimeout } from './wait.js';
 
 export const API_KEY = 'test-api-key-0123456789';
 
@@ -50,7 +56,10 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startServer(over: TestConfigInput = {}, opts: HeraldServerOptions = {}): Promise<TestServer> {
+/** `clock`: e.g. a fake one that a test advances (tokens are still verified against the system clock). */
+export type TestServerOptions = HeraldServerOptions;
+
+export async function startServer(over: TestConfigInput = {}, opts: TestServerOptions = {}): Promise<TestServer> {
   const server = new HeraldServer(testConfig(over), opts);
   const addr = await server.listen();
   const url = `http://127.0.0.1:${addr.port}`;
@@ -74,22 +83,6 @@ export async function api(
   });
   const text = await res.text();
   return { status: res.status, body: text === '' ? undefined : JSON.parse(text) };
-}
-
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
 
 export type Frame = Record<string, any>;

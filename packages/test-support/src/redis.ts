@@ -5,22 +5,11 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './net.js';
+import { until } from './wait.js';
 
 export interface SpawnedRedis {
   readonly port: number;
@@ -34,22 +23,31 @@ export interface SpawnedRedis {
   stop(): Promise<void>;
 }
 
-async function waitForPing(port: number, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, connectTimeout: 500 });
-    r.on('error', () => undefined);
-    try {
-      await r.connect();
-      const info = await r.info('persistence');
-      if (!/loading:1/.test(info)) return;
-    } catch {
-      // not up yet
-    } finally {
-      r.disconnect();
-    }
-    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
-    await new Promise((res) => setTimeout(res, 50));
+/** Whether redis-server on `port` answers and has finished loading its data. */
+async function answers(port: number): Promise<boolean> {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, connectTimeout: 500 });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return !/loading:1/.test(await r.info('persistence'));
+  } catch {
+    return false; // not up yet
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Whether cluster node `port` says the cluster is up. */
+async function clusterOk(port: number): Promise<boolean> {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return ((await r.cluster('INFO')) as string).includes('cluster_state:ok');
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
   }
 }
 
@@ -63,7 +61,7 @@ export async function startRedisServer(extra: string[] = []): Promise<SpawnedRed
       ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra],
       { stdio: 'ignore' },
     );
-    await waitForPing(port);
+    await until(() => answers(port), `redis-server on port ${port} to start`, 10_000, 50);
   };
   const kill = async (): Promise<void> => {
     const p = proc;
@@ -115,19 +113,7 @@ export async function startRedisCluster(masters = 3): Promise<SpawnedCluster> {
     );
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${create.stdout}\n${create.stderr}`);
     // Wait until every node agrees the cluster is up.
-    const deadline = Date.now() + 15_000;
-    for (const s of servers) {
-      for (;;) {
-        const r = new Redis({ port: s.port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
-        r.on('error', () => undefined);
-        await r.connect();
-        const info = (await r.cluster('INFO')) as string;
-        r.disconnect();
-        if (info.includes('cluster_state:ok')) break;
-        if (Date.now() > deadline) throw new Error(`cluster node ${s.port} not ok:\n${info}`);
-        await new Promise((res) => setTimeout(res, 100));
-      }
-    }
+    for (const s of servers) await until(() => clusterOk(s.port), `cluster node ${s.port} to be ok`, 15_000, 100);
   } catch (err) {
     await Promise.all(servers.map((s) => s.stop()));
     throw err;

@@ -2,7 +2,7 @@
  * Test support for HTTP clients: an inbox that keeps what arrived and awaits matches with a timeout
  * that fails, an incremental Server-Sent Events parser, and an NDJSON line splitter.
  */
-import { withTimeout } from './harness.js';
+import { withTimeout } from './wait.js';
 
 interface Waiter<T> {
   match: (item: T) => boolean;
@@ -108,14 +108,5 @@ export class LineSplitter {
       this.buffer = this.buffer.slice(nl + 1);
       if (line.trim() !== '') this.onLine(line);
     }
-  }
-}
-
-/** Resolves once `check()` is true, checking every 10 ms; rejects (naming `what`) after `ms`. */
-export async function waitUntil(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }

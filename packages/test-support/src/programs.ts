@@ -5,10 +5,9 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { withTimeout } from './harness.js';
+import { withTimeout } from './wait.js';
 import { Inbox } from './inbox.js';
 
 export const CI = process.env['CI'] === 'true';
@@ -79,19 +78,6 @@ export function selfSignedCert(dir: string): { cert: string; key: string; pem: s
   return { cert, key, pem: readFileSync(cert, 'utf8') };
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1 (for programs that cannot listen on port 0). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** A child process whose stdout and stderr are kept, as text and as lines, to await on. */
 export class Child {
   readonly proc: ChildProcess;
@@ -152,16 +138,4 @@ export class Child {
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
   }
-}
-
-/** Whether something accepts TCP connections on 127.0.0.1:`port` now. */
-export function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
