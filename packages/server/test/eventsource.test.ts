@@ -40,8 +40,8 @@ describe('eventsource (npm) against /sse', () => {
   const lastEventIds: Array<string | undefined> = [];
 
   beforeAll(async () => {
-    // retry 1 s: long enough that the publishes below happen while the client is away (checked).
-    ts = await startServer({ http: { sseRetry: 1000, heartbeatInterval: 30_000 } });
+    // retry 3 s: long enough that the publishes below happen while the client is away (checked), even on a busy machine.
+    ts = await startServer({ http: { sseRetry: 3000, heartbeatInterval: 30_000 } });
     ts.server.httpServer?.on('request', (req: IncomingMessage) => {
       if (req.url?.startsWith('/sse')) lastEventIds.push(req.headers['last-event-id'] as string | undefined);
     });
@@ -71,7 +71,7 @@ describe('eventsource (npm) against /sse', () => {
       await until(() => sseSessions() === 0, 'the server freed the dropped session');
       for (let i = 4; i <= 8; i++) await publish(channel, i);
       expect(sseSessions()).toBe(0); // all five were published while the client was away
-      const again = await c.connected.waitForCount(() => true, 2, 'connected after the reconnect', 5000);
+      const again = await c.connected.waitForCount(() => true, 2, 'connected after the reconnect', 10_000);
       expect(again[1]?.client).not.toBe(first.client);
       const resumed = await c.subscribed.waitForCount(() => true, 2, 'subscribed after the reconnect');
       expect(resumed[1]).toMatchObject({ stream: channel, recovered: true });

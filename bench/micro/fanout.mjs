@@ -1,0 +1,64 @@
+// In-process fan-out micro-benchmark for instruction counts (valgrind --tool=callgrind):
+// N sessions on one stream, K publications through the hub with the memory engine, written to a
+// transport that only counts bytes. Usage: node bench/micro/fanout.mjs <serverDist> [N] [K]
+// Compare two builds by the difference of K=<k> and K=0 runs (setup cancels out).
+import { pathToFileURL } from 'node:url';
+import path from 'node:path';
+
+const [dist = 'packages/server/dist', nArg = '1000', kArg = '200'] = process.argv.slice(2);
+const N = Number(nArg);
+const K = Number(kArg);
+const load = (p) => import(pathToFileURL(path.resolve(dist, p)).href);
+const { Hub } = await load('core/hub.js');
+const { MemoryEngine } = await load('engines/memory/memory-engine.js');
+const { jsonEncoder } = await load('core/encoder.js');
+const { silentLogger } = await load('core/logger.js');
+
+const policy = {
+  historySize: 100,
+  historyTtl: 300_000,
+  historyMetaTtl: 3_600_000,
+  maxMessageSize: 65_536,
+  anonymousSubscribe: true,
+  anonymousPublish: true,
+  clientPublish: true,
+  hooks: [],
+};
+const hub = new Hub({
+  engine: new MemoryEngine(),
+  logger: silentLogger,
+  policy: () => policy,
+  limits: {
+    maxSubscriptionsPerConnection: 100,
+    maxQueueBytes: 1 << 24,
+    maxCommandsInFlight: 8,
+    maxCommandsWaiting: 64,
+    maxReplyBytes: 1 << 20,
+    maxRecoveryBuffer: 10_000,
+  },
+  idempotencyWindowMs: 0,
+});
+await hub.start();
+let bytes = 0;
+const transport = {
+  name: 'websocket',
+  traits: { readsCommands: true, sendCommands: false, stateless: false },
+  write: (d) => {
+    bytes += d.byteLength;
+  },
+  bufferedAmount: () => 0,
+  close: () => undefined,
+};
+const sessions = [];
+for (let i = 0; i < N; i++) sessions.push(hub.createSession(transport, jsonEncoder));
+await Promise.all(sessions.map((s) => hub.subscribe(s, 'bench.x', {}, () => undefined)));
+const tick = () => new Promise((r) => setImmediate(r));
+await tick();
+bytes = 0;
+for (let k = 0; k < K; k++) {
+  await hub.publish('bench.x', { n: k, t: 1234567890123 });
+  await tick();
+}
+await tick();
+console.log(JSON.stringify({ N, K, bytes }));
+process.exit(0);
