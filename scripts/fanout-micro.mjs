@@ -1,6 +1,6 @@
 // In-process fan-out micro-benchmark for instruction counts (valgrind --tool=callgrind):
 // N sessions on one stream, K publications through the hub with the memory engine, written to a
-// transport that only counts bytes. Usage: node bench/micro/fanout.mjs <serverDist> [N] [K]
+// transport that only counts bytes. Usage: node scripts/fanout-micro.mjs <serverDist> [N] [K]
 // Compare two builds by the difference of K=<k> and K=0 runs (setup cancels out).
 import { pathToFileURL } from 'node:url';
 import path from 'node:path';
@@ -52,7 +52,7 @@ const transport = {
 const sessions = [];
 for (let i = 0; i < N; i++) sessions.push(hub.createSession(transport, jsonEncoder));
 await Promise.all(sessions.map((s) => hub.subscribe(s, 'bench.x', {}, () => undefined)));
-const tick = () => new Promise((r) => setImmediate(r));
+const tick = () => new Promise((r) => globalThis.setImmediate(r));
 await tick();
 bytes = 0;
 for (let k = 0; k < K; k++) {
