@@ -4,6 +4,8 @@
  * @herald/protocol bundled in):
  *   packages/client/dist/herald.min.js   single-file IIFE for a <script> tag; defines `Herald`
  *   packages/client/dist/herald.min.mjs  single-file ES module (`import { Herald } from ...`)
+ *   packages/client/dist/herald-shared.min.js  IIFE of the opt-in cross-tab sharing (global
+ *                                        `SharedHerald`, Herald included); also its SharedWorker script
  * `ws` stays out: browsers have WebSocket, and Node loads `ws` itself.
  * The bundles leave out the descriptions of the code table (`ErrorCodes[code].description`, about
  * 1.5 KB gzipped): every error the SDK raises or receives carries its own message, and
@@ -32,10 +34,13 @@ const dropDescriptions = {
   },
 };
 
-/** @param {'iife' | 'esm'} format */
-async function one(format) {
+/**
+ * @param {'iife' | 'esm'} format
+ * @param {string} [entry]
+ */
+async function one(format, entry = format === 'iife' ? 'src/global.ts' : 'src/index.ts') {
   const result = await build({
-    entryPoints: [client + (format === 'iife' ? 'src/global.ts' : 'src/index.ts')],
+    entryPoints: [client + entry],
     bundle: true,
     minify: true,
     format,
@@ -52,23 +57,26 @@ async function one(format) {
   return { code, bytes: code.byteLength, gzipBytes: gzipSync(code, { level: 9 }).byteLength };
 }
 
+/** @typedef {{ code: Uint8Array, bytes: number, gzipBytes: number }} Bundle */
+
 /**
  * @param {{ write?: boolean }} [opts]
- * @returns {Promise<{ iife: { code: Uint8Array, bytes: number, gzipBytes: number }, esm: { code: Uint8Array, bytes: number, gzipBytes: number } }>}
+ * @returns {Promise<{ iife: Bundle, esm: Bundle, shared: Bundle }>}
  */
 export async function bundleClient(opts = {}) {
-  const [iife, esm] = await Promise.all([one('iife'), one('esm')]);
+  const [iife, esm, shared] = await Promise.all([one('iife'), one('esm'), one('iife', 'src/shared/global.ts')]);
   if (opts.write === true) {
     mkdirSync(client + 'dist', { recursive: true });
     writeFileSync(client + 'dist/herald.min.js', iife.code);
     writeFileSync(client + 'dist/herald.min.mjs', esm.code);
+    writeFileSync(client + 'dist/herald-shared.min.js', shared.code);
   }
-  return { iife, esm };
+  return { iife, esm, shared };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { iife, esm } = await bundleClient({ write: true });
+  const { iife, esm, shared } = await bundleClient({ write: true });
   console.log(
-    `@herald/client bundles: herald.min.js ${iife.bytes} B (${iife.gzipBytes} B gzipped), herald.min.mjs ${esm.bytes} B (${esm.gzipBytes} B gzipped)`,
+    `@herald/client bundles: herald.min.js ${iife.bytes} B (${iife.gzipBytes} B gzipped), herald.min.mjs ${esm.bytes} B (${esm.gzipBytes} B gzipped), herald-shared.min.js ${shared.bytes} B (${shared.gzipBytes} B gzipped)`,
   );
 }

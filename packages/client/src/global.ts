@@ -3,7 +3,6 @@
  * class) with `Herald.HeraldError` and `Herald.Subscription` attached.
  */
 import { HeraldError } from '@herald/protocol';
-import { Herald } from './herald.js';
-import { Subscription } from './subscription.js';
+import { Herald, Subscription } from './herald.js';
 
 (globalThis as { Herald?: unknown }).Herald = Object.assign(Herald, { HeraldError, Subscription });

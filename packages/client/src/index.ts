@@ -8,16 +8,15 @@
  * for await (const p of herald.subscribe('radio.**')) console.log(p.channel, p.data);
  * ```
  */
-export { Herald } from './herald.js';
+export { Herald, Subscription } from './herald.js';
 export type { ConnectionState, ConnectedEvent, HeraldEvents, StateEvent } from './connection.js';
-export {
-  Subscription,
-  type Publication,
-  type SubscribedEvent,
-  type SubscriptionEvents,
-  type SubscriptionState,
-  type SubscriptionStateEvent,
-  type UnrecoveredEvent,
+export type {
+  Publication,
+  SubscribedEvent,
+  SubscriptionEvents,
+  SubscriptionState,
+  SubscriptionStateEvent,
+  UnrecoveredEvent,
 } from './subscription.js';
 export type { CallOptions, HeraldOptions, HistoryOptions, PublishOptions, SubscribeOptions } from './options.js';
 export type { TransportName, WebSocketLike } from './transports/transport.js';

@@ -22,7 +22,7 @@ export interface HeraldOptions {
   getToken?: () => Promise<string>;
   /** How long a transport may take to say `connected` before the next one is tried, ms (5000). */
   connectTimeout?: number;
-  /** Default timeout of commands (publish, history, ping, subscribe), ms (10000). */
+  /** Default timeout of commands (publish, history, rpc, ping) and of `Subscription.ready()`, ms (10000). */
   timeout?: number;
   /** Backoff between reconnect attempts: full jitter over `[0, min(max, min * 2^attempt))`, ms (500). */
   minReconnectDelay?: number;
@@ -85,7 +85,7 @@ export interface SubscribeOptions {
   backlog?: number;
   /** Start after this position (a cursor saved earlier): recover what came after it. */
   since?: StreamPosition;
-  /** Aborting unsubscribes. */
+  /** Aborting unsubscribes. The listener it gets is removed when the subscription ends. */
   signal?: AbortSignal;
   /**
    * For namespaces that require a subscription token: gets one from the application (called

@@ -21,28 +21,32 @@ interface Pending<C> {
 }
 
 export class Requests<C> {
-  private readonly pending = new Map<number, Pending<C>>();
-  private outbox: Pending<C>[] = [];
-  private nextId = 1;
-  private flushQueued = false;
+  readonly #pending = new Map<number, Pending<C>>();
+  #outbox: Pending<C>[] = [];
+  #nextId = 1;
+  #flushQueued = false;
 
-  constructor(
-    /** The connection to send on now, if any. */
-    private readonly current: () => C | undefined,
-    private readonly send: (conn: C, frames: OutFrame[]) => void,
-  ) {}
+  /** The connection to send on now, if any. */
+  readonly #current: () => C | undefined;
+  readonly #send: (conn: C, frames: OutFrame[]) => void;
+
+  constructor(current: () => C | undefined, send: (conn: C, frames: OutFrame[]) => void) {
+    this.#current = current;
+    this.#send = send;
+  }
 
   /** Queues a command; returns its id. */
   add(cmd: OutCommand, done: Settled<C>, timeout: number): number {
-    const id = this.nextId++;
+    const id = this.#nextId++;
     const timer = setTimeout(
       () => this.settle(id, new HeraldError('HERALD_ERR_TIMEOUT', `${cmd.cmd}: no reply within ${timeout} ms`)),
       timeout,
     );
-    this.pending.set(id, { frame: { ...cmd, id } as OutFrame, timer, done });
-    this.outbox.push(this.pending.get(id) as Pending<C>);
-    if (!this.flushQueued) {
-      this.flushQueued = true;
+    const p: Pending<C> = { frame: { ...cmd, id } as OutFrame, timer, done };
+    this.#pending.set(id, p);
+    this.#outbox.push(p);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
       queueMicrotask(() => this.flush());
     }
     return id;
@@ -50,31 +54,43 @@ export class Requests<C> {
 
   /** Sends everything queued, if there is a connection. */
   flush(): void {
-    this.flushQueued = false;
-    const c = this.current();
-    if (c === undefined || this.outbox.length === 0) return;
-    const batch = this.outbox;
-    this.outbox = [];
+    this.#flushQueued = false;
+    const c = this.#current();
+    if (c === undefined || this.#outbox.length === 0) return;
+    const batch = this.#outbox;
+    this.#outbox = [];
     for (const p of batch) p.conn = c;
-    this.send(
+    this.#send(
       c,
       batch.map((p) => p.frame),
     );
   }
 
   settle(id: number, err: unknown, result?: unknown, via?: C): void {
-    const p = this.pending.get(id);
+    const p = this.#pending.get(id);
     if (p === undefined) return;
-    this.pending.delete(id);
-    clearTimeout(p.timer);
-    const i = this.outbox.indexOf(p);
-    if (i !== -1) this.outbox.splice(i, 1);
+    this.#unqueue(id, p);
     p.done(err, result, via);
+  }
+
+  /** Takes back a command that is still in the outbox, without settling it; says whether it was there. */
+  unsend(id: number): boolean {
+    const p = this.#pending.get(id);
+    if (p === undefined || p.conn !== undefined) return false;
+    this.#unqueue(id, p);
+    return true;
+  }
+
+  #unqueue(id: number, p: Pending<C>): void {
+    this.#pending.delete(id);
+    clearTimeout(p.timer);
+    const i = this.#outbox.indexOf(p);
+    if (i !== -1) this.#outbox.splice(i, 1);
   }
 
   /** Settles with `err` every command sent on `conn` (all: undefined), or still queued (`'queued'`). */
   fail(which: C | 'queued' | undefined, err: unknown): void {
-    for (const [id, p] of [...this.pending]) {
+    for (const [id, p] of [...this.#pending]) {
       if (which === undefined || (which === 'queued' ? p.conn === undefined : p.conn === which)) this.settle(id, err);
     }
   }
@@ -89,9 +105,7 @@ export function transient(err: unknown): boolean {
   );
 }
 
+/** The connection closed (before a command's reply, or for good). */
 export function lost(code: number, reason: string): HeraldError {
-  return new HeraldError(
-    'HERALD_ERR_CLIENT_DISCONNECTED',
-    `the connection closed (${code} ${reason}) before the reply`,
-  );
+  return new HeraldError('HERALD_ERR_CLIENT_DISCONNECTED', `the connection closed (${code} ${reason})`);
 }

@@ -2,7 +2,7 @@
  * What the HTTP transports share: `POST /send` for commands, reading a streamed response body, and
  * the streaming transport itself (`/stream` and `/sse` differ only in path and wire format).
  */
-import type { ErrorBody } from '@herald/protocol';
+import { HeraldError, type ErrorBody, type ErrorCode } from '@herald/protocol';
 import {
   buildUrl,
   refusalCode,
@@ -13,11 +13,24 @@ import {
   type TransportSink,
 } from './transport.js';
 
-/** An HTTP error answer as `[close code, reason]`, from its JSON body `{"error":{code,message}}`. */
-export async function refusal(res: Response): Promise<[number, string]> {
-  const body = (await res.json().catch(() => ({}))) as { error?: ErrorBody };
-  const code = body.error?.code;
-  return [refusalCode(code), `HTTP ${res.status} ${code ?? ''}`.trim()];
+/**
+ * An HTTP error answer as `[close code, reason, error]`, from its JSON body `{"error":{code,message}}`
+ * (an answer without one, from a proxy say, gets `HERALD_ERR_CLIENT_DISCONNECTED`).
+ */
+export async function refusal(res: Response): Promise<[number, string, HeraldError]> {
+  const e = ((await res.json().catch(() => ({}))) as { error?: ErrorBody }).error;
+  const reason = `HTTP ${res.status}` + (e === undefined ? '' : ` ${e.code}: ${e.message}`);
+  return [
+    refusalCode(e?.code),
+    reason,
+    new HeraldError((e?.code ?? 'HERALD_ERR_CLIENT_DISCONNECTED') as ErrorCode, reason),
+  ];
+}
+
+/** A failed `fetch` as text, with its cause when it has one (Node: `connect ECONNREFUSED ...`). */
+export function describe(err: unknown): string {
+  const cause = (err as { cause?: Error } | undefined)?.cause;
+  return `${String(err)}${cause ? ` (${cause.message})` : ''}`;
 }
 
 /**
@@ -44,7 +57,7 @@ export function post(
     })
     .then(async (res) => {
       const text = await res.text();
-      sink.alive();
+      sink.alive(); // the long-poll counts it only while no poll is held
       if (!res.ok) {
         fail((JSON.parse(text) as { error: ErrorBody }).error);
         return;
@@ -81,11 +94,11 @@ export function streaming(path: string, accept: string, parser: StreamParser): T
     const sends = new AbortController();
     let session = '';
     let done = false;
-    const end = (code: number, reason: string): void => {
+    const end = (code: number, reason: string, err?: HeraldError): void => {
       if (done) return;
       done = true;
       stream.abort();
-      sink.closed(code, reason);
+      sink.closed(code, reason, err);
     };
     const feed = parser({
       frame(f) {
@@ -116,7 +129,7 @@ export function streaming(path: string, accept: string, parser: StreamParser): T
           feed(decoder.decode(value, { stream: true }));
         }
       })
-      .catch((err: unknown) => end(1006, String(err)));
+      .catch((err: unknown) => end(1006, describe(err)));
 
     return {
       // Replies over /send say nothing about the stream's health: they do not count as `alive`.

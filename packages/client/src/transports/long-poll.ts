@@ -5,9 +5,21 @@
  * or backlog publications), then every poll asks for what follows the current cursors and is held
  * by the server until something arrives or the timeout passes. A change of subscriptions starts a
  * new poll (the server answers the older one).
+ *
+ * Liveness: only the poll says the connection is alive (a reply to `POST /send` comes over another
+ * HTTP connection), and a poll gets `pollTimeout + connectTimeout` to answer: the server holds it at
+ * most `pollTimeout` (what it was asked for with `timeout=`, or less), so a poll not answered by then
+ * went down with its connection, and the transport ends.
  */
-import { formatCursorSet, type DisconnectPush, type ErrorBody, type PubPush, type RefreshPush } from '@herald/protocol';
-import { post, refusal } from './http.js';
+import {
+  formatCursorSet,
+  type DisconnectPush,
+  type ErrorBody,
+  type HeraldError,
+  type PubPush,
+  type RefreshPush,
+} from '@herald/protocol';
+import { describe, post, refusal } from './http.js';
 import { buildUrl, type TransportFactory } from './transport.js';
 
 type StreamState =
@@ -30,11 +42,11 @@ export const longPoll: TransportFactory = (ctx, sink) => {
   let done = false;
   let queued = false;
 
-  const end = (code: number, reason: string): void => {
+  const end = (code: number, reason: string, err?: HeraldError): void => {
     if (done) return;
     done = true;
     current?.abort();
-    sink.closed(code, reason);
+    sink.closed(code, reason, err);
   };
 
   const get = async (params: Record<string, string | undefined>, signal: AbortSignal): Promise<PollAnswer> => {
@@ -51,8 +63,8 @@ export const longPoll: TransportFactory = (ctx, sink) => {
   };
 
   const fail = (err: unknown): void => {
-    if (Array.isArray(err)) end(err[0] as number, err[1] as string);
-    else end(1006, String(err));
+    if (Array.isArray(err)) end(...(err as [number, string, HeraldError]));
+    else end(1006, describe(err));
   };
 
   const handle = (answer: PollAnswer): void => {
@@ -80,13 +92,17 @@ export const longPoll: TransportFactory = (ctx, sink) => {
     const cursors = ctx.cursors();
     if (done || cursors.size === 0) return;
     const mine = (current = new AbortController());
+    const ms = ctx.pollTimeout + ctx.connectTimeout;
+    const timer = setTimeout(() => mine.abort(new Error(`no answer to the poll within ${ms} ms`)), ms);
     get({ cursor: formatCursorSet(cursors), timeout: String(ctx.pollTimeout / 1000) }, mine.signal).then(
       (answer) => {
+        clearTimeout(timer);
         if (mine !== current) return;
         handle(answer);
         poll();
       },
       (err: unknown) => {
+        clearTimeout(timer);
         if (mine === current) fail(err);
       },
     );
@@ -108,7 +124,9 @@ export const longPoll: TransportFactory = (ctx, sink) => {
   }, fail);
 
   return {
-    send: (frames) => post(ctx, sink, session ?? '', frames, sends.signal),
+    // A reply to /send is a sign of life only while no poll is held (no subscription to poll for).
+    send: (frames) =>
+      post(ctx, { ...sink, alive: () => current === undefined && sink.alive() }, session ?? '', frames, sends.signal),
     refresh() {
       if (queued || done) return;
       queued = true;

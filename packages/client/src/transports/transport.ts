@@ -4,7 +4,7 @@
  * their wire formats into the WebSocket protocol's frames), sends batches of commands, and reports
  * its end once. It keeps no subscription state: the core owns subscriptions and cursors.
  */
-import type { Command, ErrorBody, Push, Reply, StreamPosition } from '@herald/protocol';
+import type { Command, ErrorBody, HeraldError, Push, Reply, StreamPosition } from '@herald/protocol';
 
 export type TransportName = 'websocket' | 'http-stream' | 'sse' | 'long-poll';
 
@@ -23,20 +23,28 @@ export interface TransportContext {
   /** The connection token now (it may be renewed while the connection lasts). */
   readonly token: () => string | undefined;
   readonly fetch: typeof fetch;
-  readonly WebSocket: WebSocketLike | undefined;
+  readonly WebSocket?: WebSocketLike | undefined;
   readonly credentials: RequestCredentials;
   /** How long a long-poll may be held by the server, in ms. */
   readonly pollTimeout: number;
+  /** The client's `connectTimeout`, ms: the margin a poll's answer gets on top of `pollTimeout`. */
+  readonly connectTimeout: number;
   /** Positions of the subscriptions to poll (long-polling only). */
   readonly cursors: () => ReadonlyMap<string, StreamPosition>;
 }
 
 export interface TransportSink {
   frame(frame: InFrame): void;
-  /** Bytes arrived from the server (frames, heartbeats, poll answers): the connection is alive. */
+  /**
+   * Bytes arrived on what carries the server's frames (the socket, the stream, the poll — never a
+   * reply to `POST /send`, which says nothing about them): the connection is alive.
+   */
   alive(): void;
-  /** The connection ended by itself (never called after `close`). */
-  closed(code: number, reason: string): void;
+  /**
+   * The connection ended by itself (never called after `close`). `error`: what the server said
+   * when it refused it (an HTTP error answer), or why the client gave up on it.
+   */
+  closed(code: number, reason: string, error?: HeraldError): void;
 }
 
 export interface Transport {

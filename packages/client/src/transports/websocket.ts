@@ -38,8 +38,10 @@ export const websocket: TransportFactory = (ctx, sink) => {
         sink.alive();
         for (const line of splitFrames(String(e.data))) sink.frame(JSON.parse(line) as InFrame);
       };
-      socket.onclose = (e: CloseEvent) => end(e.code, e.reason);
-      socket.onerror = () => undefined; // a close event follows
+      // A close event follows an error. Browsers tell nothing more (1006); Node's `ws` says why.
+      let why = '';
+      socket.onerror = (e: Event) => (why = (e as { message?: string }).message ?? '');
+      socket.onclose = (e: CloseEvent) => end(e.code, e.reason || why);
     },
     (err: unknown) => end(1006, `no WebSocket: install the ws package (${String(err)})`),
   );

@@ -274,7 +274,12 @@ export class SdkSubscriber extends BaseSubscriber {
       if (s.prev === 'connected' && s.state !== 'connected')
         this.dropped(s.code === undefined ? s.reason : String(s.code));
     });
-    h.on('error', (err) => this.problem(`client error: ${String(err)}`));
+    // A failed connect attempt while the fault lasts is reported (an `error` while still
+    // `connecting`, with its cause) and retried: expected here. Any other error is a problem.
+    h.on('error', (err) => {
+      if (h.state === 'connecting') debug?.(`${this.name} attempt failed: ${String(err)}`);
+      else this.problem(`client error: ${String(err)}`);
+    });
     this.subs = new Map();
     for (const stream of this.streams) {
       const cursor = since.get(stream);
