@@ -49,7 +49,7 @@ import {
   type SubscribeOptions,
 } from './options.js';
 import { lost, Requests, transient, type OutCommand } from './requests.js';
-import type { Publication, SubscriptionEvents, SubscriptionState, SubscriptionStateEvent } from './subscription.js';
+import { publications, type Publication, type SubscriptionEvents, type SubscriptionState } from './subscription.js';
 import type { InFrame, TransportName } from './transports/transport.js';
 
 export type { ConnectedEvent, ConnectionState, HeraldEvents, StateEvent } from './connection.js';
@@ -177,38 +177,7 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> im
    * the subscription is unsubscribed or the client closed, and throws if the server refused it.
    */
   [Symbol.asyncIterator](): AsyncIterator<Publication<T>> {
-    const queue: Publication<T>[] = [];
-    let wake: (() => void) | undefined;
-    let end: Pick<SubscriptionStateEvent, 'error'> | undefined = this.state === 'unsubscribed' ? {} : undefined;
-    const offs = [
-      this.on('publication', (p) => {
-        queue.push(p);
-        wake?.();
-      }),
-      this.on('state', (e) => {
-        if (e.state !== 'unsubscribed') return;
-        end = e;
-        wake?.();
-      }),
-    ];
-    const finish = (): IteratorResult<Publication<T>> => {
-      for (const off of offs) off();
-      return { value: undefined, done: true };
-    };
-    return {
-      next: async () => {
-        while (queue.length === 0 && end === undefined) await new Promise<void>((r) => (wake = r));
-        const value = queue.shift();
-        if (value !== undefined) return { value, done: false };
-        finish();
-        if (end?.error !== undefined) throw end.error;
-        return { value: undefined, done: true };
-      },
-      return: () => {
-        this.unsubscribe();
-        return Promise.resolve(finish());
-      },
-    };
+    return publications(this);
   }
 }
 

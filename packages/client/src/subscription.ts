@@ -48,3 +48,50 @@ export interface SubscriptionEvents<T> {
   publication: Publication<T>;
   error: HeraldError;
 }
+
+/** What `publications` needs of a subscription (`Subscription`, `SharedSubscription`). */
+export interface PublicationSource<T> {
+  readonly state: SubscriptionState;
+  on<K extends keyof SubscriptionEvents<T>>(event: K, fn: (e: SubscriptionEvents<T>[K]) => void): () => void;
+  unsubscribe(): void;
+}
+
+/**
+ * A subscription's publications, in order, from now on. Breaking out of the loop unsubscribes; the
+ * loop ends when the subscription is unsubscribed or the client closed, and throws if the server
+ * refused it.
+ */
+export function publications<T>(sub: PublicationSource<T>): AsyncIterator<Publication<T>> {
+  const queue: Publication<T>[] = [];
+  let wake: (() => void) | undefined;
+  let end: Pick<SubscriptionStateEvent, 'error'> | undefined = sub.state === 'unsubscribed' ? {} : undefined;
+  const offs = [
+    sub.on('publication', (p) => {
+      queue.push(p);
+      wake?.();
+    }),
+    sub.on('state', (e) => {
+      if (e.state !== 'unsubscribed') return;
+      end = e;
+      wake?.();
+    }),
+  ];
+  const finish = (): IteratorResult<Publication<T>> => {
+    for (const off of offs) off();
+    return { value: undefined, done: true };
+  };
+  return {
+    next: async () => {
+      while (queue.length === 0 && end === undefined) await new Promise<void>((r) => (wake = r));
+      const value = queue.shift();
+      if (value !== undefined) return { value, done: false };
+      finish();
+      if (end?.error !== undefined) throw end.error;
+      return { value: undefined, done: true };
+    },
+    return: () => {
+      sub.unsubscribe();
+      return Promise.resolve(finish());
+    },
+  };
+}

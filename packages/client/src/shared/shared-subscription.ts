@@ -16,8 +16,8 @@ import {
   type SubscribedEvent,
   type SubscriptionEvents,
   type SubscriptionState,
-  type SubscriptionStateEvent,
 } from '../index.js';
+import { publications } from '../subscription.js';
 
 /** What a subscription needs from its client. */
 export interface SharedSubscriptionHost {
@@ -91,38 +91,7 @@ export class SharedSubscription<T = unknown>
 
   /** Publications, in order, from now on. Breaking out of the loop unsubscribes. */
   [Symbol.asyncIterator](): AsyncIterator<Publication<T>> {
-    const queue: Publication<T>[] = [];
-    let wake: (() => void) | undefined;
-    let end: Pick<SubscriptionStateEvent, 'error'> | undefined = this.state === 'unsubscribed' ? {} : undefined;
-    const offs = [
-      this.on('publication', (p) => {
-        queue.push(p);
-        wake?.();
-      }),
-      this.on('state', (e) => {
-        if (e.state !== 'unsubscribed') return;
-        end = e;
-        wake?.();
-      }),
-    ];
-    const finish = (): IteratorResult<Publication<T>> => {
-      for (const off of offs) off();
-      return { value: undefined, done: true };
-    };
-    return {
-      next: async () => {
-        while (queue.length === 0 && end === undefined) await new Promise<void>((r) => (wake = r));
-        const value = queue.shift();
-        if (value !== undefined) return { value, done: false };
-        finish();
-        if (end?.error !== undefined) throw end.error;
-        return { value: undefined, done: true };
-      },
-      return: () => {
-        this.unsubscribe();
-        return Promise.resolve(finish());
-      },
-    };
+    return publications(this);
   }
 
   /** @internal */
