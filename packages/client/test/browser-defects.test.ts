@@ -14,19 +14,16 @@
  *   window (2 × 25 s + 10 s on a WebSocket).
  * Skipped when Chromium is not installed, except in CI (CI=true), where that fails.
  */
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { SignJWT } from 'jose';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bundleClient } from '../../../scripts/bundle-client.mjs';
-import { freePort, until, untilValue } from '@herald/test-support';
+import { CHROMIUM, chromiumPresent, launchChromium, freePort, until, untilValue } from '@herald/test-support';
 import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { FreezeProxy } from './support/freeze-proxy.js';
 import { gapless, publisher } from './support/helpers.js';
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-const present = existsSync(CHROMIUM);
 const ci = process.env['CI'] === 'true';
 const SECRET = 'browser-defects-hmac-secret-0123456789';
 
@@ -125,7 +122,7 @@ const PAGE = `<!doctype html>
   };
 </script></body></html>`;
 
-describe.skipIf(!present && !ci)('in headless Chromium, the page on another origin', () => {
+describe.skipIf(!chromiumPresent && !ci)('in headless Chromium, the page on another origin', () => {
   let srv: TestServer;
   let strict: TestServer;
   let authSrv: TestServer;
@@ -142,7 +139,7 @@ describe.skipIf(!present && !ci)('in headless Chromium, the page on another orig
     page.evaluate((a) => (window as unknown as PageApi).start(...a), [name, url, opts, channel] as const);
 
   beforeAll(async () => {
-    if (!present) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
+    if (!chromiumPresent) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
     srv = await startServer({
       http: { heartbeatInterval: 1000, pollTimeout: 1000 },
       namespaces: { churn: { historySize: 5000 }, live: { historySize: 5000 } },
@@ -155,20 +152,7 @@ describe.skipIf(!present && !ci)('in headless Chromium, the page on another orig
       else res.writeHead(200, { 'Content-Type': 'text/html' }).end(PAGE);
     });
     await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 40_000);
 
   // A fresh page per test: its clients, connections and listeners go with it.

@@ -5,17 +5,14 @@
  * client midway; every client still receives every publication once, in order.
  * Skipped when Chromium is not installed, except in CI (CI=true), where that fails.
  */
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { bundleClient } from '../../../scripts/bundle-client.mjs';
-import { until } from '@herald/test-support';
+import { CHROMIUM, chromiumPresent, launchChromium, until } from '@herald/test-support';
 import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { gapless, publisher } from './support/helpers.js';
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-const present = existsSync(CHROMIUM);
 const ci = process.env['CI'] === 'true';
 const CLIENTS = ['websocket', 'http-stream', 'sse', 'long-poll', 'upgrade'] as const;
 
@@ -39,14 +36,14 @@ const PAGE = `<!doctype html>
   };
 </script></body></html>`;
 
-describe.skipIf(!present && !ci)('in headless Chromium', () => {
+describe.skipIf(!chromiumPresent && !ci)('in headless Chromium', () => {
   let srv: TestServer;
   let web: Server;
   let browser: Browser;
   let page: Page;
 
   beforeAll(async () => {
-    if (!present) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
+    if (!chromiumPresent) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
     srv = await startServer({ http: { heartbeatInterval: 1000 }, namespaces: { br: { historySize: 1000 } } });
     const { iife } = await bundleClient();
     web = createServer((req, res) => {
@@ -54,20 +51,7 @@ describe.skipIf(!present && !ci)('in headless Chromium', () => {
       else res.writeHead(200, { 'Content-Type': 'text/html' }).end(PAGE);
     });
     await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage();
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));

@@ -10,18 +10,15 @@
  * - In Node (no Web Locks), `SharedHerald` keeps a connection of its own, with the API of `Herald`.
  * Skipped when Chromium is not installed, except in CI (CI=true), where that fails.
  */
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { bundleClient } from '../../../scripts/bundle-client.mjs';
-import { until } from '@herald/test-support';
+import { CHROMIUM, chromiumPresent, launchChromium, until } from '@herald/test-support';
 import { api, startServer, type TestServer } from '@herald/test-support/server';
 import { SharedHerald } from '../src/shared/index.js';
 import { gapless, next, publisher } from './support/helpers.js';
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-const present = existsSync(CHROMIUM);
 const ci = process.env['CI'] === 'true';
 const TABS = 8;
 
@@ -80,13 +77,13 @@ const ready = (s: Snap): boolean => s.state === 'connected' && s.subs.every((x) 
 /** Tab i reads its own channel, its neighbour's (so every channel has two tabs) and one all tabs read. */
 const channelsOf = (i: number): string[] => [`sh.t${i}`, `sh.t${(i + 1) % TABS}`, 'sh.all'];
 
-describe.skipIf(!present && !ci)('tabs sharing one connection, in headless Chromium', () => {
+describe.skipIf(!chromiumPresent && !ci)('tabs sharing one connection, in headless Chromium', () => {
   let browser: Browser;
   let web: Server;
   let origin: string;
 
   beforeAll(async () => {
-    if (!present) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
+    if (!chromiumPresent) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
     const { shared } = await bundleClient();
     web = createServer((req, res) => {
       if (req.url === '/herald-shared.min.js')
@@ -96,20 +93,7 @@ describe.skipIf(!present && !ci)('tabs sharing one connection, in headless Chrom
     });
     await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
     origin = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 30_000);
 
   afterAll(async () => {

@@ -7,24 +7,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findProgram, Inbox, needProgram, until, withTimeout } from '@herald/test-support';
+import { findProgram, Inbox, launchChromium, needProgram, until, withTimeout } from '@herald/test-support';
 import { api, startServer, type TestServer } from '@herald/test-support/server';
 
 const executable = findProgram('chromium', ['/usr/bin/chromium']);
 const need = needProgram(executable, 'chromium', 'apt-get install -y chromium');
-
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 interface Report {
   type: 'connected' | 'subscribed' | 'message' | 'error';
@@ -66,7 +55,7 @@ describe.skipIf(need.mode === 'skip')(need.title('Chromium EventSource against /
     await new Promise<void>((resolve) => pages.listen(0, '127.0.0.1', resolve));
     // "localhost" and 127.0.0.1 are different origins: the EventSource request is cross-origin.
     pageOrigin = `http://localhost:${(pages.address() as AddressInfo).port}`;
-    browser = await withTimeout(chromium.launch({ executablePath: executable, args: ARGS }), 30_000, 'chromium launch');
+    browser = await withTimeout(launchChromium(executable), 30_000, 'chromium launch');
   }, 40_000);
 
   afterAll(async () => {

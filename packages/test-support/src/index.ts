@@ -15,3 +15,4 @@ export { until, untilValue, withTimeout } from './wait.js';
 export { canConnect, freePort, startTcpProxy, type TcpProxy } from './net.js';
 export { Inbox, LineSplitter, SseParser, type SseEvent } from './inbox.js';
 export { CI, Child, findProgram, needProgram, selfSignedCert, tempDir } from './programs.js';
+export * from './chromium.js';
