@@ -108,6 +108,19 @@ const testImports = {
   },
 };
 
+/** Globals of the examples (no-undef): Node for the backends, the browser (and `Herald`) for the pages. */
+const NODE_GLOBALS = (
+  'Buffer setTimeout clearTimeout setInterval clearInterval setImmediate queueMicrotask fetch AbortController ' +
+  'AbortSignal TextEncoder TextDecoder URLSearchParams structuredClone performance crypto'
+).split(' ');
+const BROWSER_GLOBALS = (
+  'window document location history navigator localStorage sessionStorage alert confirm fetch URL URLSearchParams ' +
+  'performance requestAnimationFrame cancelAnimationFrame setTimeout clearTimeout setInterval clearInterval ' +
+  'queueMicrotask structuredClone atob btoa crypto console Event CustomEvent AbortController TextEncoder ' +
+  'TextDecoder HTMLElement EventSource WebSocket BroadcastChannel Herald'
+).split(' ');
+const readonlyGlobals = (names) => Object.fromEntries(names.map((n) => [n, 'readonly']));
+
 const testSupportLayerMessage =
   'packages/test-support reaches the packages through their public entry points (@herald/server, ...), not their files.';
 
@@ -176,6 +189,16 @@ export default defineConfig(
     rules: {
       '@typescript-eslint/consistent-type-imports': 'off',
     },
+  },
+  {
+    // The examples' backends and runners (examples/**/*.mjs) are Node programs.
+    files: ['examples/**/*.mjs'],
+    languageOptions: { globals: readonlyGlobals(NODE_GLOBALS) },
+  },
+  {
+    // The demo pages: plain browser scripts, with the SDK bundle's global `Herald`.
+    files: ['examples/*/public/**/*.js'],
+    languageOptions: { globals: readonlyGlobals(BROWSER_GLOBALS) },
   },
   {
     // Tests read protocol frames as loose JSON (`Frame = Record<string, any>`); production code may not.

@@ -7,32 +7,17 @@
  *   packages/client/dist/herald-shared.min.js  IIFE of the opt-in cross-tab sharing (global
  *                                        `SharedHerald`, Herald included); also its SharedWorker script
  * `ws` stays out: browsers have WebSocket, and Node loads `ws` itself.
- * The bundles leave out the descriptions of the code table (`ErrorCodes[code].description`, about
- * 1.5 KB gzipped): every error the SDK raises or receives carries its own message, and
- * docs/errors.md has the descriptions. Codes and statuses stay.
+ * `userBundle` bundles a module the way an application's bundler does (through the packages'
+ * `exports`, from dist/): the size test measures what users get, with and without transports.
  * Run directly (`node scripts/bundle-client.mjs`, part of `npm run build`), or import `bundleClient`
  * (the size test does, without writing files).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 const client = fileURLToPath(new URL('../packages/client/', import.meta.url));
-
-/** @type {import('esbuild').Plugin} */
-const dropDescriptions = {
-  name: 'drop-code-descriptions',
-  setup(b) {
-    b.onLoad({ filter: /[\\/]protocol[\\/]src[\\/]codes\.ts$/ }, (args) => {
-      const source = readFileSync(args.path, 'utf8');
-      const contents = source.replace(/description:\s*(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")/g, "description: ''");
-      if (contents === source)
-        throw new Error(`no descriptions found in ${args.path}: update scripts/bundle-client.mjs`);
-      return { contents, loader: 'ts' };
-    });
-  },
-};
 
 /**
  * @param {'iife' | 'esm'} format
@@ -49,7 +34,6 @@ async function one(format, entry = format === 'iife' ? 'src/global.ts' : 'src/in
     conditions: ['herald-source'],
     external: ['ws'],
     legalComments: 'none',
-    plugins: [dropDescriptions],
     write: false,
     logLevel: 'silent',
   });
@@ -58,6 +42,29 @@ async function one(format, entry = format === 'iife' ? 'src/global.ts' : 'src/in
 }
 
 /** @typedef {{ code: Uint8Array, bytes: number, gzipBytes: number }} Bundle */
+
+/**
+ * Bundles `source` (an ES module importing `@herald/client...`) as an application's bundler would:
+ * minified, for browsers, resolving the packages through their `exports` to the built dist/.
+ * @param {string} source
+ * @returns {Promise<Bundle>}
+ */
+export async function userBundle(source) {
+  const result = await build({
+    stdin: { contents: source, resolveDir: client, loader: 'js' },
+    bundle: true,
+    minify: true,
+    format: 'esm',
+    target: 'es2022',
+    platform: 'browser',
+    external: ['ws'],
+    legalComments: 'none',
+    write: false,
+    logLevel: 'silent',
+  });
+  const code = result.outputFiles[0]?.contents ?? new Uint8Array();
+  return { code, bytes: code.byteLength, gzipBytes: gzipSync(code, { level: 9 }).byteLength };
+}
 
 /**
  * @param {{ write?: boolean }} [opts]

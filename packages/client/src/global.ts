@@ -3,6 +3,6 @@
  * class) with `Herald.HeraldError` and `Herald.Subscription` attached.
  */
 import { HeraldError } from '@herald/protocol';
-import { Herald, Subscription } from './herald.js';
+import { Herald, Subscription } from './index.js';
 
 (globalThis as { Herald?: unknown }).Herald = Object.assign(Herald, { HeraldError, Subscription });

@@ -26,17 +26,19 @@
  */
 import {
   HeraldError,
-  checkChannel,
+  isStreamName,
   shouldReconnect,
   type ConnectedPush,
   type HistoryResult,
+  type PresenceResult,
+  type PresenceStatsResult,
   type PublicationFrame,
   type PublishResult,
   type StreamPosition,
   type SubscribeResult,
 } from '@herald/protocol';
 import type { ConnectionState, HeraldEvents } from './connection.js';
-import { env, expiry, FACTORIES, type Conn } from './internal.js';
+import { env, expiry, type Conn } from './internal.js';
 import { Emitter } from './emitter.js';
 import {
   backoff,
@@ -50,7 +52,7 @@ import {
 } from './options.js';
 import { lost, Requests, transient, type OutCommand } from './requests.js';
 import { publications, type Publication, type SubscriptionEvents, type SubscriptionState } from './subscription.js';
-import type { InFrame, TransportName } from './transports/transport.js';
+import type { HeraldTransport, InFrame, TransportName } from './transports/transport.js';
 
 export type { ConnectedEvent, ConnectionState, HeraldEvents, StateEvent } from './connection.js';
 
@@ -132,6 +134,16 @@ export class Subscription<T = unknown> extends Emitter<SubscriptionEvents<T>> im
 
   history(opts?: HistoryOptions): Promise<HistoryResult<T>> {
     return this.#r.h.history<T>(this.channel, opts);
+  }
+
+  /** Who is subscribed to this channel now, on every node (a namespace with `presence` on). */
+  presence(opts?: CallOptions): Promise<PresenceResult> {
+    return this.#r.h.presence(this.channel, opts);
+  }
+
+  /** How many clients and distinct users are subscribed to this channel now. */
+  presenceStats(opts?: CallOptions): Promise<PresenceStatsResult> {
+    return this.#r.h.presenceStats(this.channel, opts);
   }
 
   /** Ends the subscription (also on the server); its iterators finish. */
@@ -269,6 +281,8 @@ export class Herald extends Emitter<HeraldEvents> {
     super();
     this.#base = new URL(url, env.location?.href).href.replace(/\/+$/, '').replace(/^ws/, 'http');
     this.#o = resolveOptions(options);
+    if (this.#o.upgrade && this.#find('long-poll') === undefined)
+      throw new TypeError('upgrade starts on long-polling: list the long-poll transport');
     this.#token = options.token;
     if (typeof env.addEventListener === 'function' && env.navigator?.onLine !== undefined) {
       const net = (this.#net = (e: Event) => (e.type === 'online' ? this.#online() : this.#offline()));
@@ -320,8 +334,11 @@ export class Herald extends Emitter<HeraldEvents> {
   /** Subscribes to a channel or a subtree (`radio.**`). Throws on an invalid name or a duplicate. */
   subscribe<T = unknown>(channel: string, opts: SubscribeOptions = {}): Subscription<T> {
     if (this.#state === 'closed') throw new HeraldError('HERALD_ERR_CLIENT_CLOSED', 'the client is closed');
-    const check = checkChannel(channel);
-    if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
+    if (!isStreamName(channel))
+      throw new HeraldError(
+        'HERALD_ERR_CHANNEL_INVALID',
+        `"${channel}" is not a channel: up to 16 segments of [A-Za-z0-9_@~=+:-] and 255 bytes, \`.**\` only last`,
+      );
     if (this.#subs.has(channel)) {
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_ALREADY', `already subscribed to "${channel}"`);
     }
@@ -361,6 +378,16 @@ export class Herald extends Emitter<HeraldEvents> {
   history<T = unknown>(channel: string, opts: HistoryOptions = {}): Promise<HistoryResult<T>> {
     const { limit, since, reverse } = opts;
     return this.#call({ cmd: 'history', channel, limit, since, reverse }, opts);
+  }
+
+  /** Who is subscribed to `channel` now, on every node (a namespace with `presence` on). */
+  presence(channel: string, opts: CallOptions = {}): Promise<PresenceResult> {
+    return this.#call({ cmd: 'presence', channel }, opts);
+  }
+
+  /** How many clients and distinct users are subscribed to `channel` now. */
+  presenceStats(channel: string, opts: CallOptions = {}): Promise<PresenceStatsResult> {
+    return this.#call({ cmd: 'presenceStats', channel }, opts);
   }
 
   /** Calls the application backend through the server (`auth.hooks.rpc`); resolves with its answer. */
@@ -436,9 +463,9 @@ export class Herald extends Emitter<HeraldEvents> {
 
   #attempt(gen: number, i: number): void {
     if (gen !== this.#gen) return;
-    const name = (this.#o.upgrade ? ['long-poll' as const] : this.#o.transports)[i];
-    if (name === undefined) return this.#failed(gen);
-    const c = (this.#cand = this.#open(name, i + 1));
+    const t = (this.#o.upgrade ? [this.#find('long-poll')] : this.#o.transports)[i];
+    if (t === undefined) return this.#failed(gen);
+    const c = (this.#cand = this.#open(t, i + 1));
     const ms = this.#o.connectTimeout;
     const why = `no connected push within ${ms} ms`;
     this.#timer = setTimeout(() => this.#drop(c, 1006, why, new HeraldError('HERALD_ERR_TIMEOUT', why)), ms);
@@ -476,9 +503,13 @@ export class Herald extends Emitter<HeraldEvents> {
     return delay;
   }
 
-  #open(name: TransportName, next: number): Conn {
-    const c = { name, next } as Conn;
-    c.tr = FACTORIES[name](
+  #find(name: TransportName): HeraldTransport | undefined {
+    return this.#o.transports.find((t) => t.name === name);
+  }
+
+  #open(t: HeraldTransport, next: number): Conn {
+    const c = { name: t.name, next } as Conn;
+    c.tr = t.open(
       // The options give `fetch`, `WebSocket`, `credentials`, `pollTimeout` and `connectTimeout`.
       { ...this.#o, base: this.#base, token: () => this.#token, cursors: () => this.#cursors() },
       {
@@ -492,8 +523,8 @@ export class Herald extends Emitter<HeraldEvents> {
     return c;
   }
 
-  #startProbe(name: TransportName): void {
-    const c = (this.#probe = this.#open(name, 0));
+  #startProbe(t: HeraldTransport): void {
+    const c = (this.#probe = this.#open(t, 0));
     this.#probeTimer = setTimeout(() => this.#drop(c, 1006, 'probe timed out'), this.#o.connectTimeout);
   }
 
@@ -527,8 +558,8 @@ export class Herald extends Emitter<HeraldEvents> {
     this.#q.flush();
     this.#setState('connected', `connected over ${c.name}`);
     this.emit('connected', { client: push.client, transport: c.name });
-    if (this.#o.upgrade && c.name === 'long-poll' && this.#o.transports.includes('websocket'))
-      this.#startProbe('websocket');
+    const ws = this.#find('websocket');
+    if (this.#o.upgrade && c.name === 'long-poll' && ws !== undefined) this.#startProbe(ws);
   }
 
   /** A transport ended by itself (or was dropped): try the next, or reconnect, or stop. */
@@ -654,7 +685,7 @@ export class Herald extends Emitter<HeraldEvents> {
         this.#planRenewal();
         // A held long-poll carries the old token: poll again with the new one.
         if (c === this.#conn) c.tr.refresh?.();
-      } else if (c === this.#conn && this.#probe === undefined) this.#startProbe(c.name);
+      } else if (c === this.#conn && this.#probe === undefined) this.#startProbe(this.#find(c.name) as HeraldTransport);
     };
     this.#q.add({ cmd: 'refresh', token }, done, this.#o.timeout);
   }
@@ -676,6 +707,13 @@ export class Herald extends Emitter<HeraldEvents> {
     }
     if (c !== this.#conn) return;
     if (f.push === 'refresh') return this.#renew();
+    if (f.push === 'join' || f.push === 'leave') {
+      // To the subscription of that exact channel, once the server holds it for this connection.
+      const { push, channel, ...who } = f;
+      const j = this.#subs.get(channel);
+      if (j !== undefined && this.#srv.get(channel) === j) j.emit(push, who);
+      return;
+    }
     const r = this.#subs.get(f.stream);
     if (r === undefined) return;
     if (f.push === 'pub') {

@@ -1,5 +1,5 @@
 /**
- * `@herald/client`: the Herald SDK for browsers and Node 20+.
+ * `@herald/client`: the Herald SDK for browsers and Node 20+, with all four transports.
  *
  * ```ts
  * const herald = new Herald('https://rt.example.com', { getToken: () => fetchToken() });
@@ -7,25 +7,33 @@
  * room.on('publication', (p) => render(p.data.text));
  * for await (const p of herald.subscribe('radio.**')) console.log(p.channel, p.data);
  * ```
+ *
+ * `@herald/client/core` is the same client without transports built in: a bundle then holds only
+ * the transports it lists.
  */
-export { Herald, Subscription } from './herald.js';
-export type { ConnectionState, ConnectedEvent, HeraldEvents, StateEvent } from './connection.js';
-export type {
-  Publication,
-  SubscribedEvent,
-  SubscriptionEvents,
-  SubscriptionState,
-  SubscriptionStateEvent,
-  UnrecoveredEvent,
-} from './subscription.js';
-export type { CallOptions, HeraldOptions, HistoryOptions, PublishOptions, SubscribeOptions } from './options.js';
-export type { TransportName, WebSocketLike } from './transports/transport.js';
-export { Emitter, type Listener } from './emitter.js';
-export {
-  HeraldError,
-  type ErrorCode,
-  type HistoryResult,
-  type PublicationFrame,
-  type PublishResult,
-  type StreamPosition,
-} from '@herald/protocol';
+import { Herald as Core } from './herald.js';
+import type { HeraldOptions } from './options.js';
+import { httpStream } from './transports/http-stream.js';
+import { longPoll } from './transports/long-poll.js';
+import { sse } from './transports/sse.js';
+import type { HeraldTransport } from './transports/transport.js';
+import { websocket } from './transports/websocket.js';
+
+const ALL: readonly HeraldTransport[] = [websocket, httpStream, sse, longPoll];
+
+/** The client. `transports` takes names (or transport objects); the default is all four, in this order. */
+export class Herald extends Core {
+  constructor(url: string, options: HeraldOptions = {}) {
+    const pick = (t: HeraldTransport | string): HeraldTransport => {
+      const found = typeof t === 'string' ? ALL.find((a) => a.name === t) : t;
+      if (found === undefined) throw new TypeError(`unknown transport '${String(t)}'`);
+      return found;
+    };
+    const transports = (options.transports ?? ALL).map(pick);
+    // `upgrade` starts on long-polling whether or not it is listed.
+    if (options.upgrade === true && !transports.includes(longPoll)) transports.push(longPoll);
+    super(url, { ...options, transports });
+  }
+}
+
+export * from './core.js';

@@ -1,21 +1,10 @@
 /**
- * What `Herald` uses inside, kept out of the modules the published types reach: the transports by
- * name, one transport's connection, what a browser offers (`online`/`offline`, the page's
+ * What `Herald` uses inside, kept out of the modules the published types reach: one transport's
+ * connection, what a browser offers (`online`/`offline`, the page's
  * location), and the expiry of a JWT.
  */
 import type { DisconnectPush } from '@herald/protocol';
-import { httpStream } from './transports/http-stream.js';
-import { longPoll } from './transports/long-poll.js';
-import { sse } from './transports/sse.js';
-import type { Transport, TransportFactory, TransportName } from './transports/transport.js';
-import { websocket } from './transports/websocket.js';
-
-export const FACTORIES: Record<TransportName, TransportFactory> = {
-  websocket,
-  'http-stream': httpStream,
-  sse,
-  'long-poll': longPoll,
-};
+import type { Transport, TransportName } from './transports/transport.js';
 
 /** What a browser has, and Node has not. */
 export const env = globalThis as Partial<Pick<typeof globalThis, 'addEventListener' | 'removeEventListener'>> & {

@@ -1,16 +1,19 @@
 /** Options of the client, its commands and its subscriptions, with their defaults. */
 import type { StreamPosition } from '@herald/protocol';
-import type { TransportName, WebSocketLike } from './transports/transport.js';
+import type { HeraldTransport, TransportName, WebSocketLike } from './transports/transport.js';
 
 export interface HeraldOptions {
   /**
-   * Transports to use, in order of preference (default: all four, `websocket`, `http-stream`,
-   * `sse`, `long-poll`). Each connect tries them in this order until one says `connected`.
+   * Transports to use, in order of preference. Each connect tries them in this order until one says
+   * `connected`. `Herald` from `@herald/client` takes names and defaults to all four (`websocket`,
+   * `http-stream`, `sse`, `long-poll`); `Herald` from `@herald/client/core` takes the transport
+   * objects (`import { websocket, sse } from '@herald/client/core'`), so a bundle holds only those.
    */
-  transports?: TransportName[];
+  transports?: (TransportName | HeraldTransport)[];
   /**
    * Start on long-polling (which works everywhere at once) and switch to WebSocket in the
-   * background once it is connected, without losing or repeating a publication.
+   * background once it is connected, without losing or repeating a publication (both must be
+   * among the transports with `@herald/client/core`).
    */
   upgrade?: boolean;
   /** A connection token (JWT) sent as `?token=` on every transport. */
@@ -40,14 +43,18 @@ export interface HeraldOptions {
   credentials?: RequestCredentials;
 }
 
-export type ResolvedOptions = Required<Omit<HeraldOptions, 'token' | 'getToken' | 'WebSocket'>> &
-  Pick<HeraldOptions, 'token' | 'getToken' | 'WebSocket'>;
+export type ResolvedOptions = Required<Omit<HeraldOptions, 'token' | 'getToken' | 'WebSocket' | 'transports'>> &
+  Pick<HeraldOptions, 'token' | 'getToken' | 'WebSocket'> & { transports: HeraldTransport[] };
 
-export const ALL_TRANSPORTS: readonly TransportName[] = ['websocket', 'http-stream', 'sse', 'long-poll'];
-
+/** The options with their defaults; the transports are the objects the names stood for. */
 export function resolveOptions(o: HeraldOptions): ResolvedOptions {
+  const transports = (o.transports ?? []).map((t) => {
+    if (typeof t !== 'string') return t;
+    throw new TypeError(`transport '${t}' given by name: import it from @herald/client/core and pass it`);
+  });
+  if (transports.length === 0)
+    throw new TypeError('no transports: new Herald(url, { transports: [websocket] }) (from @herald/client/core)');
   return {
-    transports: [...ALL_TRANSPORTS],
     upgrade: false,
     connectTimeout: 5000,
     timeout: 10_000,
@@ -58,6 +65,7 @@ export function resolveOptions(o: HeraldOptions): ResolvedOptions {
     fetch: (input, init) => fetch(input, init),
     credentials: 'same-origin',
     ...(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as HeraldOptions),
+    transports,
   };
 }
 

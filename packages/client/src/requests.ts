@@ -4,7 +4,7 @@
  * the current connection; commands made while connecting wait for it. Each command settles once:
  * with its reply, its timeout, or an error given by the client (connection lost, closed, aborted).
  */
-import { ErrorCodes, HeraldError, type ErrorCodeInfo } from '@herald/protocol';
+import { HeraldError, isServerFault } from '@herald/protocol';
 import type { OutFrame } from './transports/transport.js';
 
 export type OutCommand = OutFrame extends infer F ? (F extends OutFrame ? Omit<F, 'id'> : never) : never;
@@ -99,10 +99,7 @@ export class Requests<C> {
 /** Errors after which the connection, not the request, is at fault: reconnect and resubscribe. */
 export function transient(err: unknown): boolean {
   const code = (err as HeraldError).code;
-  const info = ErrorCodes[code] as ErrorCodeInfo | undefined;
-  return (
-    code === 'HERALD_ERR_SESSION_NOT_FOUND' || code === 'HERALD_ERR_AUTH_TOKEN_EXPIRED' || (info?.status ?? 0) >= 500
-  );
+  return code === 'HERALD_ERR_SESSION_NOT_FOUND' || code === 'HERALD_ERR_AUTH_TOKEN_EXPIRED' || isServerFault(code);
 }
 
 /** The connection closed (before a command's reply, or for good). */

@@ -2,7 +2,7 @@
  * The types of a subscription: its states, events and publications. The `Subscription` class itself
  * lives in herald.ts, next to the client that drives it (so that its insides stay out of its type).
  */
-import type { HeraldError, StreamPosition } from '@herald/protocol';
+import type { HeraldError, PresenceInfo, StreamPosition } from '@herald/protocol';
 
 export type SubscriptionState = 'unsubscribed' | 'subscribing' | 'subscribed';
 
@@ -47,6 +47,10 @@ export interface SubscriptionEvents<T> {
   unrecovered: UnrecoveredEvent;
   publication: Publication<T>;
   error: HeraldError;
+  /** A client subscribed to this channel (a namespace with `joinLeave` on; not for `x.**`). */
+  join: PresenceInfo;
+  /** A client's subscription to this channel ended. */
+  leave: PresenceInfo;
 }
 
 /** What `publications` needs of a subscription (`Subscription`, `SharedSubscription`). */

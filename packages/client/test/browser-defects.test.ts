@@ -4,7 +4,7 @@
  * - StrictMode-style churn (subscribe → unsubscribe → subscribe, many cycles in random rhythms,
  *   while a publisher never stops) on every transport: the last subscription gets every
  *   publication after its `ready()`, once, in order, and no subscription reports an error;
- * - failures that used to be silent: a wrong port, an origin the server does not allow, a refused
+ * - failures that used to be silent: a wrong port, a wrong path, an origin the server does not allow, a refused
  *   token (then `setToken()`): an `error` event with a code, `state` events naming the cause,
  *   `ready()` and commands settle;
  * - a long-poll whose held poll's connection froze (a TCP proxy stops forwarding without closing):
@@ -244,8 +244,20 @@ describe.skipIf(!chromiumPresent && !ci)('in headless Chromium, the page on anot
       }, 'an error event');
       const origin = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
       expect(r.errors[0]?.code).toBe('HERALD_ERR_PERMISSION_DENIED');
-      expect(r.errors[0]?.message).toBe(`${strict.url} refuses origin ${origin} (allowedOrigins?)`);
+      expect(r.errors[0]?.message).toContain(`origin ${origin} is not allowed`);
       expect(r.states.find((s) => s.error !== undefined)?.reason).toBe(r.errors[0]?.message);
+    });
+
+    it('a wrong path: HERALD_ERR_API_NOT_FOUND naming the path, told apart from a wrong origin', async () => {
+      await open();
+      const ready = await start('w', `${srv.url}/wrong`, opts, 'x.y');
+      expect(ready?.code).toBe('HERALD_ERR_TIMEOUT');
+      const r = await untilValue(async () => {
+        const now = await rec('w');
+        return now.errors.length > 0 ? now : undefined;
+      }, 'an error event');
+      expect(r.errors[0]?.code).toBe('HERALD_ERR_API_NOT_FOUND');
+      expect(r.errors[0]?.message).toContain('no route for /wrong/');
     });
 
     it('a refused token: disconnected with the auth error, ready() rejects with it; setToken() connects', async () => {

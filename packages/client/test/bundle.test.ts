@@ -1,10 +1,12 @@
 /**
- * The browser bundle: built with esbuild from the sources (all four transports, recovery, upgrade,
- * tokens), minified and gzipped, must stay within 8 KB. Prints the figures.
+ * Size: the prebuilt browser bundles (all four transports, recovery, upgrade, tokens), and what an
+ * application's bundler makes of `import { Herald } from '@herald/client'`, minified and gzipped,
+ * stay within 8 KB; with `@herald/client/core` a bundle holds only the transports it lists. Prints
+ * the figures. Bundles the built dist/ (`npm test` builds first).
  */
 import { runInNewContext } from 'node:vm';
 import { expect, it } from 'vitest';
-import { bundleClient } from '../../../scripts/bundle-client.mjs';
+import { bundleClient, userBundle } from '../../../scripts/bundle-client.mjs';
 
 const LIMIT = 8192;
 
@@ -32,4 +34,39 @@ it('defines the global Herald with HeraldError attached, and leaves `ws` out', a
   const err = new Herald.HeraldError('HERALD_ERR_TIMEOUT', 'too slow');
   expect(err).toMatchObject({ name: 'HeraldError', code: 'HERALD_ERR_TIMEOUT', message: 'too slow' });
   expect(code).not.toMatch(/require\(|from"ws"/);
+});
+
+// What marks each transport in a minified bundle: the path it requests.
+const MARKS = { websocket: '"/ws"', 'http-stream': '"/stream"', sse: '"/sse"', 'long-poll': '"/poll"' } as const;
+
+it(`keeps import { Herald } from '@herald/client', as a bundler makes it, within ${LIMIT} bytes`, async () => {
+  const full = await userBundle("import { Herald } from '@herald/client'; globalThis.h = new Herald('https://rt');");
+  console.log(`import { Herald } from '@herald/client': ${full.bytes} B minified, ${full.gzipBytes} B gzipped`);
+  expect(full.gzipBytes).toBeLessThanOrEqual(LIMIT);
+  const text = new TextDecoder().decode(full.code);
+  for (const mark of Object.values(MARKS)) expect(text).toContain(mark);
+  // The code table's descriptions stay out: errors carry their own messages.
+  expect(text).not.toContain('The frame is not valid JSON');
+});
+
+it('leaves out of a bundle the transports @herald/client/core is not given', async () => {
+  const full = await userBundle("import { Herald } from '@herald/client'; globalThis.h = new Herald('https://rt');");
+  const sizes: string[] = [];
+  for (const [name, only] of [
+    ['websocket', 'websocket'],
+    ['sse', 'sse'],
+    ['long-poll', 'longPoll'],
+  ] as const) {
+    const one = await userBundle(
+      `import { Herald, ${only} } from '@herald/client/core'; globalThis.h = new Herald('https://rt', { transports: [${only}] });`,
+    );
+    sizes.push(`${name} ${one.gzipBytes} B`);
+    const text = new TextDecoder().decode(one.code);
+    for (const [other, mark] of Object.entries(MARKS)) {
+      if (other === name) expect(text).toContain(mark);
+      else expect(text, `${other} is in a bundle that lists only ${name}`).not.toContain(mark);
+    }
+    expect(one.gzipBytes).toBeLessThan(full.gzipBytes);
+  }
+  console.log(`@herald/client/core with one transport, gzipped: ${sizes.join(', ')} (all four: ${full.gzipBytes} B)`);
 });

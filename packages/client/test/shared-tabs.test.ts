@@ -7,20 +7,49 @@
  * - With a SharedWorker, and with a leader tab elected over Web Locks + BroadcastChannel: the server
  *   sees one client connection, and each tab gets exactly its own channels' publications, all of them.
  * - Closing the leader tab while a publisher runs: the other tabs get every publication once, in order.
- * - In Node (no Web Locks), `SharedHerald` keeps a connection of its own, with the API of `Herald`.
+ * - Commands in flight when the leader tab closes are sent again by the new leader: they resolve,
+ *   once, and a publish is applied once (its idempotency key); tabs that publish and read history
+ *   through two handovers see every call resolve.
+ * - `setToken()` in any tab (a SharedWorker or a leader): a refused token stops every tab, a new one
+ *   connects them all, and the next leader starts with it.
+ * - `ready()` and the commands time out (per call, or each tab's own `timeout` option) and abort.
+ * - In Node (no Web Locks), `SharedHerald` keeps a connection of its own, with the API of `Herald`
+ *   (timeouts, `setToken()` after a refused token).
  * Skipped when Chromium is not installed, except in CI (CI=true), where that fails.
  */
 import { createServer, type Server } from 'node:http';
+import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { bundleClient } from '../../../scripts/bundle-client.mjs';
-import { CHROMIUM, chromiumPresent, launchChromium, until } from '@herald/test-support';
-import { api, startServer, type TestServer } from '@herald/test-support/server';
+import { CHROMIUM, chromiumPresent, freePort, launchChromium, until } from '@herald/test-support';
+import { api, startServer, type TestConfigInput, type TestServer } from '@herald/test-support/server';
+import { HeraldError } from '../src/index.js';
 import { SharedHerald } from '../src/shared/index.js';
 import { gapless, next, publisher } from './support/helpers.js';
 
 const ci = process.env['CI'] === 'true';
 const TABS = 8;
+const SECRET = 'shared-tabs-hmac-secret-0123456789';
+/** A valid connection token for a server with `auth.hmacSecret: SECRET`. */
+const jwt = (sub = 'u1'): Promise<string> =>
+  new SignJWT({ sub, exp: Math.floor(Date.now() / 1000) + 600 })
+    .setProtectedHeader({ alg: 'HS256' })
+    .sign(new TextEncoder().encode(SECRET));
+
+/** Every publication of `channel`, read from the server API a page at a time. */
+async function allHistory(base: string, channel: string): Promise<{ offset: number; data: any }[]> {
+  const out: { offset: number; data: any }[] = [];
+  let since: { epoch: string; offset: number } | undefined;
+  for (;;) {
+    const r = await api(base, 'history', { channel, limit: 500, ...(since === undefined ? {} : { since }) });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const pubs = r.body.publications as { offset: number; data: any }[];
+    out.push(...pubs);
+    if (pubs.length === 0 || pubs.at(-1)!.offset >= (r.body.offset as number)) return out;
+    since = { epoch: r.body.epoch as string, offset: pubs.at(-1)!.offset };
+  }
+}
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><script src="/herald-shared.min.js"></script></head>
@@ -28,8 +57,8 @@ const PAGE = `<!doctype html>
   window.log = { got: {}, states: [], errors: [] };
   window.start = (url, opts, channels, plain) => {
     const h = (window.h = plain ? new SharedHerald.Herald(url, opts) : new SharedHerald(url, opts));
-    h.on('state', (s) => log.states.push([s.state, Date.now()]));
-    h.on('error', (e) => log.errors.push(String(e)));
+    h.on('state', (s) => log.states.push([s.state, Date.now(), s.error && s.error.code]));
+    h.on('error', (e) => log.errors.push(e && e.code ? e.code : String(e)));
     for (const ch of channels) window.sub(ch);
   };
   window.sub = (ch, opts) => {
@@ -105,11 +134,13 @@ describe.skipIf(!chromiumPresent && !ci)('tabs sharing one connection, in headle
   async function tabs(
     run: (srv: TestServer, pages: Page[], ctx: BrowserContext) => Promise<void>,
     count = TABS,
+    config: TestConfigInput = {},
   ): Promise<void> {
     const srv = await startServer({
       allowedOrigins: [origin],
       transports: { websocket: false },
       namespaces: { sh: { historySize: 1000, clientPublish: true } },
+      ...config,
     });
     const ctx = await browser.newContext();
     try {
@@ -330,6 +361,310 @@ describe.skipIf(!chromiumPresent && !ci)('tabs sharing one connection, in headle
       );
     });
   }, 90_000);
+
+  /** The tab that owns the connection (leader mode): waits for one. */
+  async function leaderOf(pages: Page[]): Promise<Page> {
+    let found: Page | undefined;
+    await until(
+      async () => (found = pages[(await snaps(pages)).findIndex((s) => s.role === 'leader')]) !== undefined,
+      'a leader tab',
+    );
+    return found!;
+  }
+
+  it('commands in flight when the leader tab closes are sent again by the new leader: they resolve once, the publish applied once', async () => {
+    await tabs(async (srv, pages) => {
+      await Promise.all(pages.map((p) => start(p, srv.url, { worker: false }, ['sh.idem'])));
+      await allTabs(pages, ready, 'every tab to be subscribed');
+      const leader = await leaderOf(pages);
+      const [tab, other] = pages.filter((p) => p !== leader) as [Page, Page];
+      // The leader runs the commands but its answers never leave it: they are in flight when it closes.
+      await leader.evaluate(() => {
+        const post = BroadcastChannel.prototype.postMessage;
+        BroadcastChannel.prototype.postMessage = function (this: BroadcastChannel, msg: any) {
+          if (msg?.m?.t !== 'result') post.call(this, msg);
+        };
+      });
+      await tab.evaluate(() => {
+        const w = window as any;
+        const settled: Record<string, unknown> = (w.settled = {});
+        const track = (name: string, p: Promise<unknown>): void =>
+          void p.then(
+            (v) => (settled[name] = { v }),
+            (e: any) => (settled[name] = { e: e?.code ?? String(e) }),
+          );
+        track('publish', w.h.publish('sh.idem', { n: 1 }));
+        track('keyed', w.h.publish('sh.idem', { n: 2 }, { idempotencyKey: 'app-key-2' }));
+        track('sub.publish', w.h.getSubscription('sh.idem').publish({ n: 3 }));
+        track('history', w.h.history('sh.idem', { limit: 10 }));
+        track('ping', w.h.ping());
+      });
+      // The server applied the three publishes; the tab has no answer yet.
+      await until(async () => (await allHistory(srv.url, 'sh.idem')).length === 3, 'the server to apply them');
+      expect(await tab.evaluate(() => Object.keys((window as any).settled))).toEqual([]);
+
+      await leader.close();
+      await until(
+        async () => (await tab.evaluate(() => Object.keys((window as any).settled).length)) === 5,
+        'every command to settle after the handover',
+        10_000,
+        20,
+      );
+      const settled = (await tab.evaluate(() => (window as any).settled)) as Record<string, { v?: any; e?: string }>;
+      for (const [name, r] of Object.entries(settled)) expect(r.e, name).toBeUndefined();
+      const pubs = await allHistory(srv.url, 'sh.idem');
+      // Applied once each: the answers are the first application's.
+      expect(pubs.map((p) => [p.offset, p.data.n])).toEqual([
+        [1, 1],
+        [2, 2],
+        [3, 3],
+      ]);
+      expect(settled['publish']!.v).toMatchObject({ channel: 'sh.idem', offset: 1, duplicate: false });
+      expect(settled['keyed']!.v).toMatchObject({ offset: 2 });
+      expect(settled['sub.publish']!.v).toMatchObject({ offset: 3, duplicate: false });
+      expect(settled['history']!.v.publications.map((p: { offset: number }) => p.offset)).toEqual([1, 2, 3]);
+      expect(settled['ping']!.v).toBeGreaterThanOrEqual(0);
+      // Nothing else was applied: the next publish takes the next offset.
+      expect(await tab.evaluate(() => (window as any).h.publish('sh.idem', { n: 4 }))).toMatchObject({ offset: 4 });
+      await allTabs([tab, other], (s) => s.got['sh.idem']?.length === 4, 'both tabs to get the 4 publications');
+      for (const s of await snaps([tab, other])) {
+        expect(s.got['sh.idem']).toEqual([1, 2, 3, 4]);
+        expect(s.errors).toEqual([]);
+      }
+    }, 3);
+  }, 60_000);
+
+  it('tabs publishing and reading history through two leader handovers: every call resolves, each publish applied once', async () => {
+    await tabs(
+      async (srv, pages) => {
+        let open = [...pages];
+        await Promise.all(open.map((p) => start(p, srv.url, { worker: false }, ['sh.cmds'])));
+        await allTabs(open, ready, 'every tab to be subscribed');
+        // Each tab: publish {tab, n}, then read history, one after the other, until told to stop.
+        await Promise.all(
+          open.map((p, i) =>
+            p.evaluate((tab) => {
+              const w = window as any;
+              const l = (w.loop = { results: [] as number[][], errors: [] as string[], running: true, done: false });
+              void (async () => {
+                for (let n = 1; l.running; n++) {
+                  try {
+                    const r = await w.h.publish('sh.cmds', { tab, n });
+                    l.results.push([n, r.offset, r.duplicate ? 1 : 0]);
+                    await w.h.history('sh.cmds', { limit: 1, reverse: true });
+                  } catch (e: any) {
+                    l.errors.push(`${n}: ${e?.code ?? String(e)}`);
+                  }
+                }
+                l.done = true;
+              })();
+            }, i),
+          ),
+        );
+        const progress = (p: Page): Promise<number> => p.evaluate(() => (window as any).loop.results.length as number);
+        const handovers: number[] = [];
+        for (let round = 0; round < 2; round++) {
+          const at = await Promise.all(open.map(progress));
+          await until(
+            async () => (await Promise.all(open.map(progress))).every((n, i) => n > at[i]! + 10),
+            'every tab to make progress',
+            10_000,
+          );
+          const leader = await leaderOf(open);
+          open = open.filter((p) => p !== leader);
+          const closedAt = Date.now();
+          await leader.close();
+          await until(async () => (await snaps(open)).some((s) => s.role === 'leader'), 'a new leader', 10_000, 20);
+          handovers.push(Date.now() - closedAt);
+        }
+        const at = await Promise.all(open.map(progress));
+        await until(
+          async () => (await Promise.all(open.map(progress))).every((n, i) => n > at[i]! + 10),
+          'every tab to make progress after the handovers',
+          10_000,
+        );
+        await Promise.all(open.map((p) => p.evaluate(() => ((window as any).loop.running = false))));
+        await until(
+          async () =>
+            (await Promise.all(open.map((p) => p.evaluate(() => (window as any).loop.done as boolean)))).every(Boolean),
+          'the loops to end',
+        );
+        const pubs = await allHistory(srv.url, 'sh.cmds');
+        // At most once, whatever tab published it (the closed leaders' last publishes included).
+        const keys = pubs.map((p) => `${p.data.tab}:${p.data.n}`);
+        expect(new Set(keys).size, 'no publish applied twice').toBe(keys.length);
+        expect(gapless(pubs.map((p) => p.offset))).toBeUndefined();
+        const offsetOf = new Map(pubs.map((p) => [`${p.data.tab}:${p.data.n}`, p.offset]));
+        let calls = 0;
+        for (const p of open) {
+          const tab = pages.indexOf(p);
+          const loop = (await p.evaluate(() => (window as any).loop)) as { results: number[][]; errors: string[] };
+          expect(loop.errors, `tab ${tab}: every call resolved`).toEqual([]);
+          // Each publish resolved once, with the offset the server gave it; and only those were applied.
+          expect(loop.results.map((r) => r[0])).toEqual(range(1, loop.results.length));
+          for (const [n, offset, duplicate] of loop.results) {
+            expect([offset, duplicate], `tab ${tab}, publish ${n}`).toEqual([offsetOf.get(`${tab}:${n}`), 0]);
+          }
+          expect(keys.filter((k) => k.startsWith(`${tab}:`)).length, `tab ${tab}: applied`).toBe(loop.results.length);
+          calls += 2 * loop.results.length;
+        }
+        // The tabs that stayed got every publication, once, in order.
+        const s = await allTabs(open, (x) => x.got['sh.cmds']?.length === pubs.length, 'every publication');
+        for (const x of s) {
+          expect(gapless(x.got['sh.cmds']!)).toBeUndefined();
+          expect(x.errors).toEqual([]);
+        }
+        console.log(
+          `commands through handovers: ${calls} calls from ${open.length} tabs, ${pubs.length} publications; ` +
+            `new leader ${handovers.join(' ms, ')} ms after the old one closed`,
+        );
+      },
+      4,
+      { namespaces: { sh: { historySize: 10_000, clientPublish: true } } },
+    );
+  }, 90_000);
+
+  it.each([
+    ['a SharedWorker', {}],
+    ['a leader tab', { worker: false }],
+  ])(
+    'setToken() with %s: a refused token stops every tab, setToken() in another tab connects them all',
+    async (_, mode) => {
+      const token = await jwt();
+      await tabs(
+        async (srv, pages) => {
+          await Promise.all(pages.map((p) => start(p, srv.url, { ...mode, token: 'not-a-jwt' }, ['sh.tok'])));
+          const stopped = await allTabs(
+            pages,
+            (s) => s.state === 'disconnected' && s.errors.length > 0,
+            'every tab to stop, with an error',
+            10_000,
+          );
+          for (const s of stopped) {
+            expect(s.errors.length).toBeGreaterThan(0);
+            for (const e of s.errors) expect(e).toMatch(/^HERALD_ERR_AUTH_TOKEN_/);
+          }
+          const states = (p: Page): Promise<[string, number, string | null][]> =>
+            p.evaluate(() => (window as any).log.states);
+          expect((await states(pages[1]!)).at(-1)).toEqual(['disconnected', expect.any(Number), stopped[1]!.errors[0]]);
+          // ready() says why at once, as with Herald.
+          const why = await pages[1]!.evaluate(() =>
+            (window as any).h
+              .getSubscription('sh.tok')
+              .ready({ timeout: 5000 })
+              .then(
+                () => 'subscribed',
+                (e: any) => e.code as string,
+              ),
+          );
+          expect(why).toMatch(/^HERALD_ERR_AUTH_TOKEN_/);
+          // A tab other than the owner (the last one: a follower, or any tab of the worker).
+          const roles = stopped.map((s) => s.role);
+          const owner = roles.indexOf('leader');
+          const caller = pages[owner === pages.length - 1 ? 0 : pages.length - 1]!;
+          const errorsBefore = stopped.map((s) => s.errors.length);
+          await caller.evaluate((t) => (window as any).h.setToken(t), token);
+          await allTabs(pages, ready, 'every tab to connect with the new token');
+          expect(srv.server.hub.sessions.size).toBe(1);
+          await api(srv.url, 'publish', { channel: 'sh.tok', data: { n: 1 } });
+          await allTabs(pages, (s) => s.got['sh.tok']?.length === 1, 'the publication');
+          if (owner >= 0) {
+            // The next leader starts with the token that was set in another tab: the caller and the
+            // leader close, the third tab (whose own option is the refused token) takes over.
+            const rest = pages.filter((p, i) => i !== owner && p !== caller);
+            await caller.close();
+            await pages[owner]!.close();
+            await until(async () => (await snaps(rest)).every((s) => s.role === 'leader'), 'a new leader');
+            await allTabs(rest, ready, 'the new leader to connect');
+            await api(srv.url, 'publish', { channel: 'sh.tok', data: { n: 2 } });
+            await allTabs(rest, (s) => s.got['sh.tok']?.length === 2, 'the second publication');
+            await until(() => srv.server.hub.sessions.size === 1, "the old leader's connection to close");
+          }
+          // No error since setToken(), in any tab still open.
+          for (const [i, p] of pages.entries()) {
+            if (!p.isClosed()) expect((await snap(p)).errors.length, `tab ${i}`).toBe(errorsBefore[i]);
+          }
+        },
+        3,
+        { auth: { hmacSecret: SECRET, anonymousConnect: false } },
+      );
+    },
+    60_000,
+  );
+
+  it.each([
+    ['a SharedWorker', {}],
+    ['a leader tab', { worker: false }],
+  ])(
+    "with %s: ready() and every command time out (per call, or the tab's own timeout option) and abort",
+    async (_, mode) => {
+      // Nothing listens there: the shared connection keeps trying, and every command waits.
+      const url = `http://127.0.0.1:${await freePort()}`;
+      await tabs(async (_srv, pages) => {
+        const [first, second] = pages as [Page, Page];
+        await start(first, url, { ...mode, timeout: 10_000, connectTimeout: 1000 }, ['sh.x']);
+        await until(async () => (await snap(first)).role !== 'follower', 'the first tab to own the connection');
+        // The owner's timeout is 10 s: what times out sooner is the second tab's own.
+        await start(second, url, { ...mode, timeout: 600 }, ['sh.x']);
+        const results = await second.evaluate(async () => {
+          const h = (window as any).h;
+          const s = h.getSubscription('sh.x');
+          const t0 = Date.now();
+          const outcome = (p: Promise<unknown>): Promise<[string, number]> =>
+            p.then(
+              () => ['resolved', Date.now() - t0],
+              (e: any) => [e?.code ?? String(e), Date.now() - t0],
+            );
+          const c1 = new AbortController();
+          const c2 = new AbortController();
+          const pending = {
+            publish: outcome(h.publish('sh.x', { n: 1 })),
+            ready: outcome(s.ready()),
+            ping: outcome(h.ping()),
+            history100: outcome(h.history('sh.x', { timeout: 100 })),
+            ready100: outcome(s.ready({ timeout: 100 })),
+            subPublish100: outcome(s.publish({ n: 2 }, { timeout: 100 })),
+            subHistory100: outcome(s.history({ timeout: 100 })),
+            rpc100: outcome(h.rpc('m', null, { timeout: 100 })),
+            pingAborted: outcome(h.ping({ signal: c1.signal })),
+            readyAborted: outcome(s.ready({ signal: c2.signal })),
+          };
+          c1.abort('stop 1');
+          c2.abort('stop 2');
+          const out: Record<string, [string, number]> = {};
+          for (const [k, p] of Object.entries(pending)) out[k] = await p;
+          return { out, role: h.role as string, state: h.state as string };
+        });
+        expect(results.role).toBe('worker' in mode ? 'follower' : 'worker');
+        expect(results.state).toBe('connecting');
+        const { out } = results;
+        for (const k of ['publish', 'ready', 'ping']) {
+          expect(out[k]![0], k).toBe('HERALD_ERR_TIMEOUT');
+          expect(out[k]![1], `${k}: the tab's timeout, not the owner's`).toBeGreaterThanOrEqual(590);
+          expect(out[k]![1], k).toBeLessThan(5000);
+        }
+        for (const k of ['history100', 'ready100', 'subPublish100', 'subHistory100', 'rpc100']) {
+          expect(out[k]![0], k).toBe('HERALD_ERR_TIMEOUT');
+          expect(out[k]![1], k).toBeGreaterThanOrEqual(95);
+          expect(out[k]![1], k).toBeLessThan(590);
+        }
+        expect(out['pingAborted']![0]).toBe('stop 1');
+        expect(out['readyAborted']![0]).toBe('stop 2');
+        // The owning tab: its ready() too.
+        const own = await first.evaluate(() =>
+          (window as any).h
+            .getSubscription('sh.x')
+            .ready({ timeout: 200 })
+            .then(
+              () => 'subscribed',
+              (e: any) => e.code as string,
+            ),
+        );
+        expect(own).toBe('HERALD_ERR_TIMEOUT');
+      }, 2);
+    },
+    30_000,
+  );
 });
 
 describe('SharedHerald in Node (no Web Locks)', () => {
@@ -364,6 +699,54 @@ describe('SharedHerald in Node (no Web Locks)', () => {
     } finally {
       h.close();
       h2.close();
+      await srv.close();
+    }
+  });
+
+  it('ready() and commands time out (the timeout option, or per call) and abort', async () => {
+    const h = new SharedHerald(`http://127.0.0.1:${await freePort()}`, { timeout: 400, connectTimeout: 200 });
+    try {
+      const sub = h.subscribe('sh.x');
+      const t0 = Date.now();
+      const c = new AbortController();
+      const aborted = sub.publish({}, { signal: c.signal });
+      c.abort('stop');
+      await expect(aborted).rejects.toBe('stop');
+      await expect(sub.ready({ timeout: 50 })).rejects.toMatchObject({ code: 'HERALD_ERR_TIMEOUT' });
+      await expect(sub.history({ timeout: 50 })).rejects.toMatchObject({ code: 'HERALD_ERR_TIMEOUT' });
+      await expect(h.publish('sh.x', {})).rejects.toMatchObject({ code: 'HERALD_ERR_TIMEOUT' });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(390);
+      await expect(sub.ready()).rejects.toMatchObject({ code: 'HERALD_ERR_TIMEOUT' });
+      expect(h.state).toBe('connecting');
+    } finally {
+      h.close();
+    }
+  });
+
+  it('a refused token (no getToken) stops it, ready() rejects with why, setToken() connects again', async () => {
+    const srv = await startServer({ auth: { hmacSecret: SECRET, anonymousConnect: false } });
+    const h = new SharedHerald(srv.url, { token: 'not-a-jwt', transports: ['http-stream'] });
+    try {
+      const error = next(h, 'error');
+      const stopped = next(h, 'state', (s) => s.state === 'disconnected');
+      const sub = h.subscribe('sh.tok');
+      const err = await error;
+      expect(err).toBeInstanceOf(HeraldError);
+      expect((err as HeraldError).code).toMatch(/^HERALD_ERR_AUTH_TOKEN_/);
+      expect((await stopped).error).toBe(err);
+      await expect(sub.ready()).rejects.toBe(err);
+      h.setToken(await jwt());
+      await sub.ready();
+      expect(h.state).toBe('connected');
+      // While connected, renewed in place: the same connection.
+      const client = h.client;
+      h.setToken(await jwt('u2'));
+      expect(await h.ping()).toBeGreaterThanOrEqual(0);
+      expect(h.client).toBe(client);
+      h.close();
+      await expect(sub.ready()).rejects.toMatchObject({ code: 'HERALD_ERR_CLIENT_CLOSED' });
+    } finally {
+      h.close();
       await srv.close();
     }
   });

@@ -75,9 +75,10 @@ type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ?
 type Expect<T extends true> = T;
 type EmitterKeys = 'on' | 'once' | 'off';
 export type HeraldKeys = Expect<Equal<keyof Herald, EmitterKeys | 'state' | 'client' | 'transport' | 'connect' | 'setToken'
-  | 'subscribe' | 'subscriptions' | 'getSubscription' | 'publish' | 'history' | 'rpc' | 'ping' | 'close'>>;
+  | 'subscribe' | 'subscriptions' | 'getSubscription' | 'publish' | 'history' | 'presence' | 'presenceStats' | 'rpc'
+  | 'ping' | 'close'>>;
 export type SubscriptionKeys = Expect<Equal<keyof Subscription, EmitterKeys | 'channel' | 'state' | 'cursor' | 'publish'
-  | 'history' | 'unsubscribe' | 'ready' | typeof Symbol.asyncIterator>>;
+  | 'history' | 'presence' | 'presenceStats' | 'unsubscribe' | 'ready' | typeof Symbol.asyncIterator>>;
 export type EmitterOnly = Expect<Equal<keyof Emitter<object>, EmitterKeys>>;
 export function tryToWrite(h: Herald, s: Subscription): void {
   // @ts-expect-error: read-only from outside

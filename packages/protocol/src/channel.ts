@@ -64,6 +64,17 @@ export function checkChannel(name: unknown, opts: { allowSubtree?: boolean } = {
   return { ok: true, channel: name, subtree, base, namespace: segments[0] as string };
 }
 
+/** The whole grammar as one expression (what `checkChannel` accepts; a property test checks). */
+const GRAMMAR = /^[\w@~=+:-]+(?:(?:\.[\w@~=+:-]+){0,15}|(?:\.[\w@~=+:-]+){0,14}\.\*\*)$/;
+
+/**
+ * Whether `name` is a valid channel or subtree pattern: `checkChannel(name).ok`, without the
+ * reason (a few bytes for a browser bundle).
+ */
+export function isStreamName(name: string): boolean {
+  return name.length <= MAX_CHANNEL_BYTES && GRAMMAR.test(name);
+}
+
 export function isValidChannel(name: unknown): name is string {
   return checkChannel(name, { allowSubtree: false }).ok;
 }

@@ -41,7 +41,8 @@ export const ErrorCodes = {
   },
   HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED: {
     status: 400,
-    description: 'A subtree pattern (`x.**`) was given where an exact channel is required (publish).',
+    description:
+      'A subtree pattern (`x.**`) was given where an exact channel is required (publish, presence, presenceStats).',
   },
   HERALD_ERR_CURSOR_INVALID: {
     status: 400,
@@ -82,6 +83,11 @@ export const ErrorCodes = {
   HERALD_ERR_HISTORY_DISABLED: {
     status: 400,
     description: 'History or recovery was requested on a namespace whose history size is 0.',
+  },
+  HERALD_ERR_PRESENCE_DISABLED: {
+    status: 400,
+    description:
+      'Presence (`presence`, `presenceStats`) was asked of a channel whose namespace has the `presence` option off.',
   },
   HERALD_ERR_AUTH_TOKEN_REQUIRED: {
     status: 401,
@@ -206,6 +212,11 @@ export const ErrorCodes = {
     description:
       'The session lives on another Herald node, and that node did not answer the forwarded `POST /send` within http.sendForwardTimeout (it stopped or is unreachable): open a new session.',
   },
+  HERALD_ERR_BROWSER_CONNECTION_LIMIT: {
+    status: 503,
+    description:
+      "Client SDK: a request got no answer in time while five or more of the origin's Herald HTTP connections (other tabs) were open: a browser allows 6 connections per host over HTTP/1.1. Serve Herald over HTTP/2, or share one connection across tabs (SharedHerald).",
+  },
   HERALD_ERR_CLIENT_DISCONNECTED: {
     status: 503,
     description:
@@ -312,17 +323,4 @@ export function disconnectByCode(code: number): (DisconnectInfo & { name: Discon
 /** Whether a close code means "reconnect": 3000-3499 yes, 3500-3999 no, others (1000-2999) yes. */
 export function shouldReconnect(code: number): boolean {
   return !(code >= 3500 && code <= 3999);
-}
-
-/** An error with a stable Herald code, used by the server and the SDK alike. */
-export class HeraldError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message?: string) {
-    super(message ?? ErrorCodes[code].description);
-    this.name = 'HeraldError';
-    this.code = code;
-  }
-  toJSON(): { code: ErrorCode; message: string } {
-    return { code: this.code, message: this.message };
-  }
 }

@@ -57,6 +57,18 @@ export interface RefreshCommand {
   cmd: 'refresh';
   token: string;
 }
+/** Who is subscribed to an exact channel of a namespace with `presence` on (reply: `PresenceResult`). */
+export interface PresenceCommand {
+  id: number;
+  cmd: 'presence';
+  channel: string;
+}
+/** How many clients and distinct users are subscribed to such a channel (reply: `PresenceStatsResult`). */
+export interface PresenceStatsCommand {
+  id: number;
+  cmd: 'presenceStats';
+  channel: string;
+}
 /** A call forwarded to the application backend (`auth.hooks.rpc`); the reply carries its answer. */
 export interface RpcCommand {
   id: number;
@@ -66,13 +78,23 @@ export interface RpcCommand {
 }
 
 export type Command =
-  SubscribeCommand | UnsubscribeCommand | PublishCommand | HistoryCommand | PingCommand | RefreshCommand | RpcCommand;
+  | SubscribeCommand
+  | UnsubscribeCommand
+  | PublishCommand
+  | HistoryCommand
+  | PresenceCommand
+  | PresenceStatsCommand
+  | PingCommand
+  | RefreshCommand
+  | RpcCommand;
 export type CommandName = Command['cmd'];
 export const COMMAND_NAMES: readonly CommandName[] = [
   'subscribe',
   'unsubscribe',
   'publish',
   'history',
+  'presence',
+  'presenceStats',
   'ping',
   'refresh',
   'rpc',
@@ -113,6 +135,29 @@ export interface HistoryResult<T = unknown> {
    * `publications` holds the first ones; read on with `since` at the last one's offset.
    */
   truncated?: boolean;
+}
+
+/**
+ * One client in a channel's presence: its client id, its user id ('' for an anonymous client), the
+ * connection token's `info` claim and the subscription token's `info` claim (`chanInfo`), when given.
+ */
+export interface PresenceInfo {
+  client: string;
+  user: string;
+  info?: unknown;
+  chanInfo?: unknown;
+}
+export interface PresenceResult {
+  channel: string;
+  /** Every client subscribed to the channel, on every node (at most the namespace's `maxPresence`). */
+  presence: PresenceInfo[];
+}
+export interface PresenceStatsResult {
+  channel: string;
+  /** Clients subscribed (entries in the channel's presence). */
+  clients: number;
+  /** Distinct user ids among them (anonymous clients count as one user, ''). */
+  users: number;
 }
 
 export interface ErrorBody {
@@ -172,7 +217,20 @@ export interface RefreshPush {
   push: 'refresh';
   expiresAt: number;
 }
-export type Push = PubPush | ConnectedPush | DisconnectPush | UnsubscribedPush | SubscribedPush | RefreshPush;
+/**
+ * A client subscribed to (`join`) or left (`leave`) `channel`, whose namespace has `joinLeave` on.
+ * Sent to the other subscribers of that exact channel; not part of history, no offset.
+ */
+export interface JoinPush extends PresenceInfo {
+  push: 'join';
+  channel: string;
+}
+export interface LeavePush extends PresenceInfo {
+  push: 'leave';
+  channel: string;
+}
+export type Push =
+  PubPush | ConnectedPush | DisconnectPush | UnsubscribedPush | SubscribedPush | RefreshPush | JoinPush | LeavePush;
 
 export type DecodeResult =
   { ok: true; command: Command } | { ok: false; id: number | undefined; code: ErrorCode; message: string };
@@ -190,6 +248,8 @@ const KNOWN_FIELDS: Record<CommandName, ReadonlySet<string>> = {
   unsubscribe: new Set(['id', 'cmd', 'channel']),
   publish: new Set(['id', 'cmd', 'channel', 'data', 'idempotencyKey']),
   history: new Set(['id', 'cmd', 'channel', 'limit', 'since', 'reverse']),
+  presence: new Set(['id', 'cmd', 'channel']),
+  presenceStats: new Set(['id', 'cmd', 'channel']),
   ping: new Set(['id', 'cmd']),
   refresh: new Set(['id', 'cmd', 'token']),
   rpc: new Set(['id', 'cmd', 'method', 'data']),
@@ -273,6 +333,12 @@ export function decodeCommand(value: unknown): DecodeResult {
       return { ok: true, command: c };
     }
     case 'unsubscribe':
+      return { ok: true, command: { id, cmd: name, channel: ch } };
+    case 'presence':
+    case 'presenceStats':
+      if (check.subtree) {
+        return bad(id, 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED', `${name} needs an exact channel, not a pattern`);
+      }
       return { ok: true, command: { id, cmd: name, channel: ch } };
     case 'publish': {
       if (check.subtree) {

@@ -4,6 +4,7 @@ import {
   DisconnectCodes,
   ErrorCodes,
   HeraldError,
+  isServerFault,
   disconnectByCode,
   isErrorCode,
   shouldReconnect,
@@ -54,13 +55,19 @@ describe('reply error codes', () => {
   });
 });
 
+describe('isServerFault', () => {
+  it('is true for exactly the codes whose status is 5xx', () => {
+    for (const [code, info] of errorEntries) expect(isServerFault(code), code).toBe(info.status >= 500);
+  });
+});
+
 describe('HeraldError', () => {
-  it('carries the code and defaults its message to the description', () => {
+  it('carries the code and defaults its message to the code', () => {
     const e = new HeraldError('HERALD_ERR_CHANNEL_INVALID');
     expect(e).toBeInstanceOf(Error);
     expect(e.name).toBe('HeraldError');
     expect(e.code).toBe('HERALD_ERR_CHANNEL_INVALID');
-    expect(e.message).toBe(ErrorCodes.HERALD_ERR_CHANNEL_INVALID.description);
+    expect(e.message).toBe('HERALD_ERR_CHANNEL_INVALID');
     expect(JSON.parse(JSON.stringify(e))).toEqual({ code: e.code, message: e.message });
   });
 

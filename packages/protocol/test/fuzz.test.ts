@@ -14,6 +14,7 @@ import {
   COMMAND_NAMES,
   MAX_CURSOR_SET_LENGTH,
   checkChannel,
+  isStreamName,
   decodeCommand,
   formatCursorSet,
   isErrorCode,
@@ -220,5 +221,28 @@ describe('fuzz: cursors and cursor sets (Last-Event-ID)', () => {
       }),
       budget,
     );
+  });
+});
+
+describe('isStreamName', () => {
+  // Names near the grammar's edges: segments from a small alphabet with '.', '*', a non-ASCII letter.
+  const near = fc
+    .array(fc.oneof(fc.constantFrom('a', 'Z', '0', '_', '-', '~', '.', '.', '**', '*', 'é', ' ', '/')), {
+      maxLength: 40,
+    })
+    .map((parts) => parts.join(''));
+  const long = fc
+    .integer({ min: 1, max: 20 })
+    .chain((n) => fc.array(fc.stringMatching(/^[a-z]{1,20}$/), { minLength: n, maxLength: n }).map((s) => s.join('.')));
+
+  it('accepts exactly what checkChannel accepts', () => {
+    fc.assert(
+      fc.property(fc.oneof(near, long, fc.string()), (name) => {
+        expect(isStreamName(name), JSON.stringify(name)).toBe(checkChannel(name).ok);
+      }),
+      budget,
+    );
+    for (const name of ['a', 'a.**', 'a.b.c', '**', 'a.**.b', 'a..b', '.a', 'a.', 'x'.repeat(255), 'x'.repeat(256)])
+      expect(isStreamName(name), name).toBe(checkChannel(name).ok);
   });
 });

@@ -19,6 +19,14 @@ export type {
   HistoryOutcome,
   HistoryPolicy,
 } from './core/engine.js';
+export type {
+  EnginePresence,
+  PresenceCounts,
+  PresenceEntry,
+  PresenceEvent,
+  PresenceJoin,
+  PresenceOptions,
+} from './core/presence.js';
 export type { TransportConnection, TransportTraits } from './core/transport.js';
 export type { FrameEncoder, EncodeCache } from './core/encoder.js';
 export type { Logger } from './core/logger.js';
@@ -39,3 +47,13 @@ export {
   type SessionIdentity,
   type ConnectInfo,
 } from './core/authorizer.js';
+export {
+  prepareDemos,
+  Demos,
+  type DemoApp,
+  type DemoBackend,
+  type DemoBackendOptions,
+  type DemoHost,
+  type DemoMeta,
+  type DemoOptions,
+} from './demo/demos.js';

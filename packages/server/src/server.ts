@@ -31,6 +31,7 @@ import { LongPollTransport } from './transports/long-poll.js';
 import { SendHandler } from './transports/send.js';
 import { namespaceOptions, type HeraldConfig } from './config/config.js';
 import { VERSION } from './version.js';
+import { loopbackUrl, type DemoHost } from './demo/demos.js';
 
 export interface HeraldServerOptions {
   readonly logger?: Logger;
@@ -43,6 +44,8 @@ export interface HeraldServerOptions {
   readonly metrics?: Metrics;
   /** The clock of the sessions' timers (token expiry and refresh); the system clock when not given (tests). */
   readonly clock?: Clock;
+  /** The demo apps to serve under `/demo/` (`prepareDemos`, what `herald serve` does); none when not given. */
+  readonly demos?: DemoHost;
 }
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -63,14 +66,17 @@ export class HeraldServer {
   readonly metrics = new MetricsTally();
   /** The tally and the sink given in the options: what every part reports to. */
   private readonly sink: Metrics;
+  private readonly cors: Cors;
   state: ServerState = 'created';
   private listener: HttpListener | undefined;
   private stopping: Promise<void> | undefined;
-  /** Publishing by Redis PUBLISH (redis.ingestChannel), when the Redis engine is used. */
+  /** Publishing by Redis PUBLISH (redis.ingestChannel, redis.ingestPlain), when the Redis engine is used. */
   private ingest: EngineIngestion | undefined;
+  private readonly demos: DemoHost | undefined;
 
   constructor(config: HeraldConfig, opts: HeraldServerOptions = {}) {
     this.config = config;
+    this.demos = opts.demos;
     this.logger = opts.logger ?? silentLogger;
     this.engine = opts.engine ?? createEngine(config, this.logger);
     this.sink = opts.metrics !== undefined ? teeMetrics(this.metrics, opts.metrics) : this.metrics;
@@ -90,6 +96,12 @@ export class HeraldServer {
       },
       idempotencyWindowMs: config.idempotencyWindow,
       metrics: this.sink,
+      presence: {
+        refreshMs: config.presence.refreshInterval,
+        ttlMs: config.presence.ttl,
+        // A long-poll client's entry outlives each poll: for a whole poll and an entry's life after it.
+        lingerMs: config.http.pollTimeout + config.presence.ttl,
+      },
       ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
     });
     const admission = new Admission({
@@ -108,7 +120,10 @@ export class HeraldServer {
       pingInterval: config.heartbeat.pingInterval,
       pingTimeout: config.heartbeat.pingTimeout,
     });
-    const cors = new Cors({ allowedOrigins: config.allowedOrigins, credentials: config.http.corsCredentials });
+    const cors = (this.cors = new Cors({
+      allowedOrigins: config.allowedOrigins,
+      credentials: config.http.corsCredentials,
+    }));
     const tokens = new SessionTokens(config.http.sessionSecret);
     const streaming = {
       hub: this.hub,
@@ -151,9 +166,11 @@ export class HeraldServer {
     this.state = 'starting';
     await this.hub.start();
     // An engine that can take publications from its store's own pub/sub says so (the Redis engine).
-    if (this.engine.ingestion !== undefined && this.config.redis.ingestChannel !== '') {
+    const { ingestChannel, ingestPlain } = this.config.redis;
+    if (this.engine.ingestion !== undefined && (ingestChannel !== '' || ingestPlain.length > 0)) {
       this.ingest = this.engine.ingestion({
-        channel: this.config.redis.ingestChannel,
+        channel: ingestChannel,
+        plain: ingestPlain,
         publish: (channel, data, idempotencyKey) => this.hub.publish(channel, data, { idempotencyKey }),
         logger: this.logger.child({ component: 'ingest' }),
       });
@@ -186,7 +203,9 @@ export class HeraldServer {
       },
     });
     this.listener = listener;
-    return listener.listen(this.config.port, this.config.host);
+    const address = await listener.listen(this.config.port, this.config.host);
+    await this.demos?.start(loopbackUrl(address, tls.cert !== ''));
+    return address;
   }
 
   get address(): AddressInfo | undefined {
@@ -235,19 +254,23 @@ export class HeraldServer {
     switch (path) {
       case '/sse':
         if (t.sse) this.sse.handle(req, res);
-        else disabled(res, 'sse');
+        else disabled(req, res, 'sse', this.cors);
         return;
       case '/stream':
         if (t.stream) this.stream.handle(req, res);
-        else disabled(res, 'stream');
+        else disabled(req, res, 'stream', this.cors);
         return;
       case '/poll':
         if (t.poll) this.poll.handle(req, res);
-        else disabled(res, 'poll');
+        else disabled(req, res, 'poll', this.cors);
         return;
       case '/send':
         this.send.handle(req, res);
         return;
+    }
+    if (this.demos !== undefined && (path === '/demo' || path.startsWith('/demo/'))) {
+      this.demos.handle(req, res, path);
+      return;
     }
     req.resume();
     switch (path) {
@@ -279,7 +302,12 @@ export class HeraldServer {
         return;
       }
       default:
-        sendJsonError(res, 404, { code: 'HERALD_ERR_API_NOT_FOUND', message: `no route for ${path.slice(0, 100)}` });
+        sendJsonError(
+          res,
+          404,
+          { code: 'HERALD_ERR_API_NOT_FOUND', message: `no route for ${path.slice(0, 100)}` },
+          this.cors.errorHeaders(req),
+        );
     }
   }
 
@@ -384,6 +412,7 @@ export class HeraldServer {
 
   private async doClose(): Promise<void> {
     this.state = 'stopping';
+    await this.demos?.close();
     const server = this.listener;
     const closed = server !== undefined ? server.close() : Promise.resolve();
     this.hub.shutdown(this.config.shutdown.reconnectJitter);
@@ -404,6 +433,7 @@ export class HeraldServer {
     await closed;
     clearTimeout(forced);
     await this.ingest?.close();
+    await this.hub.close();
     await this.engine.close();
     await this.auth.close();
     this.state = 'stopped';
@@ -431,11 +461,13 @@ function createEngine(config: HeraldConfig, logger: Logger): Engine {
   }
 }
 
-function disabled(res: ServerResponse, name: string): void {
-  sendJsonError(res, 404, {
-    code: 'HERALD_ERR_TRANSPORT_DISABLED',
-    message: `the ${name} transport is switched off on this server`,
-  });
+function disabled(req: IncomingMessage, res: ServerResponse, name: string, cors: Cors): void {
+  sendJsonError(
+    res,
+    404,
+    { code: 'HERALD_ERR_TRANSPORT_DISABLED', message: `the ${name} transport is switched off on this server` },
+    cors.errorHeaders(req),
+  );
 }
 
 /** Shared 'error' listener for upgraded sockets (no closure per connection). */

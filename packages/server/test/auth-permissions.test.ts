@@ -257,9 +257,14 @@ describe('ChannelAccess', () => {
     expect(() => access.history(anon, 'nohist.x', true)).toThrow(/clientHistory/);
   });
 
-  it('presence: a grant, or a subscription to that very stream', () => {
-    expect(() => access.presence(user, 'chat.public', false)).toThrow(HeraldError);
-    expect(() => access.presence(user, 'chat.public', true)).not.toThrow();
+  it('presence: a grant, a subscription to that very stream, or what may subscribe without a subscription token', () => {
+    expect(() => access.presence(user, 'chat.public', false)).not.toThrow();
+    expect(() => access.presence(user, 'chat.private', false)).toThrow(HeraldError);
+    expect(() => access.presence(user, 'chat.private', true)).not.toThrow();
+    expect(() => access.presence(anon, 'public.x', false)).not.toThrow();
+    expect(() => access.presence(anon, 'chat.public', false)).toThrow(HeraldError);
+    expect(() => access.presence(user, 'secret.granted', false)).toThrow(HeraldError);
+    expect(() => access.presence(user, 'secret.room', true)).not.toThrow();
     const watcher: ClientAuth = {
       userId: '7',
       permissions: ChannelPermissions.fromClaim({ presence: ['chat.**'] }, '7'),

@@ -69,6 +69,9 @@ describe('defaults', () => {
       maxMessageSize: 65_536,
       requireSubscriptionToken: false,
       hooks: [],
+      presence: false,
+      joinLeave: false,
+      maxPresence: 1000,
     });
     expect(Object.isFrozen(DEFAULT_CONFIG)).toBe(true);
     expect(Object.isFrozen(DEFAULT_CONFIG.limits)).toBe(true);

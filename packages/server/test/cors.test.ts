@@ -2,7 +2,7 @@
  * CORS and the Origin allow-list of the browser-facing transports: an allowed origin is echoed
  * (with credentials when `http.corsCredentials`), `/send` preflights answer 204 with the methods
  * and headers, and a disallowed origin is refused with 403 on /sse, /stream, /poll, /send and the
- * /ws upgrade.
+ * /ws upgrade. Error answers (a refused origin, a wrong path) can be read by any page.
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
@@ -118,14 +118,37 @@ describe('CORS with an allow-list and credentials', () => {
     ['GET', '/poll?channel=cors.b'],
     ['POST', '/send'],
     ['OPTIONS', '/send'],
-  ])('refuses a disallowed origin: %s %s → 403 without CORS headers', async (method, path) => {
+  ])('refuses a disallowed origin: %s %s → 403 the page can read, naming the origin', async (method, path) => {
     const headers: Record<string, string> = { Origin: EVIL };
     if (method === 'OPTIONS') headers['Access-Control-Request-Method'] = 'POST';
     const sessionsBefore = ts.server.metrics.value('herald_connections_total');
     const r = await request(ts.url, method, path, headers, method === 'POST' ? '{}' : undefined);
     expect(r.status).toBe(403);
-    expect(r.headers['access-control-allow-origin']).toBeUndefined();
+    if (method === 'OPTIONS') {
+      // A refused preflight: the browser does not send the request at all.
+      expect(r.headers['access-control-allow-origin']).toBeUndefined();
+    } else {
+      // The error answer is readable (so the SDK can say "origin not allowed", not just "failed"),
+      // without credentials, and holds nothing but the code and message.
+      expect(r.headers['access-control-allow-origin']).toBe(EVIL);
+      expect(r.headers['access-control-allow-credentials']).toBeUndefined();
+      expect(JSON.parse(r.body)).toEqual({
+        error: { code: 'HERALD_ERR_PERMISSION_DENIED', message: `origin ${EVIL} is not allowed` },
+      });
+    }
     expect(ts.server.metrics.value('herald_connections_total')).toBe(sessionsBefore); // no session was opened
+  });
+
+  it.each([
+    ['/nowhere/sse?channel=a', 'HERALD_ERR_API_NOT_FOUND'],
+    ['/sse-typo', 'HERALD_ERR_API_NOT_FOUND'],
+  ])('answers a wrong path (%s) with a 404 any page can read', async (path, code) => {
+    for (const origin of [APP, EVIL]) {
+      const r = await request(ts.url, 'GET', path, { Origin: origin });
+      expect(r.status).toBe(404);
+      expect(r.headers['access-control-allow-origin']).toBe(origin);
+      expect(JSON.parse(r.body)).toMatchObject({ error: { code } });
+    }
   });
 
   it('refuses the /ws upgrade from a disallowed origin with 403, and accepts an allowed one', async () => {

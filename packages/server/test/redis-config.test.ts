@@ -19,6 +19,7 @@ describe('redis configuration', () => {
       cluster: false,
       prefix: 'herald',
       ingestChannel: '',
+      ingestPlain: [],
       connectTimeout: 5000,
       commandTimeout: 5000,
     });

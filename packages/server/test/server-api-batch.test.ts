@@ -163,7 +163,7 @@ describe('server API: batch', () => {
       [[ok, {}], /^commands\[1\] must have exactly one key/],
       [[ok, { publish: ok.publish, history: { channel: 'env.x' } }], /^commands\[1\] must have exactly one key/],
       [[ok, ok, ok, { nope: {} }], /^commands\[3\]: no API method "nope"/],
-      [[ok, { presence: { channel: 'env.x' } }], /^commands\[1\]: no API method "presence"/],
+      [[ok, { subscribe: { channel: 'env.x' } }], /^commands\[1\]: no API method "subscribe"/],
       [[ok, { constructor: {} }], /^commands\[1\]: no API method "constructor"/],
       [[ok, { batch: { commands: [ok] } }], /^commands\[1\]: a batch cannot contain a batch/],
       [[ok, { publish: 'env.x' }], /^commands\[1\]\.publish must be a JSON object/],

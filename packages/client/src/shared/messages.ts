@@ -2,7 +2,7 @@
  * What tabs and the owner of the shared connection (a SharedWorker, or the leader tab) say to each
  * other. Every message is structured-cloneable: errors travel as `{code, message}` and are rebuilt.
  */
-import { HeraldError, type ErrorCode, type StreamPosition } from '@herald/protocol';
+import { HeraldError, type ErrorCode, type PresenceInfo, type StreamPosition } from '@herald/protocol';
 import type {
   ConnectionState,
   HeraldOptions,
@@ -19,7 +19,19 @@ export interface WireError {
 }
 
 /** The commands a tab forwards; the owner calls the `Herald` method of that name. */
-export type Method = 'publish' | 'history' | 'rpc' | 'ping';
+export type Method = 'publish' | 'history' | 'presence' | 'presenceStats' | 'rpc' | 'ping';
+
+/**
+ * A command's options as sent (no `signal`: the tab handles it). `timeout` is what is left of the
+ * tab's: a command sent again to a new owner has less.
+ */
+export interface CallOpts {
+  timeout: number;
+  idempotencyKey?: string;
+  limit?: number;
+  since?: StreamPosition;
+  reverse?: boolean;
+}
 
 /** A tab to the owner. */
 export type ToOwner =
@@ -27,7 +39,10 @@ export type ToOwner =
   | { t: 'hello'; tab: string; name: string; url: string; opts: HeraldOptions; token: boolean }
   | { t: 'sub'; ch: string; since?: StreamPosition; backlog?: number; token: boolean }
   | { t: 'unsub'; ch: string }
-  | { t: 'call'; id: number; m: Method; a: unknown[] }
+  /** The owner calls `herald[m](...a, o)` and answers with a `result`. */
+  | { t: 'call'; id: number; m: Method; a: unknown[]; o: CallOpts }
+  /** `setToken()` in a tab. */
+  | { t: 'token'; v: string }
   /** The reply to an `ask` (a token from the tab's `getToken`). */
   | { t: 'answer'; id: number; v?: string; e?: WireError }
   | { t: 'connect' }
@@ -43,6 +58,8 @@ export type ToTab =
       retryIn?: number;
       client?: string;
       transport?: TransportName;
+      /** Why, when a failure caused it (the `state` event's `error`). */
+      e?: WireError;
     }
   | { t: 'connected'; client: string; transport: TransportName }
   | { t: 'error'; e: WireError }
@@ -52,7 +69,11 @@ export type ToTab =
   /** The owner's subscription to `ch` is at `at`: everything after it comes live. */
   | { t: 'pos'; ch: string; at: StreamPosition }
   | { t: 'pub'; p: Publication }
+  /** A join or leave on `ch` (the owner's subscription's `join` / `leave` event). */
+  | { t: 'pres'; ch: string; k: 'join' | 'leave'; v: PresenceInfo }
   | { t: 'result'; id: number; v?: unknown; e?: WireError }
+  /** The connection's latest token (from `token` or `setToken()`): a next owner starts with it. */
+  | { t: 'token'; v: string }
   /** Asks the tab for a token: the connection's (no `ch`), or a subscription's. */
   | { t: 'ask'; id: number; ch?: string };
 

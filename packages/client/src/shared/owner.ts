@@ -3,6 +3,8 @@
  * refcounts channels (one server subscription per channel, whatever the number of tabs on it),
  * sends each publication to the tabs subscribed to its stream, runs the commands of a tab and
  * answers that tab only, and asks a tab for tokens when the connection or a subscription needs one.
+ * It tells every tab the connection's latest token (`setToken()` in any tab), so that a next owner
+ * (after a handover) starts with it.
  * It runs in a SharedWorker (worker.ts) or in the leader tab (shared-herald.ts).
  */
 import { HeraldError } from '@herald/protocol';
@@ -37,16 +39,25 @@ export class Owner {
   private readonly asks = new Map<number, Ask>();
   private nextAsk = 1;
   private readonly timeout: number;
+  /** The connection's token, as given (`token`, then `setToken()`). */
+  private token: string | undefined;
+  /** Why the connection failed or stopped (the last `state` event's error); undefined once connected. */
+  private err: WireError | undefined;
 
   /** `remoteToken`: the connection's tokens come from the tabs (a worker has no `getToken` of its own). */
   constructor(url: string, opts: HeraldOptions, remoteToken = false) {
     this.timeout = opts.timeout ?? 10_000;
+    this.token = opts.token;
     const h = (this.herald = new Herald(url, {
       ...opts,
       getToken: remoteToken ? () => this.ask(undefined) : opts.getToken,
     }));
-    h.on('state', (e) => {
-      if (e.state !== 'closed') this.all({ t: 'state', ...e, client: h.client, transport: h.transport });
+    h.on('state', ({ state, reason, code, retryIn, error }) => {
+      if (state === 'connected') this.err = undefined;
+      else if (error !== undefined) this.err = toWire(error);
+      const e = error === undefined ? {} : { e: this.err };
+      if (state !== 'closed')
+        this.all({ t: 'state', state, reason, code, retryIn, client: h.client, transport: h.transport, ...e });
     });
     h.on('connected', (e) => this.all({ t: 'connected', ...e }));
     h.on('error', (err) => this.all({ t: 'error', e: toWire(err) }));
@@ -55,7 +66,12 @@ export class Owner {
   attach(peer: Peer): void {
     const h = this.herald;
     this.peers.add(peer);
-    peer.send({ t: 'state', state: h.state, reason: 'shared connection', client: h.client, transport: h.transport });
+    if (this.token !== undefined) peer.send({ t: 'token', v: this.token });
+    const e = h.state === 'connected' || this.err === undefined ? {} : { e: this.err };
+    const { client, transport } = h;
+    peer.send({ t: 'state', state: h.state, reason: 'shared connection', client, transport, ...e });
+    // A tab that joins a stopped connection hears why, as the tabs there when it stopped did.
+    if (h.state === 'disconnected' && this.err !== undefined) peer.send({ t: 'error', e: this.err });
     if (h.client !== undefined && h.transport !== undefined)
       peer.send({ t: 'connected', client: h.client, transport: h.transport });
   }
@@ -76,13 +92,21 @@ export class Owner {
         return this.unsub(peer, m.ch);
       case 'call': {
         const fn = this.herald[m.m] as (...args: unknown[]) => Promise<unknown>;
-        return void Promise.resolve(m.a)
+        // Not answered once this owner is closed: the tab sends the command to the next owner.
+        const reply = (r: Extract<ToTab, { t: 'result' }>): void => {
+          if (!this.closed && this.peers.has(peer)) peer.send(r);
+        };
+        return void Promise.resolve([...m.a, m.o])
           .then((args) => fn.apply(this.herald, args))
           .then(
-            (v) => peer.send({ t: 'result', id: m.id, v }),
-            (err: unknown) => peer.send({ t: 'result', id: m.id, e: toWire(err) }),
+            (v) => reply({ t: 'result', id: m.id, v }),
+            (err: unknown) => reply({ t: 'result', id: m.id, e: toWire(err) }),
           );
       }
+      case 'token':
+        this.token = m.v;
+        this.all({ t: 'token', v: m.v });
+        return this.herald.setToken(m.v);
       case 'answer':
         return this.answer(m.id, m.v, m.e);
       case 'connect':
@@ -132,6 +156,7 @@ export class Owner {
     const chan: Channel = { sub, peers: new Set([peer]) };
     this.chans.set(ch, chan);
     sub.on('publication', (p) => this.all({ t: 'pub', p }, chan.peers));
+    for (const k of ['join', 'leave'] as const) sub.on(k, (v) => this.all({ t: 'pres', ch, k, v }, chan.peers));
     sub.on('state', (e) => {
       const error = e.error === undefined ? {} : { e: toWire(e.error) };
       this.all({ t: 'sstate', ch, state: e.state, reason: e.reason, ...error }, chan.peers);

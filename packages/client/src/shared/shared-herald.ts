@@ -6,12 +6,21 @@
  *   bundle `herald-shared.min.js` is its own worker script);
  * - otherwise the leader tab, elected with Web Locks; the tabs talk to it over a BroadcastChannel.
  *   When the leader tab goes, the lock passes to another tab, which opens a new connection; every
- *   tab registers its subscriptions again with its cursor, and recovers from it.
+ *   tab registers its subscriptions again with its cursor, and recovers from it, and sends its
+ *   commands that were not answered again (a publish with the same idempotency key: every publish
+ *   gets one, so the server applies it once).
  * - Without Web Locks (Node, a page that is not a secure context), the tab keeps its own connection.
  *
  * Each tab holds a lock of its own while it lives, so that the owner learns when a tab is gone.
  */
-import { HeraldError, checkChannel, type HistoryResult, type PublishResult } from '@herald/protocol';
+import {
+  HeraldError,
+  checkChannel,
+  type HistoryResult,
+  type PresenceResult,
+  type PresenceStatsResult,
+  type PublishResult,
+} from '@herald/protocol';
 import {
   Emitter,
   type CallOptions,
@@ -28,13 +37,14 @@ import {
   lockName,
   toWire,
   whenGone,
+  type CallOpts,
   type Method,
   type ToOwner,
   type ToTab,
   type WireError,
 } from './messages.js';
 import { Owner, type Peer } from './owner.js';
-import { SharedSubscription } from './shared-subscription.js';
+import { SharedSubscription, type SharedSubscriptionHost } from './shared-subscription.js';
 
 export interface SharedHeraldOptions extends HeraldOptions {
   /**
@@ -54,7 +64,13 @@ export interface SharedHeraldOptions extends HeraldOptions {
 export type SharedRole = 'worker' | 'leader' | 'follower' | 'local';
 
 interface Call {
-  readonly msg: Extract<ToOwner, { t: 'call' }>;
+  readonly id: number;
+  readonly m: Method;
+  readonly a: unknown[];
+  readonly o: CallOpts;
+  /** When the tab gives up on it (`Date.now()` ms). */
+  readonly deadline: number;
+  /** Sent to an owner (which may have gone without answering). */
   sent: boolean;
   done(err: unknown, value?: unknown): void;
 }
@@ -94,6 +110,16 @@ export class SharedHerald extends Emitter<HeraldEvents> {
   private readonly subs = new Map<string, SharedSubscription>();
   private readonly calls = new Map<number, Call>();
   private nextId = 1;
+  /** Numbers the idempotency keys this tab makes up. */
+  private nextKey = 1;
+  /** The connection's token as this tab knows it: its own, or the latest `setToken()` of any tab. */
+  private token: string | undefined;
+  /** A `setToken()` of this tab that no owner has confirmed yet: sent to the next one. */
+  private newToken: string | undefined;
+  /** Why the shared connection failed or stopped (from the owner's `state`); undefined once connected. */
+  private err: HeraldError | undefined;
+  /** What this tab's subscriptions use of it. */
+  private readonly host: SharedSubscriptionHost;
   /** Sends to the current owner; undefined while there is none (before an election). */
   private post: ((m: ToOwner) => void) | undefined;
   private readonly stop = new AbortController();
@@ -112,9 +138,20 @@ export class SharedHerald extends Emitter<HeraldEvents> {
     this.name = name ?? this.url;
     this.opts = opts;
     this.timeout = opts.timeout ?? 10_000;
+    this.host = {
+      publish: (ch, data, o) => this.publish(ch, data, o),
+      history: (ch, o) => this.history(ch, o),
+      presence: (ch, o) => this.presence(ch, o),
+      presenceStats: (ch, o) => this.presenceStats(ch, o),
+      removeSubscription: (sub) => this.removeSubscription(sub),
+      timeout: this.timeout,
+      stopped: () => (this.state === 'disconnected' ? this.failure() : undefined),
+      onState: (fn) => this.on('state', fn),
+    };
+    this.token = opts.token;
     const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
     if (locks === undefined) {
-      this.connectTo(this.local(new Owner(this.url, opts)));
+      this.connectTo(this.local((this.owner = new Owner(this.url, opts))));
       return;
     }
     // Held while this tab lives, so that the owner sees the tab go even if it never says goodbye. The
@@ -139,7 +176,7 @@ export class SharedHerald extends Emitter<HeraldEvents> {
     if (this.subs.has(channel)) {
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_ALREADY', `already subscribed to "${channel}"`);
     }
-    const sub = new SharedSubscription<T>(this, channel, opts);
+    const sub = new SharedSubscription<T>(this.host, channel, opts);
     this.subs.set(channel, sub as unknown as SharedSubscription);
     sub.change('subscribing', 'subscribe()');
     this.post?.(this.subMessage(sub as unknown as SharedSubscription));
@@ -156,37 +193,82 @@ export class SharedHerald extends Emitter<HeraldEvents> {
     return this.subs.get(channel) as SharedSubscription<T> | undefined;
   }
 
-  /** @internal Called by `Subscription.unsubscribe()`: ends this tab's subscription only. */
-  removeSubscription(sub: SharedSubscription): void {
+  /** `SharedSubscription.unsubscribe()`: ends this tab's subscription only. */
+  private removeSubscription(sub: SharedSubscription): void {
     if (this.subs.get(sub.channel) !== sub) return;
     this.subs.delete(sub.channel);
     sub.change('unsubscribed', 'unsubscribe()');
     this.post?.({ t: 'unsub', ch: sub.channel });
   }
 
+  /**
+   * Publishes through the owner. Without `opts.idempotencyKey`, the publish gets one of its own (but
+   * in the `local` role), so that sent again after a handover it is still applied once; its result
+   * then says `duplicate: false`.
+   */
   publish(channel: string, data: unknown, opts: PublishOptions = {}): Promise<PublishResult> {
-    return this.call('publish', [channel, data, { idempotencyKey: opts.idempotencyKey, timeout: opts.timeout }], opts);
+    const mine = opts.idempotencyKey === undefined && this.role !== 'local';
+    const idempotencyKey = mine ? `herald:${this.id}:${this.nextKey++}` : opts.idempotencyKey;
+    const sent = this.call<PublishResult>('publish', [channel, data], { idempotencyKey }, opts);
+    return mine ? sent.then((r) => ({ ...r, duplicate: false })) : sent;
   }
 
   history<T = unknown>(channel: string, opts: HistoryOptions = {}): Promise<HistoryResult<T>> {
-    const { limit, since, reverse, timeout } = opts;
-    return this.call('history', [channel, { limit, since, reverse, timeout }], opts);
+    const { limit, since, reverse } = opts;
+    return this.call('history', [channel], { limit, since, reverse }, opts);
   }
 
+  /** Who is subscribed to `channel` now (through the owner). */
+  presence(channel: string, opts: CallOptions = {}): Promise<PresenceResult> {
+    return this.call('presence', [channel], {}, opts);
+  }
+
+  /** How many clients and distinct users are subscribed to `channel` now (through the owner). */
+  presenceStats(channel: string, opts: CallOptions = {}): Promise<PresenceStatsResult> {
+    return this.call('presenceStats', [channel], {}, opts);
+  }
+
+  /**
+   * Calls the application backend through the owner. Unlike the other commands, an `rpc` sent to a
+   * leader tab that closed before the reply is not sent again (the backend may have run it): it
+   * rejects with `HERALD_ERR_CLIENT_DISCONNECTED`, like one whose connection dropped.
+   */
   rpc<R = unknown>(method: string, data?: unknown, opts: CallOptions = {}): Promise<R> {
-    return this.call('rpc', [method, data, { timeout: opts.timeout }], opts);
+    return this.call('rpc', [method, data], {}, opts);
   }
 
   /** A round trip to the server through the owner; resolves with the time it took, in ms. */
   async ping(opts: CallOptions = {}): Promise<number> {
     const start = Date.now();
-    await this.call('ping', [{ timeout: opts.timeout }], opts);
+    await this.call('ping', [], {}, opts);
     return Date.now() - start;
+  }
+
+  /**
+   * Gives the shared connection a new token, from any tab: the owner renews it in place while
+   * connected, uses it for its next attempt while connecting, and connects again when it had
+   * stopped on a refused token (no `getToken`). The tabs keep it, and a next owner starts with it.
+   */
+  setToken(token: string): void {
+    if (this.state === 'closed') return;
+    this.token = this.newToken = token;
+    if (this.post === undefined) return;
+    this.post({ t: 'token', v: token });
+    this.restarting('setToken()');
   }
 
   /** Connects again after the shared connection stopped (`disconnected`). */
   connect(): void {
-    if (this.state === 'disconnected') this.post?.({ t: 'connect' });
+    if (this.state !== 'disconnected' || this.post === undefined) return;
+    this.post({ t: 'connect' });
+    this.restarting('connect()');
+  }
+
+  /** The owner connects again (as `Herald` does, the state says so at once): `ready()` waits. */
+  private restarting(reason: string): void {
+    if (this.state !== 'disconnected') return;
+    this.err = undefined;
+    this.setState('connecting', reason);
   }
 
   /** Ends this tab's use of the connection: its subscriptions end, its commands reject. The leader hands over. */
@@ -194,9 +276,10 @@ export class SharedHerald extends Emitter<HeraldEvents> {
     if (this.state === 'closed') return;
     this.post?.({ t: 'bye' });
     this.post = undefined;
-    for (const sub of this.subs.values()) sub.change('unsubscribed', 'close()');
+    const closed = new HeraldError('HERALD_ERR_CLIENT_CLOSED', 'the client was closed');
+    for (const sub of this.subs.values()) sub.change('unsubscribed', 'close()', undefined, closed);
     this.subs.clear();
-    for (const c of this.calls.values()) c.done(new HeraldError('HERALD_ERR_CLIENT_CLOSED', 'the client was closed'));
+    for (const c of this.calls.values()) c.done(closed);
     this.owner?.close();
     this.stop.abort(); // releases this tab's locks (the leader's too: another tab takes over)
     this.bc?.close();
@@ -205,34 +288,51 @@ export class SharedHerald extends Emitter<HeraldEvents> {
     this.setState('closed', 'close()');
   }
 
-  private setState(state: ConnectionState, reason: string, code?: number, retryIn?: number): void {
+  private setState(state: ConnectionState, reason: string, code?: number, retryIn?: number, error?: HeraldError): void {
     const prev = this.state;
-    if (prev === state) return;
+    if (prev === state && error === undefined) return;
     this.state = state;
-    this.emit('state', { state, prev, reason, code, retryIn });
+    this.emit('state', { state, prev, reason, code, retryIn, error });
+  }
+
+  /** Why the shared connection stopped (`disconnected`). */
+  private failure(): HeraldError {
+    return this.err ?? new HeraldError('HERALD_ERR_CLIENT_DISCONNECTED', 'the shared connection stopped');
   }
 
   // ---- the owner -----------------------------------------------------------------------------
 
-  /** A new owner: what was sent to the old one and not answered fails; everything is registered again. */
+  /**
+   * A new owner: everything is registered again, and the commands not answered are sent again (a
+   * publish with its idempotency key), except an `rpc` that the old owner got: that one fails.
+   */
   private connectTo(post: (m: ToOwner) => void): void {
     this.post = post;
     for (const c of this.calls.values()) {
-      if (c.sent)
+      if (c.sent && c.m === 'rpc')
         c.done(new HeraldError('HERALD_ERR_CLIENT_DISCONNECTED', 'the shared connection moved before the reply'));
     }
-    this.client = this.transport = undefined;
+    this.client = this.transport = this.err = undefined;
     this.setState('connecting', 'the shared connection moved to a new owner');
-    const { getToken, fetch: _f, WebSocket: _w, ...opts } = this.opts;
+    const { getToken, fetch: _f, WebSocket: _w, transports, ...rest } = this.opts;
+    // Structured-cloneable: transports by name, and the latest token this tab knows.
+    const names = transports?.map((t) => (typeof t === 'string' ? t : t.name));
+    const opts = { ...rest, ...(names === undefined ? {} : { transports: names }), token: this.token };
     post({ t: 'hello', tab: this.id, name: this.name, url: this.url, opts, token: getToken !== undefined });
+    if (this.newToken !== undefined) post({ t: 'token', v: this.newToken });
     for (const sub of this.subs.values()) {
       sub.change('subscribing', 'the shared connection moved to a new owner');
       post(this.subMessage(sub));
     }
-    for (const c of this.calls.values()) {
-      c.sent = true;
-      post(c.msg);
-    }
+    for (const c of this.calls.values()) this.send(c);
+  }
+
+  /** Sends a command to the owner, with what is left of its timeout. */
+  private send(c: Call): void {
+    const post = this.post;
+    if (post === undefined) return;
+    c.sent = true;
+    post({ t: 'call', id: c.id, m: c.m, a: c.a, o: { ...c.o, timeout: Math.max(1, c.deadline - Date.now()) } });
   }
 
   private subMessage(sub: SharedSubscription): ToOwner {
@@ -244,14 +344,26 @@ export class SharedHerald extends Emitter<HeraldEvents> {
   private receive(m: ToTab): void {
     if (this.state === 'closed') return;
     switch (m.t) {
-      case 'state':
+      case 'state': {
         this.client = m.client;
         this.transport = m.transport;
-        return this.setState(m.state, m.reason, m.code, m.retryIn);
+        const error = m.e === undefined ? undefined : (fromWire(m.e) as HeraldError);
+        if (m.state === 'connected') this.err = undefined;
+        else if (error !== undefined) this.err = error;
+        return this.setState(m.state, m.reason, m.code, m.retryIn, error);
+      }
       case 'connected':
         return this.emit('connected', { client: m.client, transport: m.transport });
-      case 'error':
-        return this.emit('error', fromWire(m.e));
+      case 'error': {
+        // The error of the `state` event just before, when it is the same (as `Herald` emits it).
+        const err = this.err;
+        const same = err !== undefined && err.code === m.e.code && err.message === m.e.message;
+        return this.emit('error', same ? err : fromWire(m.e));
+      }
+      case 'token':
+        this.token = m.v;
+        if (m.v === this.newToken) this.newToken = undefined;
+        return;
       case 'sstate': {
         const sub = this.subs.get(m.ch);
         if (sub === undefined) return;
@@ -264,6 +376,8 @@ export class SharedHerald extends Emitter<HeraldEvents> {
         return this.subs.get(m.ch)?.sync(m.at);
       case 'pub':
         return this.subs.get(m.p.stream)?.take(m.p);
+      case 'pres':
+        return this.subs.get(m.ch)?.presenceEvent(m.k, m.v);
       case 'result':
         return this.calls.get(m.id)?.done(m.e === undefined ? undefined : fromWire(m.e), m.v);
       case 'ask': {
@@ -277,7 +391,8 @@ export class SharedHerald extends Emitter<HeraldEvents> {
     }
   }
 
-  private call<R>(m: Method, a: unknown[], opts: CallOptions): Promise<R> {
+  /** `a`: the method's arguments before its options; `o`: its options (without timeout and signal). */
+  private call<R>(m: Method, a: unknown[], o: Omit<CallOpts, 'timeout'>, opts: CallOptions): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       if (this.state === 'closed') return reject(new HeraldError('HERALD_ERR_CLIENT_CLOSED', 'the client is closed'));
       const { signal } = opts;
@@ -296,10 +411,10 @@ export class SharedHerald extends Emitter<HeraldEvents> {
         () => done(new HeraldError('HERALD_ERR_TIMEOUT', `${m}: no reply within ${timeout} ms`)),
         timeout,
       );
-      const msg = { t: 'call' as const, id, m, a };
-      this.calls.set(id, { msg, sent: this.post !== undefined, done });
+      const c: Call = { id, m, a, o: { ...o, timeout }, deadline: Date.now() + timeout, sent: false, done };
+      this.calls.set(id, c);
       signal?.addEventListener('abort', abort, { once: true });
-      this.post?.(msg);
+      this.send(c);
     });
   }
 
@@ -325,6 +440,8 @@ export class SharedHerald extends Emitter<HeraldEvents> {
       port.postMessage({ t: 'bye' } satisfies ToOwner);
       port.close();
       this.port = this.post = undefined;
+      // The worker never ran: nothing it was sent has been done.
+      for (const c of this.calls.values()) c.sent = false;
       this.elect(locks);
     };
     const timer = setTimeout(fail, this.opts.connectTimeout ?? 5000);
@@ -346,7 +463,9 @@ export class SharedHerald extends Emitter<HeraldEvents> {
     const lead = (): Promise<void> => {
       if (this.state === 'closed') return Promise.resolve();
       this.role = 'leader';
-      const owner = (this.owner = new Owner(this.url, this.opts));
+      // With the latest token this tab knows (its own `setToken()` included).
+      const owner = (this.owner = new Owner(this.url, { ...this.opts, token: this.token }));
+      this.newToken = undefined;
       // Later than any leader before (a term from the clock needs no agreement).
       this.term = Math.max(Date.now(), this.term + 1);
       this.leader = this.id;

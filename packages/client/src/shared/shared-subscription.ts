@@ -6,9 +6,18 @@
  * from another tab's cursor), it reads the missing publications with `history({ since: cursor })`,
  * holding the live ones meanwhile, so that it still delivers every publication once, in offset order.
  */
-import { HeraldError, type HistoryResult, type PublishResult, type StreamPosition } from '@herald/protocol';
+import {
+  HeraldError,
+  type HistoryResult,
+  type PresenceInfo,
+  type PresenceResult,
+  type PresenceStatsResult,
+  type PublishResult,
+  type StreamPosition,
+} from '@herald/protocol';
 import {
   Emitter,
+  type CallOptions,
   type HistoryOptions,
   type Publication,
   type PublishOptions,
@@ -23,7 +32,15 @@ import { publications } from '../subscription.js';
 export interface SharedSubscriptionHost {
   publish(channel: string, data: unknown, opts?: PublishOptions): Promise<PublishResult>;
   history<T>(channel: string, opts?: HistoryOptions): Promise<HistoryResult<T>>;
+  presence(channel: string, opts?: CallOptions): Promise<PresenceResult>;
+  presenceStats(channel: string, opts?: CallOptions): Promise<PresenceStatsResult>;
   removeSubscription(sub: SharedSubscription): void;
+  /** The client's `timeout` option (the default of `ready()`). */
+  readonly timeout: number;
+  /** Why the client cannot subscribe for now (it stopped: a refused token, say); else undefined. */
+  stopped(): HeraldError | undefined;
+  /** Calls `fn` on every `state` event of the client; returns what removes it. */
+  onState(fn: () => void): () => void;
 }
 
 export class SharedSubscription<T = unknown>
@@ -42,6 +59,8 @@ export class SharedSubscription<T = unknown>
   private gen = 0;
   /** The cursor was made up to read a backlog: no `unrecovered` if it cannot be read. */
   private madeUp = false;
+  /** Why it ended (what `ready()` rejects with). */
+  private err: HeraldError | undefined;
 
   constructor(
     private readonly host: SharedSubscriptionHost,
@@ -63,29 +82,53 @@ export class SharedSubscription<T = unknown>
     return this.host.history<T>(this.channel, opts);
   }
 
+  /** Who is subscribed to this channel now (a namespace with `presence` on). */
+  presence(opts?: CallOptions): Promise<PresenceResult> {
+    return this.host.presence(this.channel, opts);
+  }
+
+  /** How many clients and distinct users are subscribed to this channel now. */
+  presenceStats(opts?: CallOptions): Promise<PresenceStatsResult> {
+    return this.host.presenceStats(this.channel, opts);
+  }
+
   /** Ends this tab's subscription (the owner's ends with the last tab's). */
   unsubscribe(): void {
     this.host.removeSubscription(this as SharedSubscription);
   }
 
-  /** Resolves once subscribed; rejects if the subscription ends first (or `signal` aborts). */
-  ready(opts: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = opts;
+  /**
+   * Resolves once subscribed. Rejects if the subscription ends first (with the server's refusal),
+   * if the shared connection stops (with why: a refused token, say), after `opts.timeout` (default:
+   * the client's `timeout`) with `HERALD_ERR_TIMEOUT`, or when `opts.signal` aborts.
+   */
+  ready(opts: CallOptions = {}): Promise<void> {
+    const { signal, timeout = this.host.timeout } = opts;
     return new Promise((resolve, reject) => {
       const settle = (err?: unknown): void => {
-        off();
+        clearTimeout(timer);
+        for (const off of offs) off();
         signal?.removeEventListener('abort', abort);
         if (err === undefined) resolve();
         else reject(err);
       };
       const abort = (): void => settle(signal?.reason);
-      const off = this.on('state', (e) => {
-        if (e.state !== 'subscribing') settle(e.state === 'subscribed' ? undefined : ended(e));
-      });
+      const check = (): void => {
+        if (this.state === 'subscribed') settle();
+        else if (this.state === 'unsubscribed') settle(this.err ?? ended('unsubscribed'));
+        else {
+          const why = this.host.stopped();
+          if (why !== undefined) settle(why);
+        }
+      };
+      const timer = setTimeout(
+        () => settle(new HeraldError('HERALD_ERR_TIMEOUT', `${this.channel}: not subscribed within ${timeout} ms`)),
+        timeout,
+      );
+      const offs = [this.on('state', check), this.host.onState(check)];
       signal?.addEventListener('abort', abort);
-      if (this.state !== 'subscribing')
-        settle(this.state === 'subscribed' ? undefined : ended({ reason: 'unsubscribed' }));
-      else if (signal?.aborted === true) abort();
+      if (signal?.aborted === true) abort();
+      else check();
     });
   }
 
@@ -94,11 +137,12 @@ export class SharedSubscription<T = unknown>
     return publications(this);
   }
 
-  /** @internal */
-  change(state: SubscriptionState, reason: string, error?: HeraldError): void {
+  /** @internal `cause`: what `ready()` rejects with once it is unsubscribed (`error` is also emitted). */
+  change(state: SubscriptionState, reason: string, error?: HeraldError, cause: HeraldError | undefined = error): void {
     const prev = this.state;
     if (state !== 'subscribed') this.reset();
     if (prev === state) return;
+    this.err = state === 'unsubscribed' ? (cause ?? ended(reason)) : undefined;
     this.state = state;
     this.emit('state', { state, prev, reason, ...(error === undefined ? {} : { error }) });
     if (error !== undefined) this.emit('error', error);
@@ -109,6 +153,11 @@ export class SharedSubscription<T = unknown>
     this.change('subscribed', 'subscribed');
     const recovered = ev.recovered ?? (this.cursor !== undefined && !this.madeUp ? true : undefined);
     this.emit('subscribed', { ...ev, recovered });
+  }
+
+  /** @internal A join or leave from the owner. */
+  presenceEvent(k: 'join' | 'leave', v: PresenceInfo): void {
+    if (this.state !== 'unsubscribed') this.emit(k, v);
   }
 
   /** @internal A publication from the owner. */
@@ -194,6 +243,6 @@ export class SharedSubscription<T = unknown>
   }
 }
 
-function ended(e: { error?: HeraldError; reason: string }): HeraldError {
-  return e.error ?? new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `the subscription ended: ${e.reason}`);
+function ended(reason: string): HeraldError {
+  return new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `the subscription ended: ${reason}`);
 }

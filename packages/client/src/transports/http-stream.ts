@@ -3,11 +3,14 @@
  * protocol; empty lines are the server's heartbeats. Commands go over `POST /send`.
  */
 import { lines, streaming } from './http.js';
-import type { InFrame } from './transport.js';
+import type { HeraldTransport, InFrame } from './transport.js';
 
-export const httpStream = streaming('/stream', 'application/x-ndjson', (sink) => {
-  let rest = '';
-  return (chunk) => {
-    rest = lines(rest + chunk, (line) => sink.frame(JSON.parse(line) as InFrame));
-  };
-});
+export const httpStream: HeraldTransport = {
+  name: 'http-stream',
+  open: streaming('/stream', 'application/x-ndjson', (sink) => {
+    let rest = '';
+    return (chunk) => {
+      rest = lines(rest + chunk, (line) => sink.frame(JSON.parse(line) as InFrame));
+    };
+  }),
+};

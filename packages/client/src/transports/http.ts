@@ -27,6 +27,55 @@ export async function refusal(res: Response): Promise<[number, string, HeraldErr
   ];
 }
 
+interface Locks {
+  request(name: string, o: { mode: 'shared' }, cb: () => Promise<void>): Promise<unknown>;
+  query(): Promise<{ held?: { name?: string }[] }>;
+}
+const locks = (globalThis as { navigator?: { locks?: Locks } }).navigator?.locks;
+
+/**
+ * A browser opens at most 6 HTTP/1.1 connections per host; a request beyond them waits, unseen by
+ * the page. Every open HTTP transport holds a shared Web Lock named after the server (`hold`), so a
+ * request that gets no answer in time can count them across the origin's tabs (`watch`): five or
+ * more, and the application is told why (an `error` event, HERALD_ERR_BROWSER_CONNECTION_LIMIT).
+ * Nothing happens where there are no Web Locks (Node).
+ */
+export function hold(ctx: TransportContext): () => void {
+  let free: (() => void) | undefined;
+  let gone = false;
+  void locks?.request('herald ' + ctx.base, { mode: 'shared' }, () =>
+    gone ? Promise.resolve() : new Promise((r) => (free = r)),
+  );
+  return () => {
+    gone = true;
+    free?.();
+  };
+}
+
+/** Starts watching a request (see `hold`); returns what stops it (call it when the answer comes). */
+export function watch(ctx: TransportContext, sink: TransportSink): () => void {
+  let off = false;
+  const ms = ctx.connectTimeout;
+  const t = setTimeout(
+    () =>
+      void locks?.query().then((s) => {
+        const n = s.held?.filter((l) => l.name === 'herald ' + ctx.base).length ?? 0;
+        if (!off && n > 4)
+          sink.frame({
+            error: {
+              code: 'HERALD_ERR_BROWSER_CONNECTION_LIMIT',
+              message: `${n} Herald connections of this origin are open to ${ctx.base}: a browser allows 6 per host over HTTP/1.1 (use HTTP/2 or SharedHerald)`,
+            },
+          });
+      }),
+    ms * 0.8,
+  );
+  return () => {
+    off = true;
+    clearTimeout(t);
+  };
+}
+
 /** A failed `fetch` as text, with its cause when it has one (Node: `connect ECONNREFUSED ...`). */
 export function describe(err: unknown): string {
   const cause = (err as { cause?: Error } | undefined)?.cause;
@@ -44,6 +93,7 @@ export function post(
   frames: readonly OutFrame[],
   signal: AbortSignal,
 ): void {
+  const stop = watch(ctx, sink);
   const fail = (error: ErrorBody): void => {
     for (const f of frames) sink.frame({ id: f.id, error });
   };
@@ -56,6 +106,7 @@ export function post(
       signal,
     })
     .then(async (res) => {
+      stop();
       const text = await res.text();
       sink.alive(); // the long-poll counts it only while no poll is held
       if (!res.ok) {
@@ -64,9 +115,10 @@ export function post(
       }
       lines(text, (line) => sink.frame(JSON.parse(line) as InFrame));
     })
-    .catch((err: unknown) =>
-      fail({ code: 'HERALD_ERR_CLIENT_DISCONNECTED', message: `POST /send failed: ${String(err)}` }),
-    );
+    .catch((err: unknown) => {
+      stop();
+      fail({ code: 'HERALD_ERR_CLIENT_DISCONNECTED', message: `POST /send failed: ${String(err)}` });
+    });
 }
 
 /** Calls `each` with every complete non-blank line of `text`; returns the unfinished rest. */
@@ -94,10 +146,13 @@ export function streaming(path: string, accept: string, parser: StreamParser): T
     const sends = new AbortController();
     let session = '';
     let done = false;
+    const stop = watch(ctx, sink);
+    let free = stop;
     const end = (code: number, reason: string, err?: HeraldError): void => {
       if (done) return;
       done = true;
       stream.abort();
+      free();
       sink.closed(code, reason, err);
     };
     const feed = parser({
@@ -119,7 +174,9 @@ export function streaming(path: string, accept: string, parser: StreamParser): T
         signal: stream.signal,
       })
       .then(async (res) => {
+        stop();
         if (!res.ok || res.body === null) return end(...(await refusal(res)));
+        if (!done) free = hold(ctx);
         const reader = res.body.getReader();
         const decoder = new TextDecoder();
         for (;;) {
@@ -137,6 +194,7 @@ export function streaming(path: string, accept: string, parser: StreamParser): T
       close(hard) {
         done = true;
         stream.abort();
+        free();
         if (hard) sends.abort();
       },
     };

@@ -16,11 +16,13 @@ import {
   type DisconnectPush,
   type ErrorBody,
   type HeraldError,
+  type JoinPush,
+  type LeavePush,
   type PubPush,
   type RefreshPush,
 } from '@herald/protocol';
-import { describe, post, refusal } from './http.js';
-import { buildUrl, type TransportFactory } from './transport.js';
+import { describe, hold, post, refusal, watch } from './http.js';
+import { buildUrl, type HeraldTransport, type TransportFactory } from './transport.js';
 
 type StreamState =
   { stream: string; epoch: string; offset: number; recovered?: boolean } | { stream: string; error: ErrorBody };
@@ -33,19 +35,25 @@ interface PollAnswer {
   disconnect?: DisconnectPush;
   /** The token expires soon: renew it (the next polls carry the new one). */
   refresh?: RefreshPush;
+  /** Presence joins and leaves on the polled channels since the last answer. */
+  pushes?: (JoinPush | LeavePush)[];
 }
 
-export const longPoll: TransportFactory = (ctx, sink) => {
+const open: TransportFactory = (ctx, sink) => {
   const sends = new AbortController();
   let current: AbortController | undefined;
   let session: string | undefined;
   let done = false;
   let queued = false;
+  // The handshake is watched for the browser's connection limit; then the transport holds a slot.
+  const stop = watch(ctx, sink);
+  let free = stop;
 
   const end = (code: number, reason: string, err?: HeraldError): void => {
     if (done) return;
     done = true;
     current?.abort();
+    free();
     sink.closed(code, reason, err);
   };
 
@@ -78,6 +86,7 @@ export const longPoll: TransportFactory = (ctx, sink) => {
       }
     }
     for (const pub of answer.publications) sink.frame(pub);
+    for (const p of answer.pushes ?? []) sink.frame(p);
     if (answer.refresh !== undefined) sink.frame(answer.refresh);
     if (answer.disconnect !== undefined) {
       sink.frame(answer.disconnect);
@@ -110,18 +119,26 @@ export const longPoll: TransportFactory = (ctx, sink) => {
 
   const hello = new AbortController();
   current = hello;
-  get({ timeout: '0' }, hello.signal).then((answer) => {
-    if (hello !== current) return;
-    current = undefined;
-    sink.frame({
-      push: 'connected',
-      client: answer.client,
-      session: answer.session,
-      version: 1,
-      pingInterval: ctx.pollTimeout,
-    });
-    poll();
-  }, fail);
+  get({ timeout: '0' }, hello.signal).then(
+    (answer) => {
+      stop();
+      if (hello !== current) return;
+      current = undefined;
+      free = hold(ctx);
+      sink.frame({
+        push: 'connected',
+        client: answer.client,
+        session: answer.session,
+        version: 1,
+        pingInterval: ctx.pollTimeout,
+      });
+      poll();
+    },
+    (err: unknown) => {
+      stop();
+      fail(err);
+    },
+  );
 
   return {
     // A reply to /send is a sign of life only while no poll is held (no subscription to poll for).
@@ -135,7 +152,10 @@ export const longPoll: TransportFactory = (ctx, sink) => {
     close(hard) {
       done = true;
       current?.abort();
+      free();
       if (hard) sends.abort();
     },
   };
 };
+
+export const longPoll: HeraldTransport = { name: 'long-poll', open };

@@ -6,35 +6,40 @@
  * `unsubscribed`, `reply`) carry their frame as data. Comments are heartbeats.
  */
 import { streaming } from './http.js';
-import type { InFrame } from './transport.js';
+import type { HeraldTransport, InFrame } from './transport.js';
 
-export const sse = streaming('/sse', 'text/event-stream', (sink) => {
-  let rest = '';
-  let event = '';
-  let data: string[] = [];
-  const dispatch = (): void => {
-    if (data.length > 0) {
-      const body = JSON.parse(data.join('\n')) as Record<string, unknown>;
-      sink.frame(
-        (event === 'reply' ? body : { push: event === '' || event === 'message' ? 'pub' : event, ...body }) as InFrame,
-      );
-    }
-    event = '';
-    data = [];
-  };
-  return (chunk) => {
-    const all = (rest + chunk).split('\n');
-    rest = all.pop() ?? '';
-    for (const raw of all) {
-      const line = raw.replace(/\r$/, '');
-      if (line === '') dispatch();
-      else if (line[0] !== ':') {
-        const colon = line.indexOf(':');
-        const field = colon === -1 ? line : line.slice(0, colon);
-        const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (field === 'data') data.push(value);
-        else if (field === 'event') event = value;
+export const sse: HeraldTransport = {
+  name: 'sse',
+  open: streaming('/sse', 'text/event-stream', (sink) => {
+    let rest = '';
+    let event = '';
+    let data: string[] = [];
+    const dispatch = (): void => {
+      if (data.length > 0) {
+        const body = JSON.parse(data.join('\n')) as Record<string, unknown>;
+        sink.frame(
+          (event === 'reply'
+            ? body
+            : { push: event === '' || event === 'message' ? 'pub' : event, ...body }) as InFrame,
+        );
       }
-    }
-  };
-});
+      event = '';
+      data = [];
+    };
+    return (chunk) => {
+      const all = (rest + chunk).split('\n');
+      rest = all.pop() ?? '';
+      for (const raw of all) {
+        const line = raw.replace(/\r$/, '');
+        if (line === '') dispatch();
+        else if (line[0] !== ':') {
+          const colon = line.indexOf(':');
+          const field = colon === -1 ? line : line.slice(0, colon);
+          const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+          if (field === 'data') data.push(value);
+          else if (field === 'event') event = value;
+        }
+      }
+    };
+  }),
+};

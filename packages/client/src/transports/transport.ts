@@ -57,6 +57,16 @@ export interface Transport {
 
 export type TransportFactory = (ctx: TransportContext, sink: TransportSink) => Transport;
 
+/**
+ * A transport as the `transports` option takes it (`import { websocket, sse } from
+ * '@herald/client/core'`): a bundle holds only the transports it lists.
+ */
+export interface HeraldTransport {
+  readonly name: TransportName;
+  /** Opens one connection (internal: the client calls it). */
+  readonly open: TransportFactory;
+}
+
 /** `base + path`, with the parameters that are set and the connection token. */
 export function buildUrl(ctx: TransportContext, path: string, params: Record<string, string | undefined> = {}): string {
   const q = new URLSearchParams();

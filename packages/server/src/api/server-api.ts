@@ -8,6 +8,7 @@ import {
   ErrorCodes,
   HeraldError,
   copyStreamPosition,
+  isValidChannel,
   isStreamPosition,
   parseCursor,
   type StreamPosition,
@@ -77,17 +78,9 @@ export class ServerApi {
         });
         return withPublications(result, publications);
       },
-      channels: (b) => {
-        const pattern = b['pattern'];
-        if (pattern !== undefined && typeof pattern !== 'string') throw bad('"pattern" must be a string');
-        const prefix = typeof pattern === 'string' && pattern.endsWith('*') ? pattern.slice(0, -1) : undefined;
-        const list = hub
-          .channels()
-          .filter(
-            (c) => pattern === undefined || (prefix !== undefined ? c.stream.startsWith(prefix) : c.stream === pattern),
-          );
-        return Promise.resolve(JSON.stringify({ channels: list }));
-      },
+      channels: async (b) => JSON.stringify({ channels: await channels(hub, b) }),
+      presence: async (b) => JSON.stringify(await hub.presenceList(b['channel'])),
+      presenceStats: async (b) => JSON.stringify(await hub.presenceStats(b['channel'])),
       info: () => Promise.resolve(JSON.stringify({ nodes: [{ id: hub.nodeId, ...opts.info() }] })),
       disconnect: (b) => {
         const client = b['client'];
@@ -165,6 +158,60 @@ export class ServerApi {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
     res.end(text);
   }
+}
+
+/** Most channels `channels` lists from the engine's presence when no `limit` is given. */
+const CHANNELS_LIMIT = 1000;
+
+interface ChannelEntry {
+  stream: string;
+  /** Subscribers on this node. */
+  subscribers: number;
+  /** Clients and users present on every node (channels of namespaces with presence on). */
+  presence?: { clients: number; users: number };
+}
+
+/**
+ * `channels`: the streams with subscribers on this node that match `pattern`, and, when the
+ * pattern names a namespace with presence on (`game.*`, `game.42`), the channels of that namespace
+ * that have subscribers on any node; each with its presence counts where presence is kept.
+ */
+async function channels(hub: Hub, b: Body): Promise<ChannelEntry[]> {
+  const pattern = b['pattern'];
+  if (pattern !== undefined && typeof pattern !== 'string') throw bad('"pattern" must be a string');
+  const limit = b['limit'] ?? CHANNELS_LIMIT;
+  if (!(Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= 10_000)) {
+    throw bad('"limit" must be an integer from 1 to 10000');
+  }
+  const prefix = typeof pattern === 'string' && pattern.endsWith('*') ? pattern.slice(0, -1) : undefined;
+  const out = new Map<string, ChannelEntry>();
+  for (const c of hub.channels()) {
+    if (pattern === undefined || (prefix !== undefined ? c.stream.startsWith(prefix) : c.stream === pattern)) {
+      out.set(c.stream, { stream: c.stream, subscribers: c.subscribers });
+    }
+  }
+  // Channels with subscribers on other nodes too, from the presence of the namespace the pattern names.
+  const named = prefix ?? pattern;
+  const dot = named?.indexOf('.') ?? -1;
+  if (named !== undefined && (dot > 0 || (prefix === undefined && isValidChannel(named)))) {
+    const namespace = dot > 0 ? named.slice(0, dot) : named;
+    const found = await hub.presenceChannels(namespace, named, limit as number);
+    for (const c of found) {
+      if (prefix === undefined && c.stream !== pattern) continue;
+      const entry = out.get(c.stream) ?? { stream: c.stream, subscribers: 0 };
+      entry.presence = { clients: c.clients, users: c.users };
+      out.set(c.stream, entry);
+    }
+  }
+  const counted = await Promise.all(
+    [...out.values()].map(async (entry) => {
+      if (entry.presence !== undefined) return entry;
+      const counts = await hub.presenceCounts(entry.stream);
+      if (counts !== undefined) entry.presence = { clients: counts.clients, users: counts.users };
+      return entry;
+    }),
+  );
+  return counted;
 }
 
 function bad(message: string): HeraldError {

@@ -12,7 +12,8 @@
  * |           | namespace, only for a client subscribed to the channel)                                  |
  * | history   | the token grants `history`; or `clientHistory` and the client is subscribed to the      |
  * |           | stream or could subscribe to it without a subscription token                            |
- * | presence  | the token grants `presence`; or the client is subscribed to the stream                   |
+ * | presence  | the token grants `presence`; or the client is subscribed to the stream or could         |
+ * |           | subscribe to it without a subscription token                                            |
  *
  * A subscription token given for a stream is always checked, also where the namespace does not
  * require one: a bad token is refused, never ignored.
@@ -125,9 +126,11 @@ export class ChannelAccess {
   /** `subscribed`: the client holds a subscription to exactly this stream. */
   presence(client: ClientAuth, stream: string, subscribed: boolean): void {
     if (client.permissions.canSeePresence(stream) || subscribed) return;
+    const ns = this.policy(namespaceOf(stream));
+    if (!ns.requireSubscriptionToken && (client.permissions.canSubscribe(stream) || ns.anonymousSubscribe)) return;
     throw new HeraldError(
       'HERALD_ERR_PERMISSION_DENIED',
-      `the presence of "${stream}" is visible only to its subscribers and to tokens granting presence`,
+      `the presence of "${stream}" is visible only to clients that may subscribe to it and to tokens granting presence`,
     );
   }
 }

@@ -34,12 +34,13 @@ export class SessionAuthorizer implements Authorizer {
     return this.auth.authenticator.refresh(identityOf(session), token, session.remoteAddress);
   }
 
-  async subscribe(session: Session, stream: string, subscriptionToken: string | undefined): Promise<void> {
+  async subscribe(session: Session, stream: string, subscriptionToken: string | undefined): Promise<unknown> {
     const identity = identityOf(session);
-    await this.auth.access.subscribe(identity, stream, subscriptionToken);
+    const decision = await this.auth.access.subscribe(identity, stream, subscriptionToken);
     if (this.auth.hooks !== undefined && this.auth.hookEnabled('subscribe', namespaceOf(stream))) {
       await this.auth.hooks.subscribe({ client: session.id, user: identity.userId, channel: stream });
     }
+    return decision.info;
   }
 
   async publish(session: Session, channel: string, data: unknown): Promise<unknown> {
@@ -54,6 +55,10 @@ export class SessionAuthorizer implements Authorizer {
 
   history(session: Session, stream: string): void {
     this.auth.access.history(identityOf(session), stream, session.subscriptions.has(stream));
+  }
+
+  presence(session: Session, stream: string): void {
+    this.auth.access.presence(identityOf(session), stream, session.subscriptions.has(stream));
   }
 
   async rpc(session: Session, method: string, data: unknown): Promise<unknown> {

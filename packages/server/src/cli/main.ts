@@ -10,7 +10,7 @@ import { VERSION } from '../version.js';
 const USAGE = `herald ${VERSION} — real-time messaging server
 
 Usage:
-  herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L]
+  herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L] [--no-demos]
   herald publish <channel> <json> [--url URL] [--api-key KEY] [--idempotency-key K]
   herald subscribe <channel|pattern.**> [--url URL] [--backlog N]
   herald token --sub ID [--subscribe P] [--publish P] [--ttl 1h] [--info JSON] [--private-key F]  (dev tokens; --help)

@@ -4,6 +4,7 @@ import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, parseServeFlags } from '../config/index.js';
 import { HeraldServer } from '../server.js';
+import { prepareDemos } from '../demo/demos.js';
 import { createLogger } from '../logging.js';
 import { VERSION } from '../version.js';
 
@@ -13,7 +14,7 @@ export async function runServe(argv: string[]): Promise<number> {
     const { flags, help } = parseServeFlags(argv);
     if (help) {
       console.log(
-        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L]',
+        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L] [--no-demos]',
       );
       return 0;
     }
@@ -28,7 +29,8 @@ export async function runServe(argv: string[]): Promise<number> {
   const { config, generatedApiKey } = loaded;
   const logger = createLogger(config.logLevel);
   for (const w of loaded.warnings) logger.warn({ warning: w }, 'config warning');
-  const server = new HeraldServer(config, { logger });
+  const demos = await prepareDemos(config, { logger });
+  const server = new HeraldServer(config, { logger, demos });
   // Signals are handled from here on, so a SIGTERM during start-up also stops cleanly.
   let stopping = false;
   let resolveExit: (code: number) => void = () => undefined;
@@ -81,10 +83,21 @@ Listen (in another terminal):
   curl -N '${base}/sse?channel=chat.room1'        (Server-Sent Events; /stream and /poll work too)
 Publish:
   curl -s -X POST ${base}/api/publish -H 'Authorization: apikey ${key}' -H 'Content-Type: application/json' -d '{"channel":"chat.room1","data":{"text":"hello"}}'
-`);
+${demoLines(base, demos?.names ?? [])}`);
   logger.info({ port: address.port, host: config.host, engine: config.engine, version: VERSION }, 'listening');
 
   return exitCode;
+}
+
+/** The banner's demo URLs (docs/demos.md), or nothing when they are off. */
+function demoLines(base: string, names: readonly string[]): string {
+  if (names.length === 0) return '';
+  const width = Math.max(...names.map((n) => n.length));
+  const lines = names.map((n) => `  ${n.padEnd(width)}  ${base}/demo/${n}/`);
+  return `Demos (open in a browser; --no-demos or HERALD_DEMOS=false turns them off):
+  ${base}/demo/
+${lines.join('\n')}
+`;
 }
 
 /** How to run this CLI from the current directory: `./herald` in a checkout, else the script path. */

@@ -37,6 +37,28 @@ export interface NamespaceOptions {
   requireSubscriptionToken: boolean;
   /** Which actions on this namespace's channels are first asked of the backend (auth.hooks.url). */
   hooks: NamespaceHookEvent[];
+  /** Keep who is subscribed to each exact channel, on every node (`presence`, `presenceStats`). */
+  presence: boolean;
+  /** Tell the subscribers of a channel when a client joins or leaves it (needs `presence`). */
+  joinLeave: boolean;
+  /** Entries one channel's presence holds at most; subscriptions beyond it work but are not listed. */
+  maxPresence: number;
+}
+
+/** How presence entries are kept alive across nodes (docs/configuration.md, "Presence"). */
+export interface PresenceSettings {
+  /** How often a node refreshes its presence entries, and removes the expired ones of its channels, in ms. */
+  refreshInterval: number;
+  /** How long an entry lives without a refresh (a dead node's entries are gone after it), in ms (> refreshInterval). */
+  ttl: number;
+}
+
+/** A plain Redis PUBLISH mapped to a Herald channel (`redis.ingestPlain`). */
+export interface PlainIngestRule {
+  /** The Redis channel, or a prefix ending in `*` (every Redis channel that starts with it). */
+  redisChannel: string;
+  /** The Herald channel; with a `*` rule, a prefix ending in `*`, replaced by the rest of the Redis channel's name. */
+  channel: string;
 }
 
 export interface LimitsOptions {
@@ -202,6 +224,8 @@ export interface RedisOptions {
   prefix: string;
   /** Redis pub/sub channel the backend may PUBLISH `{channel, data, idempotencyKey?}` to; empty: off. */
   ingestChannel: string;
+  /** Redis channels whose plain messages (any text) are published, as a JSON string, to a Herald channel. */
+  ingestPlain: PlainIngestRule[];
   /** How long connecting to a Redis server may take, in ms. */
   connectTimeout: number;
   /** How long a Redis command may wait for its reply before the operation fails, in ms. */
@@ -228,6 +252,9 @@ export interface HeraldConfig {
   tls: TlsOptions;
   auth: AuthOptions;
   redis: RedisOptions;
+  presence: PresenceSettings;
+  /** `herald serve` mounts the demo apps at `/demo/` (docs/demos.md); an embedded `HeraldServer` never does by itself. */
+  demos: boolean;
   /** Always has `default`; every other entry is `default` merged with that namespace's overrides. */
   namespaces: Record<string, NamespaceOptions>;
 }
@@ -252,6 +279,9 @@ export const DEFAULT_NAMESPACE_OPTIONS: NamespaceOptions = deepFreeze({
   maxMessageSize: 65_536,
   requireSubscriptionToken: false,
   hooks: [],
+  presence: false,
+  joinLeave: false,
+  maxPresence: 1000,
 });
 
 /** The defaults, deep-frozen: copy before changing (`structuredClone(DEFAULT_CONFIG)`). */
@@ -311,9 +341,12 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
     cluster: false,
     prefix: 'herald',
     ingestChannel: '',
+    ingestPlain: [],
     connectTimeout: 5_000,
     commandTimeout: 5_000,
   },
+  presence: { refreshInterval: 10_000, ttl: 30_000 },
+  demos: true,
   namespaces: { [DEFAULT_NAMESPACE]: DEFAULT_NAMESPACE_OPTIONS },
 });
 
@@ -342,6 +375,9 @@ export interface NamespaceInput {
   requireSubscriptionToken?: boolean | string;
   /** A list, or one comma-separated string, of `subscribe`, `publish`. */
   hooks?: string[] | string;
+  presence?: boolean | string;
+  joinLeave?: boolean | string;
+  maxPresence?: number | string;
 }
 
 /**
@@ -421,9 +457,13 @@ export interface ConfigInput {
     cluster?: boolean | string;
     prefix?: string;
     ingestChannel?: string;
+    /** A list of `{redisChannel, channel}`, or of `"<redis channel>=<channel>"` (one comma-separated string too). */
+    ingestPlain?: Array<string | { redisChannel: string; channel: string }> | string;
     connectTimeout?: DurationInput;
     commandTimeout?: DurationInput;
   } | null;
+  presence?: { refreshInterval?: DurationInput; ttl?: DurationInput } | null;
+  demos?: boolean | string;
   /** `null` entries (an empty `chat:` in YAML) mean "the defaults". */
   namespaces?: Record<string, NamespaceInput | null> | null;
 }

@@ -23,6 +23,8 @@ export {
   type LogLevel,
   type NamespaceInput,
   type NamespaceOptions,
+  type PlainIngestRule,
+  type PresenceSettings,
   type ShutdownOptions,
   type SizeInput,
   type TlsOptions,

@@ -45,6 +45,8 @@ export interface FlagValues {
   config?: string;
   /** `--redis <url>`, repeatable (or comma-separated): `redis.urls`. */
   redis?: string[];
+  /** `--no-demos` gives `false`: `demos`. */
+  demos?: boolean;
 }
 
 export interface LoadConfigOptions {
@@ -203,6 +205,7 @@ const FLAG_SETTINGS = [
   ['apiKey', 'apiKeys', '--api-key'],
   ['logLevel', 'logLevel', '--log-level'],
   ['redis', 'redis.urls', '--redis'],
+  ['demos', 'demos', '--no-demos'],
 ] as const satisfies ReadonlyArray<readonly [keyof FlagValues, string, string]>;
 
 function readFlags(c: Collector, flags: Partial<FlagValues>): void {
@@ -301,6 +304,8 @@ function finish(c: Collector): LoadedConfig {
   checkAuth(c, config);
   checkTls(c, config);
   checkHttpTimeouts(c, config);
+  checkPresence(c, config);
+  checkPlainIngest(c, config);
 
   if (c.issues.length > 0) throw new ConfigError(c.issues);
   if (config.engine !== 'redis') {
@@ -356,6 +361,47 @@ function checkHttpTimeouts(c: Collector, config: HeraldConfig): void {
     `must be at least http.headersTimeout (${headersTimeout} ms), got ${requestTimeout} ms`,
     `${sourceOf('http.requestTimeout')} and ${sourceOf('http.headersTimeout')}`,
   );
+}
+
+/** An entry must outlive the interval of its refreshes, or it would expire between two of them. */
+function checkPresence(c: Collector, config: HeraldConfig): void {
+  const { refreshInterval, ttl } = config.presence;
+  if (ttl > refreshInterval) return;
+  const sourceOf = (settingPath: string): string => c.settings.get(settingPath)?.source ?? 'defaults';
+  c.issue(
+    'presence.ttl',
+    `must be longer than presence.refreshInterval (${formatDuration(refreshInterval)}), got ${formatDuration(ttl)} (3 times it is a good choice)`,
+    `${sourceOf('presence.ttl')} and ${sourceOf('presence.refreshInterval')}`,
+  );
+}
+
+/**
+ * A plain-ingestion rule must not take Herald's own pub/sub channels (every publication would come
+ * back as a new one, for ever) nor the JSON ingestion channel.
+ */
+function checkPlainIngest(c: Collector, config: HeraldConfig): void {
+  const source = c.settings.get('redis.ingestPlain')?.source ?? 'defaults';
+  const own = `${config.redis.prefix}:`;
+  config.redis.ingestPlain.forEach((rule, i) => {
+    const name = rule.redisChannel;
+    const prefix = name.endsWith('*') ? name.slice(0, -1) : undefined;
+    const takes = (channel: string): boolean => (prefix !== undefined ? channel.startsWith(prefix) : channel === name);
+    if (prefix === '') {
+      c.issue(`redis.ingestPlain[${i}].redisChannel`, 'needs at least one character before the "*"', source);
+    } else if ((prefix !== undefined && own.startsWith(prefix)) || name.startsWith(own)) {
+      c.issue(
+        `redis.ingestPlain[${i}].redisChannel`,
+        `takes Herald's own pub/sub channels (${own}...; redis.prefix): choose a name outside them`,
+        source,
+      );
+    } else if (config.redis.ingestChannel !== '' && takes(config.redis.ingestChannel)) {
+      c.issue(
+        `redis.ingestPlain[${i}].redisChannel`,
+        `takes redis.ingestChannel (${config.redis.ingestChannel}), whose messages are JSON`,
+        source,
+      );
+    }
+  });
 }
 
 /** Hooks need a URL: an event switched on without `auth.hooks.url` would have nowhere to go. */
@@ -442,6 +488,7 @@ const SERVE_OPTIONS = {
   'api-key': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
   redis: { type: 'string', multiple: true },
+  'no-demos': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -471,6 +518,11 @@ export function parseServeFlags(argv: string[]): { flags: Partial<FlagValues>; h
     if (name === 'help') {
       if (value !== undefined) issues.push({ path: rawName, message: 'takes no value', source });
       help = true;
+      continue;
+    }
+    if (name === 'no-demos') {
+      if (value !== undefined) issues.push({ path: rawName, message: 'takes no value', source });
+      else flags.demos = false;
       continue;
     }
     if (!Object.prototype.hasOwnProperty.call(SERVE_OPTIONS, name)) {

@@ -3,6 +3,7 @@
  * value; from the environment or flags: a string) into the typed value, or into problems for the
  * error message. Also the error type, and the "did you mean" helper.
  */
+import { checkChannel } from '@herald/protocol';
 import {
   DEFAULT_CONFIG,
   ENGINES,
@@ -15,6 +16,7 @@ import {
   type JwtAlgorithm,
   type NamespaceHookEvent,
   type NamespaceOptions,
+  type PlainIngestRule,
   type PublicKeyOption,
 } from './config.js';
 import { parseDuration, parseSize } from './duration.js';
@@ -284,6 +286,84 @@ const ingestChannel: Check<string> = (raw) => {
   return bad(
     `must be a Redis channel name (printable, no spaces, at most 255 characters) or "" to turn ingestion off, got ${show(raw)}`,
   );
+};
+
+const PLAIN_RULE_HINT = '{redisChannel, channel} or "<redis channel>=<channel>"';
+
+/**
+ * One plain-ingestion rule: a Redis channel and the Herald channel its messages go to; or a Redis
+ * channel prefix ending in `*` and a Herald channel prefix ending in `*` (the rest of the Redis
+ * channel's name replaces it).
+ */
+function plainRule(raw: unknown): Checked<PlainIngestRule> {
+  let redisChannel: unknown;
+  let channel: unknown;
+  if (isPlainObject(raw)) {
+    const extra = Object.keys(raw).filter((k) => k !== 'redisChannel' && k !== 'channel');
+    if (extra.length > 0) return bad(`has unknown key ${JSON.stringify(extra[0])}; a rule is ${PLAIN_RULE_HINT}`);
+    redisChannel = raw['redisChannel'];
+    channel = raw['channel'];
+  } else if (typeof raw === 'string' && raw.includes('=')) {
+    const eq = raw.indexOf('=');
+    redisChannel = raw.slice(0, eq).trim();
+    channel = raw.slice(eq + 1).trim();
+  } else {
+    return bad(`must be ${PLAIN_RULE_HINT}, got ${show(raw)}`);
+  }
+  if (typeof redisChannel !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(redisChannel) || /[?[\]\\]/.test(redisChannel)) {
+    return {
+      ok: false,
+      problems: [
+        {
+          sub: '.redisChannel',
+          message: `must be a Redis channel name (printable, no spaces, none of ? [ ] \\), got ${show(redisChannel)}`,
+        },
+      ],
+    };
+  }
+  const star = redisChannel.indexOf('*');
+  if (star !== -1 && star !== redisChannel.length - 1) {
+    return { ok: false, problems: [{ sub: '.redisChannel', message: 'may hold a "*" only at its end (a prefix)' }] };
+  }
+  const prefix = star !== -1;
+  if (typeof channel !== 'string') {
+    return { ok: false, problems: [{ sub: '.channel', message: `must be a Herald channel, got ${show(channel)}` }] };
+  }
+  if (prefix !== channel.endsWith('*')) {
+    const message = prefix
+      ? `must end in "*" like redisChannel (the rest of the Redis channel's name replaces it), got ${show(channel)}`
+      : `must be an exact channel (a "*" needs one at the end of redisChannel too), got ${show(channel)}`;
+    return { ok: false, problems: [{ sub: '.channel', message }] };
+  }
+  // A prefix is checked as the channel it makes with a one-character rest.
+  const check = checkChannel(prefix ? `${channel.slice(0, -1)}x` : channel, { allowSubtree: false });
+  if (!check.ok) {
+    return { ok: false, problems: [{ sub: '.channel', message: `${check.reason}, got ${show(channel)}` }] };
+  }
+  return ok({ redisChannel, channel });
+}
+
+/** A list of plain-ingestion rules; from the environment, one comma-separated string of `a=b`. */
+const plainRules: Check<PlainIngestRule[]> = (raw) => {
+  let items: unknown[];
+  if (Array.isArray(raw)) items = raw;
+  else if (typeof raw === 'string')
+    items = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+  else return bad(`must be a list of ${PLAIN_RULE_HINT} (or a comma-separated string), got ${show(raw)}`);
+  const values: PlainIngestRule[] = [];
+  const problems: Problem[] = [];
+  items.forEach((x, i) => {
+    const r = plainRule(x);
+    if (r.ok) values.push(r.value);
+    else for (const p of r.problems) problems.push({ sub: `[${i}]${p.sub ?? ''}`, message: p.message });
+  });
+  const names = values.map((v) => v.redisChannel);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) problems.push({ message: `redisChannel ${JSON.stringify(twice)} has two rules` });
+  return problems.length > 0 ? { ok: false, problems } : ok(values);
 };
 
 /** '' (no TLS) or the path of a readable PEM file of that kind. */
@@ -571,8 +651,18 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
   'redis.cluster': setting(bool, (c, v) => void (c.redis.cluster = v)),
   'redis.prefix': setting(redisPrefix, (c, v) => void (c.redis.prefix = v)),
   'redis.ingestChannel': setting(ingestChannel, (c, v) => void (c.redis.ingestChannel = v)),
+  'redis.ingestPlain': setting(plainRules, (c, v) => void (c.redis.ingestPlain = v)),
   'redis.connectTimeout': setting(timer, (c, v) => void (c.redis.connectTimeout = v)),
   'redis.commandTimeout': setting(timer, (c, v) => void (c.redis.commandTimeout = v)),
+  'presence.refreshInterval': setting(
+    duration(50, 3_600_000, 'a duration from 50ms to 1h'),
+    (c, v) => void (c.presence.refreshInterval = v),
+  ),
+  'presence.ttl': setting(
+    duration(100, 86_400_000, 'a duration from 100ms to 1d'),
+    (c, v) => void (c.presence.ttl = v),
+  ),
+  demos: setting(bool, (c, v) => void (c.demos = v)),
 };
 
 const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> = {
@@ -585,6 +675,9 @@ const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> =
   maxMessageSize: option(size(1, 16 * 1024 ** 2, 'a size from 1 byte to 16mb'), (o, v) => void (o.maxMessageSize = v)),
   requireSubscriptionToken: option(bool, (o, v) => void (o.requireSubscriptionToken = v)),
   hooks: option(hookEvents, (o, v) => void (o.hooks = v)),
+  presence: option(bool, (o, v) => void (o.presence = v)),
+  joinLeave: option(bool, (o, v) => void (o.joinLeave = v)),
+  maxPresence: option(integer(1, 100_000, 'an integer from 1 to 100000'), (o, v) => void (o.maxPresence = v)),
 };
 
 /** Every setting outside `namespaces`, by dotted path. */

@@ -23,10 +23,16 @@ export interface Authorizer {
   connect(token: string | undefined, info: ConnectInfo): Promise<SessionIdentity>;
   /** A new token for a connected session: the same user, a new expiry. */
   refresh(session: Session, token: string): Promise<SessionIdentity>;
-  subscribe(session: Session, stream: string, subscriptionToken: string | undefined): Promise<void>;
+  /**
+   * Whether the session may subscribe to `stream`; resolves with the subscription token's `info`
+   * claim when one was given and has it (shown in presence as `chanInfo`), else undefined.
+   */
+  subscribe(session: Session, stream: string, subscriptionToken: string | undefined): Promise<unknown>;
   /** Whether the session may publish; resolves with the data to publish (a hook may replace it). */
   publish(session: Session, channel: string, data: unknown): Promise<unknown>;
   history(session: Session, stream: string): void;
+  /** Whether the session may see who is subscribed to `stream` (`presence`, `presenceStats`). */
+  presence(session: Session, stream: string): void;
   /** Forwards an RPC call to the application; resolves with its answer. */
   rpc(session: Session, method: string, data: unknown): Promise<unknown>;
 }
@@ -47,7 +53,7 @@ export function namespaceAuthorizer(policy: (namespace: string) => NamespacePoli
           new HeraldError('HERALD_ERR_PERMISSION_DENIED', `anonymous clients may not subscribe to namespace "${ns}"`),
         );
       }
-      return Promise.resolve();
+      return Promise.resolve(undefined);
     },
     publish(_session, channel, data) {
       const ns = namespaceOf(channel);
@@ -62,6 +68,15 @@ export function namespaceAuthorizer(policy: (namespace: string) => NamespacePoli
       const ns = namespaceOf(stream);
       if (!policy(ns).clientHistory) {
         throw new HeraldError('HERALD_ERR_PERMISSION_DENIED', `clients may not read history of namespace "${ns}"`);
+      }
+    },
+    presence(session, stream) {
+      const ns = namespaceOf(stream);
+      if (!session.subscriptions.has(stream) && !policy(ns).anonymousSubscribe) {
+        throw new HeraldError(
+          'HERALD_ERR_PERMISSION_DENIED',
+          `the presence of "${stream}" is visible only to clients that may subscribe to it`,
+        );
       }
     },
     rpc: () =>

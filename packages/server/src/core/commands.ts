@@ -15,6 +15,7 @@ import {
 import type { Authorizer } from './authorizer.js';
 import type { FrameEncoder } from './encoder.js';
 import type { Publication } from './engine.js';
+import type { PresenceCounts, PresenceEntry } from './presence.js';
 import { replyTooLarge, type ReplyOut } from './replies.js';
 import type { Session } from './session.js';
 
@@ -55,6 +56,8 @@ export interface CommandHost {
   ): Promise<{ result: Omit<HistoryResult, 'publications'>; publications: Publication[] }>;
   subscribe(session: Session, stream: string, opts: SubscribeOptions, reply: SubscribeReply): Promise<void>;
   unsubscribe(session: Session, stream: string): void;
+  presenceList(channel: unknown): Promise<{ channel: string; presence: PresenceEntry[] }>;
+  presenceStats(channel: unknown): Promise<{ channel: string } & PresenceCounts>;
 }
 
 /**
@@ -99,6 +102,14 @@ export async function runCommand(
         end();
       }
       return undefined;
+    }
+    case 'presence': {
+      hub.authorizer.presence(session, cmd.channel);
+      return enc.reply(cmd.id, await hub.presenceList(cmd.channel));
+    }
+    case 'presenceStats': {
+      hub.authorizer.presence(session, cmd.channel);
+      return enc.reply(cmd.id, await hub.presenceStats(cmd.channel));
     }
     case 'refresh': {
       const identity = await hub.authorizer.refresh(session, cmd.token);

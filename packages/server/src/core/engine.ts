@@ -143,7 +143,8 @@ export interface Engine {
 
 /**
  * Publishing from the store's own pub/sub (the Redis engine: a backend's `PUBLISH` to a configured
- * channel). Started after the engine; closed before it.
+ * channel, with a JSON message or, on a mapped channel, plain text). Started after the engine;
+ * closed before it.
  */
 export interface EngineIngestion {
   start(): Promise<void>;
@@ -153,8 +154,14 @@ export interface EngineIngestion {
 }
 
 export interface IngestionOptions {
-  /** The store's pub/sub channel the backend publishes to. */
+  /** The store's pub/sub channel the backend publishes JSON messages to; '' for none. */
   readonly channel: string;
+  /**
+   * Store channels whose messages are plain text, each published as a JSON string to a Herald
+   * channel: an exact store channel to `channel`, or a store channel prefix ending in `*` to the
+   * `channel` prefix (ending in `*`) followed by the rest of the store channel's name.
+   */
+  readonly plain?: readonly { readonly redisChannel: string; readonly channel: string }[];
   /** Publishes like the server API does; rejects with a HeraldError for bad input. */
   readonly publish: (channel: unknown, data: unknown, idempotencyKey: string | undefined) => Promise<unknown>;
   readonly logger: Logger;

@@ -8,6 +8,7 @@
 import {
   HeraldError,
   checkChannel,
+  isSubtree,
   namespaceOf,
   type Command,
   type HistoryResult,
@@ -31,7 +32,9 @@ import type { SessionIdentity } from './identity.js';
 import type { Logger } from './logger.js';
 import { noMetrics, type Counter, type Metrics } from './metrics.js';
 import { NodeControl, type NodeControlHost } from './node-control.js';
-import type { HubLimits, NamespacePolicy } from './policy.js';
+import { NodePresence, type PresenceWatcher } from './node-presence.js';
+import type { HubLimits, NamespacePolicy, PresenceTiming } from './policy.js';
+import type { PresenceCounts, PresenceEntry } from './presence.js';
 import { fitCount, replyBytes, type ReplyOut } from './replies.js';
 import { Session, type SessionCounters, type SessionHost, type SessionInit } from './session.js';
 import { Recovery, type Start } from './recovery.js';
@@ -56,7 +59,12 @@ export interface HubOptions {
   readonly nodeId?: string;
   /** Where counters go (see metrics.ts); nothing is kept when not given. */
   readonly metrics?: Metrics;
+  /** How presence entries are kept alive (see node-presence.ts); 10 s / 30 s / 30 s when not given. */
+  readonly presence?: PresenceTiming;
 }
+
+/** Presence timing when the options give none. */
+export const DEFAULT_PRESENCE_TIMING: PresenceTiming = { refreshMs: 10_000, ttlMs: 30_000, lingerMs: 30_000 };
 
 /** What the hub counts (see `Hub.constructor` for the metric names). */
 interface HubCounters extends SessionCounters {
@@ -71,8 +79,20 @@ interface HubCounters extends SessionCounters {
 
 interface StreamState {
   readonly subs: Set<Subscription>;
+  /** Who hears its joins and leaves without a subscription (see `watchPresence`); mostly none. */
+  watchers?: Set<PresenceWatcher>;
   /** Resolves once the engine subscription for this stream is active. */
   readonly ready: Promise<void>;
+}
+
+/**
+ * Told of the `POST /send` subscribes and unsubscribes of stateless (long-poll) clients, which hold
+ * no subscription here between their polls: the long-poll transport keeps their joins and leaves
+ * for their next poll (see long-poll.ts).
+ */
+export interface StatelessListener {
+  subscribed(client: string, stream: string): void;
+  unsubscribed(client: string, stream: string): void;
 }
 
 /**
@@ -108,6 +128,10 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   /** `POST /send` for sessions held by other nodes, through the engine's control channel. */
   readonly control: NodeControl;
   private readonly recovery: Recovery;
+  /** This node's presence entries and the joins and leaves it hands to subscribers. */
+  readonly presence: NodePresence;
+  /** See `StatelessListener`; set by the long-poll transport. */
+  stateless: StatelessListener | undefined;
 
   constructor(opts: HubOptions) {
     this.engine = opts.engine;
@@ -136,6 +160,17 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       history: (req) => this.engineCall('history', () => this.engine.history(req)),
       deliveries: this.counters.deliveries,
     });
+    this.presence = new NodePresence(
+      {
+        logger: this.logger,
+        clock: this.clock,
+        policy: (ns) => this.policyOf(ns),
+        subscriptions: (stream) => this.streams.get(stream)?.subs,
+        watchers: (stream) => this.streams.get(stream)?.watchers,
+      },
+      this.engine.presence,
+      opts.presence ?? DEFAULT_PRESENCE_TIMING,
+    );
   }
 
   async start(): Promise<void> {
@@ -146,6 +181,15 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       await this.engine.close();
       throw err;
     }
+    this.presence.start();
+  }
+
+  /**
+   * Stops the hub's own work before the engine closes: presence refreshes end, and the presence
+   * updates on their way (the leaves of the sessions closed at shutdown) are awaited.
+   */
+  close(): Promise<void> {
+    return this.presence.close();
   }
 
   policy(namespace: string): NamespacePolicy {
@@ -303,11 +347,12 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
    * subscription: it is answered with what a subscription would start with.
    */
   async subscribe(session: Session, stream: string, opts: SubscribeOptions, reply: SubscribeReply): Promise<void> {
-    const policy = await this.mayRead(session, stream, opts.token);
+    const { policy, chanInfo } = await this.mayRead(session, stream, opts.token);
     if (session.detached) {
       const endTurn = await opts.turn?.();
       try {
         const first = await this.recovery.start(stream, policy, opts);
+        this.stateless?.subscribed(session.id, stream);
         reply(startResult(stream, first), first.publications);
       } finally {
         endTurn?.();
@@ -326,14 +371,19 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the connection is closing');
     const sub = new Subscription(session, stream);
     session.subscriptions.set(stream, sub);
-    const st = this.attach(sub);
+    const st = this.attach(stream);
+    st.subs.add(sub);
     let endTurn: (() => void) | undefined;
     try {
       await this.engineCall('subscribe', () => st.ready);
       endTurn = await opts.turn?.();
       const first = await this.recovery.start(stream, policy, opts);
-      if (sub.state === 'closed') {
-        throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `unsubscribed from "${stream}" while subscribing`);
+      if (closed(sub)) throw unsubscribedWhileSubscribing(stream);
+      if (policy.presence && this.presence.available && !isSubtree(stream)) {
+        // In presence before the reply: a client that asks for presence once subscribed finds itself.
+        // An unsubscribe while the join is on its way removes the entry after it (node-presence.ts).
+        await this.presence.join(sub, presenceEntry(session, chanInfo), session.transport.traits.stateless);
+        if (closed(sub)) throw unsubscribedWhileSubscribing(stream);
       }
       sub.epoch = first.position.epoch;
       sub.offset = first.position.offset;
@@ -354,12 +404,19 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     }
   }
 
-  /** Checks that the session may read `stream` (grammar, then the authorizer); returns its namespace policy. */
-  private async mayRead(session: Session, stream: string, token: string | undefined): Promise<NamespacePolicy> {
+  /**
+   * Checks that the session may read `stream` (grammar, then the authorizer); returns its namespace
+   * policy, and the subscription token's `info` (presence's `chanInfo`) when there is one.
+   */
+  private async mayRead(
+    session: Session,
+    stream: string,
+    token: string | undefined,
+  ): Promise<{ policy: NamespacePolicy; chanInfo: unknown }> {
     const check = checkChannel(stream);
     if (!check.ok) throw new HeraldError('HERALD_ERR_CHANNEL_INVALID', check.reason);
-    await this.authorizer.subscribe(session, stream, token);
-    return this.policyOf(check.namespace);
+    const chanInfo = await this.authorizer.subscribe(session, stream, token);
+    return { policy: this.policyOf(check.namespace), chanInfo };
   }
 
   /**
@@ -374,17 +431,115 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
 
   /** Ends a session's subscription; a detached session holds none (nothing to do). */
   unsubscribe(session: Session, stream: string): void {
-    if (session.detached) return;
+    if (session.detached) {
+      // A long-poll client: its entry (lingering since its last poll) leaves now.
+      if (!isSubtree(stream) && this.presence.available && this.policyOf(namespaceOf(stream)).presence) {
+        void this.presence.left(stream, session.id);
+      }
+      this.stateless?.unsubscribed(session.id, stream);
+      return;
+    }
     const sub = session.subscriptions.get(stream);
     if (sub === undefined)
       throw new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `not subscribed to "${stream}"`);
     this.removeSubscription(sub);
   }
 
+  /**
+   * Whether `stream` has joins and leaves: an exact channel of a namespace with `presence` and
+   * `joinLeave` on, and an engine that keeps presence.
+   */
+  presenceEvents(stream: string): boolean {
+    if (isSubtree(stream) || !this.presence.available) return false;
+    const policy = this.policyOf(namespaceOf(stream));
+    return policy.presence && policy.joinLeave;
+  }
+
+  /**
+   * Hands the joins and leaves of `stream` (one with `presenceEvents`, that the client may read) to
+   * `watcher` until `unwatchPresence`: a long-poll client between two polls. The stream stays
+   * attached meanwhile (its engine subscription brings the events of other nodes).
+   */
+  watchPresence(stream: string, watcher: PresenceWatcher): void {
+    const st = this.streams.get(stream) ?? this.attach(stream);
+    (st.watchers ??= new Set()).add(watcher);
+  }
+
+  unwatchPresence(stream: string, watcher: PresenceWatcher): void {
+    const st = this.streams.get(stream);
+    if (st?.watchers === undefined || !st.watchers.delete(watcher)) return;
+    if (st.watchers.size === 0) st.watchers = undefined;
+    this.release(stream, st);
+  }
+
+  /**
+   * Who is subscribed to `channel` (an exact channel of a namespace with presence on), on every
+   * node. Rejects with HERALD_ERR_PRESENCE_DISABLED for a namespace without presence.
+   */
+  async presenceList(channel: unknown): Promise<{ channel: string; presence: PresenceEntry[] }> {
+    const { name, policy } = this.presenceChannel(channel);
+    const presence = await this.engineCall('presence', () => this.presence.list(name, { events: policy.joinLeave }));
+    return { channel: name, presence };
+  }
+
+  /** How many clients and distinct users are subscribed to `channel` (as `presenceList`). */
+  async presenceStats(channel: unknown): Promise<{ channel: string } & PresenceCounts> {
+    const { name, policy } = this.presenceChannel(channel);
+    const counts = await this.engineCall('presence', () => this.presence.count(name, { events: policy.joinLeave }));
+    return { channel: name, clients: counts.clients, users: counts.users };
+  }
+
+  /** Checks a channel for `presence` and `presenceStats`: exact, of a namespace with presence on. */
+  private presenceChannel(channel: unknown): { name: string; policy: NamespacePolicy } {
+    const check = checkChannel(channel, { allowSubtree: false });
+    if (!check.ok) {
+      const code =
+        typeof channel === 'string' && channel.endsWith('.**')
+          ? 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED'
+          : 'HERALD_ERR_CHANNEL_INVALID';
+      throw new HeraldError(code, check.reason);
+    }
+    const policy = this.policyOf(check.namespace);
+    if (!policy.presence) {
+      throw new HeraldError('HERALD_ERR_PRESENCE_DISABLED', `namespace "${check.namespace}" keeps no presence`);
+    }
+    if (!this.presence.available) {
+      throw new HeraldError('HERALD_ERR_PRESENCE_DISABLED', `the ${this.engine.name} engine keeps no presence`);
+    }
+    return { name: check.channel, policy };
+  }
+
+  /**
+   * The presence counts of `stream` on every node, or undefined when it has no presence (a subtree,
+   * a namespace with presence off, an engine without presence).
+   */
+  async presenceCounts(stream: string): Promise<PresenceCounts | undefined> {
+    if (isSubtree(stream) || !this.presence.available) return undefined;
+    const policy = this.policyOf(namespaceOf(stream));
+    if (!policy.presence) return undefined;
+    return this.engineCall('presence', () => this.presence.count(stream, { events: policy.joinLeave }));
+  }
+
+  /**
+   * The channels of `namespace` starting with `prefix` that have presence entries on any node, with
+   * their counts (at most `limit`); none when the namespace has presence off.
+   */
+  async presenceChannels(
+    namespace: string,
+    prefix: string,
+    limit: number,
+  ): Promise<Array<{ readonly stream: string } & PresenceCounts>> {
+    const policy = this.policyOf(namespace);
+    if (!policy.presence || !this.presence.available) return [];
+    return this.engineCall('presence', () =>
+      this.presence.channels(namespace, prefix, limit, { events: policy.joinLeave }),
+    );
+  }
+
   /** Streams with local subscribers, with their subscriber counts. */
   channels(): { stream: string; subscribers: number }[] {
     const out: { stream: string; subscribers: number }[] = [];
-    for (const [stream, st] of this.streams) out.push({ stream, subscribers: st.subs.size });
+    for (const [stream, st] of this.streams) if (st.subs.size > 0) out.push({ stream, subscribers: st.subs.size });
     return out;
   }
 
@@ -453,17 +608,23 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
 
   // ---- internals ------------------------------------------------------------------------------
 
-  private attach(sub: Subscription): StreamState {
-    let st = this.streams.get(sub.stream);
+  /** Attaches `stream` (an engine subscription), if it is not yet. */
+  private attach(stream: string): StreamState {
+    let st = this.streams.get(stream);
     if (st === undefined) {
-      const stream = sub.stream;
-      st = { subs: new Set(), ready: this.engineOp(stream, () => this.engine.subscribe(stream)) };
+      const created: StreamState = {
+        subs: new Set(),
+        ready: this.engineOp(stream, () => this.engine.subscribe(stream)),
+      };
       // A failed engine subscribe is reported to the subscriber awaiting `ready`; keep it from
-      // becoming an unhandled rejection when nobody awaits any more.
-      st.ready.catch(() => undefined);
-      this.streams.set(stream, st);
+      // becoming an unhandled rejection when nobody awaits any more. Its watchers let go of it (they
+      // miss its events, as its subscribers do), so that it goes with its last subscriber.
+      created.ready.catch(() => {
+        created.watchers = undefined;
+        this.release(stream, created);
+      });
+      this.streams.set(stream, (st = created));
     }
-    st.subs.add(sub);
     return st;
   }
 
@@ -471,11 +632,16 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     if (sub.state === 'closed') return;
     sub.state = 'closed';
     sub.buffer = [];
+    this.presence.ended(sub);
     if (sub.session.subscriptions.get(sub.stream) === sub) sub.session.subscriptions.delete(sub.stream);
     const st = this.streams.get(sub.stream);
-    if (st === undefined || !st.subs.delete(sub) || st.subs.size > 0) return;
-    this.streams.delete(sub.stream);
-    const stream = sub.stream;
+    if (st !== undefined && st.subs.delete(sub)) this.release(sub.stream, st);
+  }
+
+  /** Detaches `stream` once nobody subscribes to it or watches it (see `watchPresence`). */
+  private release(stream: string, st: StreamState): void {
+    if (st.subs.size > 0 || st.watchers !== undefined || this.streams.get(stream) !== st) return;
+    this.streams.delete(stream);
     this.engineOp(stream, () => this.engine.unsubscribe(stream)).catch((err: unknown) => {
       this.logger.warn({ err, stream }, 'engine unsubscribe failed');
     });
@@ -502,6 +668,26 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       throw new HeraldError('HERALD_ERR_ENGINE_UNAVAILABLE', `engine ${what} failed`);
     }
   }
+}
+
+/** Whether `sub` ended (read again after an await: the state may have changed meanwhile). */
+function closed(sub: Subscription): boolean {
+  return sub.state === 'closed';
+}
+
+function unsubscribedWhileSubscribing(stream: string): HeraldError {
+  return new HeraldError('HERALD_ERR_SUBSCRIBE_NOT_SUBSCRIBED', `unsubscribed from "${stream}" while subscribing`);
+}
+
+/** The presence entry of a session's subscription. */
+function presenceEntry(session: Session, chanInfo: unknown): PresenceEntry {
+  const info = session.identity.info;
+  return {
+    client: session.id,
+    user: session.userId,
+    ...(info !== undefined ? { info } : {}),
+    ...(chanInfo !== undefined ? { chanInfo } : {}),
+  };
 }
 
 /** JSON text of a publication's data; rejects what JSON cannot carry. */

@@ -7,6 +7,25 @@ export interface NamespacePolicy {
   readonly clientPublish: boolean;
   readonly clientHistory: boolean;
   readonly maxMessageSize: number;
+  /** Who is subscribed to each exact channel is kept (`presence`, `presenceStats`). */
+  readonly presence: boolean;
+  /** Subscribers of a channel are told of joins and leaves (with `presence` on). */
+  readonly joinLeave: boolean;
+  /** Entries one channel's presence holds at most; subscriptions beyond it are not listed. */
+  readonly maxPresence: number;
+}
+
+/** How presence entries are kept alive (see presence.ts). */
+export interface PresenceTiming {
+  /** How often a node refreshes its entries (and removes expired ones of its channels), in ms. */
+  readonly refreshMs: number;
+  /** How long an entry lives without a refresh, in ms (> refreshMs). */
+  readonly ttlMs: number;
+  /**
+   * How long the entry of a stateless client (long-polling) lives after its last poll, in ms: its
+   * subscription ends with every poll, its entry stays until it stops polling.
+   */
+  readonly lingerMs: number;
 }
 
 export interface HubLimits {

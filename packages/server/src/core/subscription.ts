@@ -4,7 +4,7 @@
  * depend on the session (which holds its subscriptions) and the two do not import each other.
  */
 import type { DisconnectName } from '@herald/protocol';
-import type { EncodeCache } from './encoder.js';
+import type { EncodeCache, NonPubPush } from './encoder.js';
 import type { Publication } from './engine.js';
 import type { Logger } from './logger.js';
 import type { SmallMap } from './small-map.js';
@@ -18,11 +18,15 @@ export interface DisconnectOptions {
 
 /** What the hub asks of the session that owns a subscription (`Session` implements it). */
 export interface Subscriber {
+  /** The owner's client id. */
+  readonly id: string;
   /** The owner's subscriptions, by stream. */
   readonly subscriptions: SmallMap<Subscription>;
   readonly logger: Logger;
   /** Queues a publication for the client (the fan-out path: the hub calls it once per subscriber). */
   deliver(pub: Publication, cache: EncodeCache): void;
+  /** Queues a push that is not a publication (a presence join or leave). */
+  sendPush(push: NonPubPush): void;
   /** Tells the client why and closes its connection; for a subscription that cannot go on. */
   disconnect(name: DisconnectName, opts?: DisconnectOptions): void;
 }

@@ -48,7 +48,7 @@ export function acceptTransportRequest(
   }
   const refusal = opts.admission.check(req);
   if (refusal !== undefined) {
-    sendJsonError(res, refusal.status, refusal.error, cors);
+    sendJsonError(res, refusal.status, refusal.error, opts.cors.errorHeaders(req));
     return undefined;
   }
   try {

@@ -9,8 +9,11 @@ const ALLOW_HEADERS = 'Content-Type, Authorization, X-Herald-Session, Last-Event
 
 /**
  * CORS for the browser-facing HTTP transports. Allowed origins are echoed (never `*` together with
- * credentials); a disallowed origin gets no CORS headers, so the browser blocks the response, and
- * admission refuses the connection anyway.
+ * credentials); a disallowed origin gets no CORS headers on what the server serves, so the browser
+ * blocks the response, and admission refuses the connection anyway. Error answers (a refused
+ * origin, a path that does not exist, a transport switched off) can be read by any page: they hold
+ * nothing but the code and message, and without them a browser cannot tell a wrong path from a
+ * wrong origin.
  */
 export class Cors {
   private readonly any: boolean;
@@ -32,6 +35,13 @@ export class Cors {
     const h: Record<string, string> = { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' };
     if (this.opts.credentials) h['Access-Control-Allow-Credentials'] = 'true';
     return h;
+  }
+
+  /** Headers for an error answer: readable by the page whatever its origin (no credentials). */
+  errorHeaders(req: IncomingMessage): Record<string, string> {
+    const origin = req.headers.origin;
+    if (origin === undefined || this.allowed(origin)) return this.headers(req);
+    return { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' };
   }
 
   /** Answers a preflight request. */

@@ -62,7 +62,15 @@ export class SendHandler {
     }
     if (!this.opts.cors.allowed(req.headers.origin)) {
       req.resume();
-      sendJsonError(res, 403, { code: 'HERALD_ERR_PERMISSION_DENIED', message: 'origin not allowed' });
+      sendJsonError(
+        res,
+        403,
+        {
+          code: 'HERALD_ERR_PERMISSION_DENIED',
+          message: `origin ${String(req.headers.origin).slice(0, 100)} is not allowed`,
+        },
+        this.opts.cors.errorHeaders(req),
+      );
       return;
     }
     const header = req.headers['x-herald-session'];

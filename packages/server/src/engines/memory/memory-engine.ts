@@ -6,7 +6,7 @@
  * forgotten) is told `recovered: false` instead of being handed the wrong publications.
  */
 import { randomBytes } from 'node:crypto';
-import { streamsOf } from '@herald/protocol';
+import { namespaceOf, streamsOf } from '@herald/protocol';
 import type {
   Engine,
   HistoryOutcome,
@@ -17,6 +17,14 @@ import type {
   PublishRequest,
 } from '../../core/engine.js';
 import { systemClock, type Clock, type TimerHandle } from '../../core/clock.js';
+import type {
+  EnginePresence,
+  PresenceCounts,
+  PresenceEntry,
+  PresenceEvent,
+  PresenceJoin,
+  PresenceOptions,
+} from '../../core/presence.js';
 
 interface StreamLog {
   readonly epoch: string;
@@ -55,11 +63,14 @@ export class MemoryEngine implements Engine {
   private readonly subscribed = new Set<string>();
   private sink: PublicationSink | undefined;
   private sweeper: TimerHandle | undefined;
+  /** Who is subscribed where (one node: this one). */
+  readonly presence: MemoryPresence;
 
   constructor(opts: MemoryEngineOptions = {}) {
     this.clock = opts.clock ?? systemClock;
     this.sweepInterval = opts.sweepInterval ?? 10_000;
     this.idleStreamTtl = opts.idleStreamTtl ?? 86_400_000;
+    this.presence = new MemoryPresence(this.clock);
   }
 
   start(sink: PublicationSink): Promise<void> {
@@ -75,6 +86,7 @@ export class MemoryEngine implements Engine {
     this.logs.clear();
     this.idempotency.clear();
     this.subscribed.clear();
+    this.presence.clear();
     return Promise.resolve();
   }
 
@@ -215,4 +227,110 @@ export class MemoryEngine implements Engine {
     }
     for (const [key, entry] of this.idempotency) if (entry.expiresAt <= now) this.idempotency.delete(key);
   }
+}
+
+interface Present {
+  readonly entry: PresenceEntry;
+  deadline: number;
+}
+
+/**
+ * Presence in this process: per stream, the entries by client id with their deadlines. Joins and
+ * leaves are reported synchronously, within the call that made them.
+ */
+export class MemoryPresence implements EnginePresence {
+  private readonly streams = new Map<string, Map<string, Present>>();
+  private handler: ((event: PresenceEvent) => void) | undefined;
+
+  constructor(private readonly clock: Clock) {}
+
+  onEvent(handler: (event: PresenceEvent) => void): void {
+    this.handler = handler;
+  }
+
+  /** Streams that have entries (tests: a churn leaves none behind). */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  clear(): void {
+    this.streams.clear();
+  }
+
+  join(stream: string, entries: readonly PresenceJoin[], opts: PresenceOptions & { max: number }): Promise<void> {
+    const now = this.clock.now();
+    let present = this.sweep(stream, now, opts.events);
+    for (const { entry, ttlMs } of entries) {
+      const had = present?.get(entry.client);
+      if (had !== undefined) {
+        had.deadline = Math.max(had.deadline, now + ttlMs);
+        continue;
+      }
+      if (present === undefined) {
+        present = new Map();
+        this.streams.set(stream, present);
+      }
+      if (present.size >= opts.max) continue;
+      present.set(entry.client, { entry, deadline: now + ttlMs });
+      if (opts.events) this.handler?.({ kind: 'join', stream, entry });
+    }
+    return Promise.resolve();
+  }
+
+  leave(stream: string, client: string, opts: PresenceOptions): Promise<void> {
+    const present = this.streams.get(stream);
+    const had = present?.get(client);
+    if (present === undefined || had === undefined) return Promise.resolve();
+    present.delete(client);
+    if (present.size === 0) this.streams.delete(stream);
+    if (opts.events) this.handler?.({ kind: 'leave', stream, entry: had.entry });
+    return Promise.resolve();
+  }
+
+  list(stream: string, opts: PresenceOptions): Promise<PresenceEntry[]> {
+    const present = this.sweep(stream, this.clock.now(), opts.events);
+    return Promise.resolve(present === undefined ? [] : [...present.values()].map((p) => p.entry));
+  }
+
+  count(stream: string, opts: PresenceOptions): Promise<PresenceCounts> {
+    return Promise.resolve(counts(this.sweep(stream, this.clock.now(), opts.events)));
+  }
+
+  channels(
+    namespace: string,
+    prefix: string,
+    limit: number,
+    opts: PresenceOptions,
+  ): Promise<Array<{ readonly stream: string } & PresenceCounts>> {
+    const now = this.clock.now();
+    const out: Array<{ readonly stream: string } & PresenceCounts> = [];
+    for (const stream of [...this.streams.keys()]) {
+      if (out.length >= limit) break;
+      if (!stream.startsWith(prefix) || namespaceOf(stream) !== namespace) continue;
+      const present = this.sweep(stream, now, opts.events);
+      if (present !== undefined) out.push({ stream, ...counts(present) });
+    }
+    return Promise.resolve(out);
+  }
+
+  /** Removes the expired entries of `stream` (a leave each); returns what is left, if anything. */
+  private sweep(stream: string, now: number, events: boolean): Map<string, Present> | undefined {
+    const present = this.streams.get(stream);
+    if (present === undefined) return undefined;
+    for (const [client, p] of present) {
+      if (p.deadline > now) continue;
+      present.delete(client);
+      if (events) this.handler?.({ kind: 'leave', stream, entry: p.entry });
+    }
+    if (present.size > 0) return present;
+    this.streams.delete(stream);
+    return undefined;
+  }
+}
+
+function counts(present: Map<string, Present> | undefined): PresenceCounts {
+  if (present === undefined) return { clients: 0, users: 0 };
+  const users = new Set<string>();
+  for (const p of present.values()) users.add(p.entry.user);
+  return { clients: present.size, users: users.size };
 }

@@ -3,6 +3,13 @@
  * classic gevent + Redis design, instead of calling the server API. The message is
  * `{"channel": "...", "data": <any JSON>, "idempotencyKey"?: "..."}`.
  *
+ * Plain messages too (`redis.ingestPlain`): a Redis channel mapped to a Herald channel takes any
+ * text, `PUBLISH messages hello`, which is published to that channel as the JSON string `"hello"`.
+ * A rule whose Redis channel ends in `*` takes every Redis channel starting with it (PSUBSCRIBE),
+ * and the rest of the name replaces the `*` of its Herald channel (`rooms:*` → `chat.*`: a PUBLISH
+ * to `rooms:42` goes to `chat.42`). A Redis channel with an exact rule is not taken by a prefix
+ * rule as well.
+ *
  * Exactly one node applies each message: the nodes elect an ingestion leader with a lease in Redis
  * (lease.lua: SET NX PX, renewed every third of the lease), and only the leader subscribes to the
  * ingestion channel. Every other node stays unsubscribed, so a message is never applied N times.
@@ -31,8 +38,10 @@ export interface IngestEngine {
 
 export interface RedisIngestOptions {
   readonly engine: IngestEngine;
-  /** The Redis pub/sub channel the backend publishes to. */
+  /** The Redis pub/sub channel the backend publishes JSON messages to; '' for none. */
   readonly channel: string;
+  /** Redis channels (or prefixes ending in `*`) whose plain messages go to a Herald channel. */
+  readonly plain?: readonly { readonly redisChannel: string; readonly channel: string }[];
   /** Publishes like the server API does (the hub's publish); rejects with a HeraldError for bad input. */
   readonly publish: (channel: unknown, data: unknown, idempotencyKey: string | undefined) => Promise<unknown>;
   readonly logger: Logger;
@@ -42,6 +51,8 @@ export interface RedisIngestOptions {
 
 export interface IngestStats {
   channel: string;
+  /** Plain-message rules (`redis.ingestPlain`). */
+  plainRules: number;
   /** This node holds the lease and is subscribed. */
   leader: boolean;
   /** Messages received while leading. */
@@ -88,12 +99,24 @@ export class RedisIngest {
   private leaderUntil = 0;
   private closed = false;
   private ticking: Promise<void> | undefined;
+  /** Exact plain rules: Redis channel → Herald channel. */
+  private readonly plainExact = new Map<string, string>();
+  /** Prefix plain rules: Redis pattern (`rooms:*`) → [Redis prefix, Herald prefix]. */
+  private readonly plainPrefix = new Map<string, [string, string]>();
 
   constructor(private readonly opts: RedisIngestOptions) {
+    for (const rule of opts.plain ?? []) {
+      if (rule.redisChannel.endsWith('*')) {
+        this.plainPrefix.set(rule.redisChannel, [rule.redisChannel.slice(0, -1), rule.channel.slice(0, -1)]);
+      } else {
+        this.plainExact.set(rule.redisChannel, rule.channel);
+      }
+    }
     this.leaseMs = opts.leaseMs ?? 6_000;
     this.leaseKey = opts.engine.keys.global(`ingest-leader:${opts.channel}`);
     this.stats = {
       channel: opts.channel,
+      plainRules: this.plainExact.size + this.plainPrefix.size,
       leader: false,
       received: 0,
       applied: 0,
@@ -110,7 +133,16 @@ export class RedisIngest {
       connectionName: `${opts.engine.connectionName}:ingest`,
     });
     this.subscriber.on('error', (err: Error) => opts.logger.debug({ err: err.message }, 'redis ingest link error'));
-    this.subscriber.on('message', (_channel: string, text: string) => this.onMessage(text));
+    this.subscriber.on('message', (channel: string, text: string) => {
+      if (channel === opts.channel) this.onMessage(text);
+      else this.onPlain(this.plainExact.get(channel), text);
+    });
+    this.subscriber.on('pmessage', (pattern: string, channel: string, text: string) => {
+      const rule = this.plainPrefix.get(pattern);
+      // A channel with an exact rule came as a `message` too.
+      if (rule === undefined || this.plainExact.has(channel)) return;
+      this.onPlain(rule[1] + channel.slice(rule[0].length), text);
+    });
   }
 
   async start(): Promise<void> {
@@ -159,7 +191,10 @@ export class RedisIngest {
       this.leaderUntil = asked + this.leaseMs - Math.floor(this.leaseMs / 6);
       if (!this.stats.leader) {
         try {
-          await this.subscriber.subscribe(this.opts.channel);
+          const exact = [...this.plainExact.keys()];
+          if (this.opts.channel !== '') exact.push(this.opts.channel);
+          if (exact.length > 0) await this.subscriber.subscribe(...exact);
+          if (this.plainPrefix.size > 0) await this.subscriber.psubscribe(...this.plainPrefix.keys());
           this.stats.leader = true;
           this.opts.logger.info({ channel: this.opts.channel }, 'redis ingestion: this node is the leader');
         } catch (err) {
@@ -169,9 +204,17 @@ export class RedisIngest {
     } else if (this.stats.leader) {
       this.stats.leader = false;
       this.leaderUntil = 0;
-      await this.subscriber.unsubscribe(this.opts.channel).catch(() => undefined);
+      await this.subscriber.unsubscribe().catch(() => undefined);
+      await this.subscriber.punsubscribe().catch(() => undefined);
       this.opts.logger.info({ channel: this.opts.channel }, 'redis ingestion: this node is no longer the leader');
     }
+  }
+
+  /** A plain message for Herald channel `channel` (undefined: no rule takes it). */
+  private onPlain(channel: string | undefined, text: string): void {
+    if (channel === undefined || !this.stats.leader || Date.now() > this.leaderUntil) return;
+    this.stats.received += 1;
+    this.apply(channel, text, undefined);
   }
 
   private onMessage(text: string): void {
@@ -184,14 +227,19 @@ export class RedisIngest {
       this.log.warn({ reason: parsed, message: text.slice(0, 200) }, 'malformed message on the ingestion channel');
       return;
     }
-    this.opts.publish(parsed.channel, parsed.data, parsed.idempotencyKey).then(
+    this.apply(parsed.channel, parsed.data, parsed.idempotencyKey);
+  }
+
+  /** Publishes through the hub; counts and logs (throttled) what was refused or failed. */
+  private apply(channel: string, data: unknown, idempotencyKey: string | undefined): void {
+    this.opts.publish(channel, data, idempotencyKey).then(
       () => {
         this.stats.applied += 1;
       },
       (err: unknown) => {
         if (err instanceof HeraldError && err.code !== 'HERALD_ERR_ENGINE_UNAVAILABLE') {
           this.stats.rejected += 1;
-          this.log.warn({ code: err.code, reason: err.message, channel: parsed.channel }, 'ingested message refused');
+          this.log.warn({ code: err.code, reason: err.message, channel }, 'ingested message refused');
         } else {
           this.stats.failed += 1;
           this.log.warn({ err }, 'ingested message could not be published');

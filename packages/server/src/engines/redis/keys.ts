@@ -30,6 +30,26 @@ export class KeySpace {
     return `${this.base(stream)}:p:${stream}`;
   }
 
+  /** Presence of a channel: hash of its entries by client id. */
+  presenceEntries(channel: string): string {
+    return `${this.base(channel)}:pe:${channel}`;
+  }
+
+  /** Presence of a channel: sorted set of its client ids by deadline. */
+  presenceDeadlines(channel: string): string {
+    return `${this.base(channel)}:pd:${channel}`;
+  }
+
+  /** Presence of a channel: hash of how many of its clients each user id has. */
+  presenceUsers(channel: string): string {
+    return `${this.base(channel)}:pu:${channel}`;
+  }
+
+  /** The channels of a namespace that have presence entries, by their latest deadline. */
+  presenceIndex(namespace: string): string {
+    return `${this.prefix}:{${namespace}}:pc`;
+  }
+
   /** Remembers a publish's result for its idempotency window. A space cannot occur in a channel. */
   idempotency(channel: string, key: string): string {
     return `${this.base(channel)}:i:${channel} ${key}`;

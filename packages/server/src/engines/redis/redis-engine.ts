@@ -24,6 +24,8 @@
  *   lost and is confirmed again (a link came back; on a Cluster, a failover or slot move took it to
  *   another master), the engine calls `sink.onGap(streams)`, and the hub re-reads history.
  * - `control`: requests between nodes on per-node pub/sub channels (see control.ts).
+ * - `presence`: who is subscribed to each channel of a presence namespace, shared by every node
+ *   (see presence.ts); its joins and leaves travel on the channels' own pub/sub channels.
  */
 import { randomBytes } from 'node:crypto';
 import { namespaceOf, streamsOf } from '@herald/protocol';
@@ -43,6 +45,7 @@ import { silentLogger, type Logger } from '../../core/logger.js';
 import { RedisControl, type RedisControlStats } from './control.js';
 import { KeySpace } from './keys.js';
 import { RedisIngest } from './ingest.js';
+import { RedisPresence } from './presence.js';
 import { loadScripts } from './scripts.js';
 import { createTopology, isLinkError, type ShardStatus, type Topology, type TopologyStats } from './topology.js';
 
@@ -92,6 +95,7 @@ export class RedisEngine implements Engine {
   readonly topology: Topology;
   readonly stats: RedisEngineStats = { received: 0, gaps: 0, badMessages: 0, epochsRenewed: 0 };
   readonly control: RedisControl;
+  readonly presence: RedisPresence;
   private readonly logger: Logger;
   private readonly idleStreamTtl: number;
   private state: EngineState = 'created';
@@ -126,6 +130,11 @@ export class RedisEngine implements Engine {
       keys: this.keys,
       logger: this.logger,
       idPrefix: this.instanceId,
+    });
+    this.presence = new RedisPresence({
+      keys: this.keys,
+      topology: this.topology,
+      assertRunning: () => this.assertRunning(),
     });
   }
 
@@ -335,14 +344,23 @@ export class RedisEngine implements Engine {
     const stream = this.streamOfChannel.get(channel);
     const sink = this.sink;
     if (stream === undefined || sink === undefined) return;
+    if (payload.startsWith('\n')) {
+      // A presence join or leave (presence.lua), sent on the stream's channel beside its publications.
+      if (!this.presence.onMessage(stream, payload)) this.noteBadMessage(channel);
+      return;
+    }
     const pub = parseLive(stream, payload);
     if (pub === undefined) {
-      this.stats.badMessages += 1;
-      if (this.stats.badMessages === 1) this.logger.warn({ channel }, 'unreadable message on a Herald pub/sub channel');
+      this.noteBadMessage(channel);
       return;
     }
     this.stats.received += 1;
     sink.onPublication(pub);
+  }
+
+  private noteBadMessage(channel: string): void {
+    this.stats.badMessages += 1;
+    if (this.stats.badMessages === 1) this.logger.warn({ channel }, 'unreadable message on a Herald pub/sub channel');
   }
 
   private onRestored(channels: readonly string[]): void {

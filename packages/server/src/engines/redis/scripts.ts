@@ -9,6 +9,7 @@ export interface LuaScripts {
   readonly publish: string;
   readonly history: string;
   readonly lease: string;
+  readonly presence: string;
 }
 
 function readLua(name: string): string {
@@ -23,5 +24,10 @@ function readLua(name: string): string {
 }
 
 export function loadScripts(): LuaScripts {
-  return { publish: readLua('publish.lua'), history: readLua('history.lua'), lease: readLua('lease.lua') };
+  return {
+    publish: readLua('publish.lua'),
+    history: readLua('history.lua'),
+    lease: readLua('lease.lua'),
+    presence: readLua('presence.lua'),
+  };
 }

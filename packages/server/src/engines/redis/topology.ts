@@ -74,6 +74,7 @@ export interface ScriptClient {
   heraldPublish(numKeys: number, ...args: (string | number)[]): Promise<unknown>;
   heraldHistory(...args: (string | number)[]): Promise<unknown>;
   heraldLease(key: string, node: string, leaseMs: number, op: 'acquire' | 'release'): Promise<unknown>;
+  heraldPresence(numKeys: number, ...args: (string | number)[]): Promise<unknown>;
 }
 
 function defineScripts(client: Redis | Cluster, scripts: LuaScripts): ScriptClient {
@@ -81,6 +82,7 @@ function defineScripts(client: Redis | Cluster, scripts: LuaScripts): ScriptClie
   client.defineCommand('heraldPublish', { lua: scripts.publish });
   client.defineCommand('heraldHistory', { numberOfKeys: 2, lua: scripts.history });
   client.defineCommand('heraldLease', { numberOfKeys: 1, lua: scripts.lease });
+  client.defineCommand('heraldPresence', { lua: scripts.presence });
   return client as unknown as ScriptClient;
 }
 
