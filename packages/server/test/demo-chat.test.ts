@@ -4,7 +4,7 @@
  * own localStorage) per person:
  * - two people in a room see each other in the list of who is online (presence), each other's
  *   messages, the history on entry, the join notice; one leaves and the other sees it go — over
- *   WebSocket, and with ?transport=poll (there, all but the leave: see the TODO);
+ *   WebSocket, and with ?transport=poll;
  * - closing the tab is a leave too;
  * - the nickname cannot be spoofed: a forged token is refused, the nickname comes from the token,
  *   and clients cannot publish to a room themselves.
@@ -220,9 +220,6 @@ describe.skipIf(!chromiumPresent && !ci)('Chat demo in headless Chromium', () =>
       // Bob leaves: Ann sees him go.
       await bob.click('#leave');
       await until(async () => (await visible(bob, '#pick')) === true, 'Bob back to picking a room');
-      // TODO(presence): a long-polling client's `unsubscribe` made while its poll is held ends like
-      // a finished poll (its entry lingers, lingerMs + refreshMs, ~40 s) instead of leaving at once.
-      if (transport === 'long-poll') return;
       await until(async () => (await events(ann)).includes('Bob left'), 'Ann sees Bob leave');
       await list(ann, '#online .nick', ['Ann'], 'only Ann online');
       await seen(ann, '#online-count', '1 online', 'Ann: 1 online');

@@ -147,7 +147,9 @@ export class NodePresence {
   left(stream: string, client: string): Promise<void> {
     const streamHeld = this.held.get(stream);
     const h = streamHeld?.get(client);
-    if (streamHeld !== undefined && h !== undefined && h.sub === undefined) streamHeld.delete(client);
+    // Forgotten here whether or not a poll still holds the stream: that poll's end must not make the
+    // entry linger (and be refreshed back) after the client said it left.
+    if (streamHeld !== undefined && h !== undefined) streamHeld.delete(client);
     if (streamHeld?.size === 0) this.held.delete(stream);
     const engine = this.engine;
     if (engine === undefined) return Promise.resolve();
