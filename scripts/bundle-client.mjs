@@ -23,21 +23,29 @@ const client = fileURLToPath(new URL('../packages/client/', import.meta.url));
  * @param {'iife' | 'esm'} format
  * @param {string} [entry]
  */
-async function one(format, entry = format === 'iife' ? 'src/global.ts' : 'src/index.ts') {
+function one(format, entry = format === 'iife' ? 'src/global.ts' : 'src/index.ts') {
+  return measure({ entryPoints: [client + entry], format, conditions: ['herald-source'] });
+}
+
+/**
+ * Runs esbuild with what every bundle here shares (minified, ES2022 browsers, `ws` left out) and
+ * measures the output.
+ * @param {import('esbuild').BuildOptions} options
+ * @returns {Promise<Bundle>}
+ */
+async function measure(options) {
   const result = await build({
-    entryPoints: [client + entry],
     bundle: true,
     minify: true,
-    format,
     target: 'es2022',
     platform: 'browser',
-    conditions: ['herald-source'],
     external: ['ws'],
     legalComments: 'none',
     write: false,
     logLevel: 'silent',
+    ...options,
   });
-  const code = result.outputFiles[0]?.contents ?? new Uint8Array();
+  const code = result.outputFiles?.[0]?.contents ?? new Uint8Array();
   return { code, bytes: code.byteLength, gzipBytes: gzipSync(code, { level: 9 }).byteLength };
 }
 
@@ -49,21 +57,8 @@ async function one(format, entry = format === 'iife' ? 'src/global.ts' : 'src/in
  * @param {string} source
  * @returns {Promise<Bundle>}
  */
-export async function userBundle(source) {
-  const result = await build({
-    stdin: { contents: source, resolveDir: client, loader: 'js' },
-    bundle: true,
-    minify: true,
-    format: 'esm',
-    target: 'es2022',
-    platform: 'browser',
-    external: ['ws'],
-    legalComments: 'none',
-    write: false,
-    logLevel: 'silent',
-  });
-  const code = result.outputFiles[0]?.contents ?? new Uint8Array();
-  return { code, bytes: code.byteLength, gzipBytes: gzipSync(code, { level: 9 }).byteLength };
+export function userBundle(source) {
+  return measure({ stdin: { contents: source, resolveDir: client, loader: 'js' }, format: 'esm' });
 }
 
 /**

@@ -344,27 +344,50 @@ function plainRule(raw: unknown): Checked<PlainIngestRule> {
 }
 
 /** A list of plain-ingestion rules; from the environment, one comma-separated string of `a=b`. */
-const plainRules: Check<PlainIngestRule[]> = (raw) => {
-  let items: unknown[];
-  if (Array.isArray(raw)) items = raw;
-  else if (typeof raw === 'string')
-    items = raw
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-  else return bad(`must be a list of ${PLAIN_RULE_HINT} (or a comma-separated string), got ${show(raw)}`);
-  const values: PlainIngestRule[] = [];
-  const problems: Problem[] = [];
-  items.forEach((x, i) => {
-    const r = plainRule(x);
-    if (r.ok) values.push(r.value);
-    else for (const p of r.problems) problems.push({ sub: `[${i}]${p.sub ?? ''}`, message: p.message });
-  });
-  const names = values.map((v) => v.redisChannel);
-  const twice = names.find((n, i) => names.indexOf(n) !== i);
-  if (twice !== undefined) problems.push({ message: `redisChannel ${JSON.stringify(twice)} has two rules` });
-  return problems.length > 0 ? { ok: false, problems } : ok(values);
-};
+const plainRules: Check<PlainIngestRule[]> = listOf(
+  plainRule,
+  (raw) => `must be a list of ${PLAIN_RULE_HINT} (or a comma-separated string), got ${show(raw)}`,
+  (values) => {
+    const twice = repeated(values.map((v) => v.redisChannel));
+    return twice === undefined ? undefined : `redisChannel ${JSON.stringify(twice)} has two rules`;
+  },
+);
+
+/**
+ * A list of `item`s, or (from the environment) one comma-separated string of them. `wrongType` says
+ * what was expected; `clash` names what must not appear twice among the values (undefined: nothing).
+ */
+function listOf<T>(
+  item: Check<T>,
+  wrongType: (raw: unknown) => string,
+  clash: (values: T[]) => string | undefined,
+): Check<T[]> {
+  return (raw) => {
+    let items: unknown[];
+    if (Array.isArray(raw)) items = raw;
+    else if (typeof raw === 'string')
+      items = raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+    else return bad(wrongType(raw));
+    const values: T[] = [];
+    const problems: Problem[] = [];
+    items.forEach((x, i) => {
+      const r = item(x);
+      if (r.ok) values.push(r.value);
+      else for (const p of r.problems) problems.push({ sub: `[${i}]${p.sub ?? ''}`, message: p.message });
+    });
+    const message = clash(values);
+    if (message !== undefined) problems.push({ message });
+    return problems.length > 0 ? { ok: false, problems } : ok(values);
+  };
+}
+
+/** The first name that appears twice in `names`. */
+function repeated(names: readonly string[]): string | undefined {
+  return names.find((n, i) => names.indexOf(n) !== i);
+}
 
 /** '' (no TLS) or the path of a readable PEM file of that kind. */
 function tlsFile(kind: TlsFileKind): Check<string> {
@@ -429,27 +452,14 @@ function publicKey(raw: unknown): Checked<PublicKeyOption> {
 }
 
 /** A list of public keys; from the environment, one comma-separated string of PEM texts or paths. */
-const publicKeys: Check<PublicKeyOption[]> = (raw) => {
-  let items: unknown[];
-  if (Array.isArray(raw)) items = raw;
-  else if (typeof raw === 'string')
-    items = raw
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-  else return bad(`must be a list of ${KEY_ENTRY_HINT} (or a comma-separated string), got ${typeName(raw)}`);
-  const values: PublicKeyOption[] = [];
-  const problems: Problem[] = [];
-  items.forEach((x, i) => {
-    const r = publicKey(x);
-    if (r.ok) values.push(r.value);
-    else for (const p of r.problems) problems.push({ sub: `[${i}]${p.sub ?? ''}`, message: p.message });
-  });
-  const kids = values.map((v) => v.kid).filter((k) => k !== '');
-  const twice = kids.find((k, i) => kids.indexOf(k) !== i);
-  if (twice !== undefined) problems.push({ message: `kid ${JSON.stringify(twice)} is used by two keys` });
-  return problems.length > 0 ? { ok: false, problems } : ok(values);
-};
+const publicKeys: Check<PublicKeyOption[]> = listOf(
+  publicKey,
+  (raw) => `must be a list of ${KEY_ENTRY_HINT} (or a comma-separated string), got ${typeName(raw)}`,
+  (values) => {
+    const twice = repeated(values.map((v) => v.kid).filter((k) => k !== ''));
+    return twice === undefined ? undefined : `kid ${JSON.stringify(twice)} is used by two keys`;
+  },
+);
 
 /** '' (none) or an http(s) URL without credentials in it. */
 function httpUrl(what: string): Check<string> {

@@ -242,14 +242,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     data: unknown,
     opts: { idempotencyKey?: string | undefined } = {},
   ): Promise<PublishResult> {
-    const check = checkChannel(channel, { allowSubtree: false });
-    if (!check.ok) {
-      const code =
-        typeof channel === 'string' && channel.endsWith('.**')
-          ? 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED'
-          : 'HERALD_ERR_CHANNEL_INVALID';
-      throw new HeraldError(code, check.reason);
-    }
+    const check = exactChannel(channel);
     const policy = this.policyOf(check.namespace);
     const json = encodeData(data);
     const size = Buffer.byteLength(json);
@@ -491,14 +484,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
 
   /** Checks a channel for `presence` and `presenceStats`: exact, of a namespace with presence on. */
   private presenceChannel(channel: unknown): { name: string; policy: NamespacePolicy } {
-    const check = checkChannel(channel, { allowSubtree: false });
-    if (!check.ok) {
-      const code =
-        typeof channel === 'string' && channel.endsWith('.**')
-          ? 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED'
-          : 'HERALD_ERR_CHANNEL_INVALID';
-      throw new HeraldError(code, check.reason);
-    }
+    const check = exactChannel(channel);
     const policy = this.policyOf(check.namespace);
     if (!policy.presence) {
       throw new HeraldError('HERALD_ERR_PRESENCE_DISABLED', `namespace "${check.namespace}" keeps no presence`);
@@ -720,4 +706,15 @@ function startResult(stream: string, first: Start): Omit<SubscribeResult, 'publi
     offset: first.position.offset,
     ...(first.recovered !== undefined ? { recovered: first.recovered } : {}),
   };
+}
+
+/** `channel` checked as an exact channel (publish, presence); a pattern gets its own code. */
+function exactChannel(channel: unknown): { channel: string; namespace: string } {
+  const check = checkChannel(channel, { allowSubtree: false });
+  if (check.ok) return check;
+  const code =
+    typeof channel === 'string' && channel.endsWith('.**')
+      ? 'HERALD_ERR_CHANNEL_PATTERN_NOT_ALLOWED'
+      : 'HERALD_ERR_CHANNEL_INVALID';
+  throw new HeraldError(code, check.reason);
 }
