@@ -3,12 +3,16 @@
  * The demo apps, in the order `herald serve` lists them at `/demo/`. Each is a folder here with
  * `backend.mjs` (exports `meta` and `createBackend`) and `public/` (the page). A folder that is
  * missing is skipped, and one whose backend fails to load is reported with its error, so one broken
- * example never stops the server or the others.
+ * example never stops the server or the others. What the pages share (`shared/public/`: base.css,
+ * the layouts, page.js) is served beside them, at `/demo/shared/`.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const DEMO_NAMES = ['tictactoe', 'chat', 'progress', 'ticker'];
+
+/** The files every page may load as `../shared/<file>` (not a demo: no backend, not listed). */
+export const SHARED_PUBLIC_DIR = fileURLToPath(new URL('./shared/public/', import.meta.url));
 
 /**
  * @typedef {{ title: string, description: string, namespaces?: Record<string, object>, rpc?: boolean }} DemoMeta

@@ -15,9 +15,9 @@
  *   GET  api/rooms                      { rooms: [{name, online, clients}] }
  *   POST api/say    {token, room, text} { offset }, or 4xx {error: {code, message}}
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { heraldApi, mintToken } from '../shared/herald-api.mjs';
-import { pageHeraldUrl, readJson, sendJson } from '../shared/http.mjs';
+import { randomBytes } from 'node:crypto';
+import { heraldApi, mintToken, verifyToken } from '../shared/herald-api.mjs';
+import { HttpError, jsonRoutes, pageHeraldUrl, readObject } from '../shared/http.mjs';
 
 const PREFIX = 'chat.room.';
 const ROOMS = ['general', 'random', 'help'];
@@ -33,19 +33,6 @@ export const meta = {
     chat: { presence: true, joinLeave: true, clientPublish: false, historySize: 100, historyTtl: '1h' },
   },
 };
-
-class HttpError extends Error {
-  /**
-   * @param {number} status
-   * @param {string} code
-   * @param {string} message
-   */
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
 
 /**
  * @param {{ heraldUrl: string, publicUrl?: string, apiKey: string, secret: string, base?: string }} opts
@@ -92,7 +79,7 @@ export function createBackend({ heraldUrl, publicUrl = '', apiKey, secret }) {
   const routes = {
     'GET /api/config': async (req) => ({ heraldUrl: pageHeraldUrl(req, publicUrl), prefix: PREFIX, rooms: ROOMS }),
     'POST /api/login': async (req) => {
-      const b = await body(req);
+      const b = await readObject(req);
       const nick = typeof b.nick === 'string' ? b.nick.replace(/\s+/g, ' ').trim().slice(0, 24) : '';
       if (nick === '') throw new HttpError(400, 'BAD_NICK', 'Choose a nickname');
       const old = verifyToken(secret, b.token, { ignoreExpiry: true });
@@ -101,7 +88,7 @@ export function createBackend({ heraldUrl, publicUrl = '', apiKey, secret }) {
     },
     'GET /api/rooms': async () => ({ rooms: await rooms() }),
     'POST /api/say': async (req) => {
-      const b = await body(req);
+      const b = await readObject(req);
       const who = speaker(b.token);
       const name = room(b.room);
       const text = typeof b.text === 'string' ? b.text.trim() : '';
@@ -113,73 +100,5 @@ export function createBackend({ heraldUrl, publicUrl = '', apiKey, secret }) {
     },
   };
 
-  return {
-    /**
-     * @param {import('node:http').IncomingMessage} req
-     * @param {import('node:http').ServerResponse} res
-     * @param {string} path
-     */
-    async handle(req, res, path) {
-      if (!path.startsWith('/api/')) return false;
-      const route = routes[`${req.method} ${path}`];
-      try {
-        if (route === undefined) {
-          const known = Object.keys(routes).some((k) => k.endsWith(` ${path}`));
-          throw known
-            ? new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here`)
-            : new HttpError(404, 'NOT_FOUND', `no endpoint ${path}`);
-        }
-        sendJson(res, 200, await route(req));
-      } catch (err) {
-        const status = /** @type {{ status?: unknown }} */ (err).status;
-        if (err instanceof HttpError) sendJson(res, err.status, { error: { code: err.code, message: err.message } });
-        else if (status === 400 || status === 413) {
-          sendJson(res, status, { error: { code: 'BAD_REQUEST', message: 'Send a JSON object (of at most 16 KB)' } });
-        } else {
-          const e = /** @type {{ message?: string }} */ (err);
-          sendJson(res, 502, { error: { code: 'HERALD', message: `Herald refused: ${e.message ?? String(err)}` } });
-        }
-      }
-      return true;
-    },
-    close() {},
-  };
-}
-
-/**
- * The claims of an HS256 JWT signed with `secret` (as `mintToken` makes them), or undefined.
- * @param {string} secret
- * @param {unknown} token
- * @param {{ ignoreExpiry?: boolean }} [opts]
- * @returns {Record<string, unknown> | undefined}
- */
-export function verifyToken(secret, token, opts = {}) {
-  if (typeof token !== 'string') return undefined;
-  const [head, body, sig, extra] = token.split('.');
-  if (head === undefined || body === undefined || sig === undefined || extra !== undefined) return undefined;
-  const want = createHmac('sha256', secret).update(`${head}.${body}`).digest();
-  const got = Buffer.from(sig, 'base64url');
-  if (got.length !== want.length || !timingSafeEqual(got, want)) return undefined;
-  try {
-    if (JSON.parse(Buffer.from(head, 'base64url').toString('utf8')).alg !== 'HS256') return undefined;
-    const claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
-    if (typeof claims !== 'object' || claims === null) return undefined;
-    if (opts.ignoreExpiry !== true && typeof claims.exp === 'number' && claims.exp * 1000 < Date.now())
-      return undefined;
-    return claims;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The request's JSON object (at most 16 KB).
- * @param {import('node:http').IncomingMessage} req
- * @returns {Promise<Record<string, any>>}
- */
-async function body(req) {
-  const v = await readJson(req, 16_384);
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new HttpError(400, 'BAD_REQUEST', 'Send a JSON object');
-  return v;
+  return { handle: jsonRoutes(routes), close() {} };
 }

@@ -1,11 +1,11 @@
 // @ts-check
 /**
  * What a demo backend needs from Herald, with no dependency: calls to the server API
- * (`POST /api/<method>` with the API key) and connection tokens (HS256 JWTs signed with the
- * server's `auth.hmacSecret`). Copy this file with an example; a real backend would use the
+ * (`POST /api/<method>` with the API key), and connection tokens (HS256 JWTs signed with the
+ * server's `auth.hmacSecret`) made and checked (a token a page sends back). Copy this file with an example; a real backend would use the
  * publisher client instead.
  */
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 
 /**
  * @param {string} url   Herald's base URL, like `http://localhost:8000`
@@ -49,4 +49,30 @@ export function mintToken(secret, { sub = randomUUID(), info, ttlSeconds = 3600 
   const body = b64url(JSON.stringify(payload));
   const sig = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
   return `${head}.${body}.${sig}`;
+}
+
+/**
+ * The claims of an HS256 JWT signed with `secret` (as `mintToken` makes them), or undefined.
+ * @param {string} secret
+ * @param {unknown} token
+ * @param {{ ignoreExpiry?: boolean }} [opts]
+ * @returns {Record<string, unknown> | undefined}
+ */
+export function verifyToken(secret, token, opts = {}) {
+  if (typeof token !== 'string') return undefined;
+  const [head, body, sig, extra] = token.split('.');
+  if (head === undefined || body === undefined || sig === undefined || extra !== undefined) return undefined;
+  const want = createHmac('sha256', secret).update(`${head}.${body}`).digest();
+  const got = Buffer.from(sig, 'base64url');
+  if (got.length !== want.length || !timingSafeEqual(got, want)) return undefined;
+  try {
+    if (JSON.parse(Buffer.from(head, 'base64url').toString('utf8')).alg !== 'HS256') return undefined;
+    const claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+    if (typeof claims !== 'object' || claims === null) return undefined;
+    if (opts.ignoreExpiry !== true && typeof claims.exp === 'number' && claims.exp * 1000 < Date.now())
+      return undefined;
+    return claims;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,7 +1,8 @@
 // @ts-check
 /**
  * Small HTTP helpers for the demo backends (plain `node:http`, no framework): JSON answers, JSON
- * bodies with a size limit, and the URL a page should use to reach Herald.
+ * bodies with a size limit, a backend's `handle` made of JSON routes, and the URL a page should use
+ * to reach Herald.
  */
 
 /**
@@ -52,6 +53,72 @@ export async function readJson(req, limit = 64 * 1024) {
   } catch {
     throw Object.assign(new Error('body is not JSON'), { status: 400 });
   }
+}
+
+/** What a route throws to answer `status` with `{ error: { code, message } }`. */
+export class HttpError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code
+   * @param {string} message
+   */
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * The request's JSON object (at most 16 KB); else an HttpError 400 (or, from `readJson`, an Error
+ * with `status` 400 or 413).
+ * @param {import('node:http').IncomingMessage} req
+ * @returns {Promise<Record<string, any>>}
+ */
+export async function readObject(req) {
+  const v = await readJson(req, 16_384);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new HttpError(400, 'BAD_REQUEST', 'Send a JSON object');
+  return v;
+}
+
+/**
+ * A backend's `handle(req, res, path)` made of JSON routes, keyed `'<METHOD> <path>'` (like
+ * `'POST /api/say'`): it answers 200 with what the route resolves to; an HttpError with its status
+ * and `{ error: { code, message } }`; a body that is not JSON, or too large, 400 or 413; any other
+ * error (Herald refused a call) 502; an unknown path 404 and another method 405. Paths outside
+ * `/api/` are not its (false).
+ * @param {Record<string, (req: import('node:http').IncomingMessage) => Promise<unknown>>} routes
+ */
+export function jsonRoutes(routes) {
+  /**
+   * @param {import('node:http').IncomingMessage} req
+   * @param {import('node:http').ServerResponse} res
+   * @param {string} path
+   */
+  return async (req, res, path) => {
+    if (!path.startsWith('/api/')) return false;
+    const route = routes[`${req.method} ${path}`];
+    try {
+      if (route === undefined) {
+        const known = Object.keys(routes).some((k) => k.endsWith(` ${path}`));
+        throw known
+          ? new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here`)
+          : new HttpError(404, 'NOT_FOUND', `no endpoint ${path}`);
+      }
+      sendJson(res, 200, await route(req));
+    } catch (err) {
+      const status = /** @type {{ status?: unknown }} */ (err).status;
+      if (err instanceof HttpError) sendError(res, err.status, err.code, err.message);
+      else if (status === 400 || status === 413) {
+        sendError(res, status, 'BAD_REQUEST', 'Send a JSON object (of at most 16 KB)');
+      } else {
+        const e = /** @type {{ message?: string }} */ (err);
+        sendError(res, 502, 'HERALD', `Herald refused: ${e.message ?? String(err)}`);
+      }
+    }
+    return true;
+  };
 }
 
 /**

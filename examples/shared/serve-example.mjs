@@ -4,8 +4,8 @@
  *
  *     node examples/<name>/server.mjs --herald http://localhost:8080 --api-key KEY [--secret SECRET] [--port 3000]
  *
- * serves the example's `public/` at `/`, the SDK bundle at `/herald.min.js`, its backend under
- * `/api/`, and its backend hooks (if it has any) at `/hooks/<event>` (set Herald's `auth.hooks.url`
+ * serves the example's `public/` at `/`, the SDK bundle at `/herald.min.js`, what the pages share
+ * (this folder's `public/`) at `/shared/`, its backend under `/api/`, and its backend hooks (if it has any) at `/hooks/<event>` (set Herald's `auth.hooks.url`
  * to `http://<this host>:<port>/hooks`). Options may also come from the environment: HERALD_URL,
  * HERALD_API_KEY, HERALD_SECRET (Herald's `auth.hmacSecret`), PORT.
  */
@@ -35,6 +35,9 @@ const USAGE = `usage: node server.mjs --herald URL --api-key KEY [--secret SECRE
   --public-herald  Herald's URL as browsers reach it, if not the same as --herald
   --hook-key       Herald's auth.hooks.apiKey, checked on hook calls, if set
   --port, --host   where this example listens (PORT; default 3000, every interface)`;
+
+/** What every page loads as `../shared/<file>` (base.css, the layouts, page.js). */
+const SHARED_DIR = fileURLToPath(new URL('./public', import.meta.url));
 
 /** The SDK's `<script>` bundle: the installed `@herald/client`, else the one built in this repository. */
 function sdkPath() {
@@ -135,6 +138,9 @@ export async function serveExample(exampleUrl, argv = process.argv.slice(2)) {
     const urlPath = url.split('?', 1)[0] ?? '/';
     try {
       if (urlPath === '/herald.min.js') return await sendFile(req, res, sdk, path.dirname(sdk));
+      if (urlPath.startsWith('/shared/')) {
+        return await sendFile(req, res, fileInside(SHARED_DIR, urlPath.slice('/shared/'.length)), SHARED_DIR);
+      }
       if (urlPath.startsWith('/api/')) {
         if (!(await backend.handle(req, res, urlPath)) && !res.headersSent)
           sendError(res, 404, 'NOT_FOUND', 'no route');

@@ -23,9 +23,9 @@
  *   POST api/leave  {token, game}      { state }: cancels a waiting game, resigns a running one
  *   GET  api/game?id=<id>              { state }
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { heraldApi, mintToken } from '../shared/herald-api.mjs';
-import { pageHeraldUrl, readJson, sendJson } from '../shared/http.mjs';
+import { randomBytes } from 'node:crypto';
+import { heraldApi, mintToken, verifyToken } from '../shared/herald-api.mjs';
+import { HttpError, jsonRoutes, pageHeraldUrl, readObject } from '../shared/http.mjs';
 
 const PREFIX = 'ttt.game.';
 const LOBBY = 'ttt.lobby';
@@ -63,19 +63,6 @@ export const meta = {
  * }} GameState
  * @typedef {{ id: string, state: GameState, subscribers?: number, clients?: number, users?: number }} Listed
  */
-
-class HttpError extends Error {
-  /**
-   * @param {number} status
-   * @param {string} code
-   * @param {string} message
-   */
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
 
 /**
  * @param {{ heraldUrl: string, publicUrl?: string, apiKey: string, secret: string, base?: string }} opts
@@ -302,7 +289,7 @@ export function createBackend({ heraldUrl, publicUrl = '', apiKey, secret }) {
   const routes = {
     'GET /api/config': async (req) => ({ heraldUrl: pageHeraldUrl(req, publicUrl), lobby: LOBBY, prefix: PREFIX }),
     'POST /api/join': async (req) => {
-      const b = await body(req);
+      const b = await readObject(req);
       const name = cleanName(b.name);
       const old = verifyToken(secret, b.token, { ignoreExpiry: true });
       const id = typeof old?.sub === 'string' ? old.sub : `p-${randomBytes(8).toString('hex')}`;
@@ -319,49 +306,19 @@ export function createBackend({ heraldUrl, publicUrl = '', apiKey, secret }) {
         ...(g.clients === undefined ? {} : { clients: g.clients, users: g.users }),
       })),
     }),
-    'POST /api/play': async (req) => play(player((await body(req)).token)),
+    'POST /api/play': async (req) => play(player((await readObject(req)).token)),
     'POST /api/move': async (req) => {
-      const b = await body(req);
+      const b = await readObject(req);
       return { state: await move(player(b.token), b.game, b.square) };
     },
     'POST /api/leave': async (req) => {
-      const b = await body(req);
+      const b = await readObject(req);
       return { state: await leave(player(b.token), b.game) };
     },
     'GET /api/game': async (req) => ({ state: await load(new URL(req.url ?? '/', 'http://x').searchParams.get('id')) }),
   };
 
-  return {
-    /**
-     * @param {import('node:http').IncomingMessage} req
-     * @param {import('node:http').ServerResponse} res
-     * @param {string} path
-     */
-    async handle(req, res, path) {
-      if (!path.startsWith('/api/')) return false;
-      const route = routes[`${req.method} ${path}`];
-      try {
-        if (route === undefined) {
-          const known = Object.keys(routes).some((k) => k.endsWith(` ${path}`));
-          throw known
-            ? new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here`)
-            : new HttpError(404, 'NOT_FOUND', `no endpoint ${path}`);
-        }
-        sendJson(res, 200, await route(req));
-      } catch (err) {
-        const status = /** @type {{ status?: unknown }} */ (err).status;
-        if (err instanceof HttpError) sendJson(res, err.status, { error: { code: err.code, message: err.message } });
-        else if (status === 400 || status === 413) {
-          sendJson(res, status, { error: { code: 'BAD_REQUEST', message: 'Send a JSON object (of at most 16 KB)' } });
-        } else {
-          const e = /** @type {{ message?: string, status?: number }} */ (err);
-          sendJson(res, 502, { error: { code: 'HERALD', message: `Herald refused: ${e.message ?? String(err)}` } });
-        }
-      }
-      return true;
-    },
-    close() {},
-  };
+  return { handle: jsonRoutes(routes), close() {} };
 }
 
 /**
@@ -390,42 +347,4 @@ function markOf(s, me) {
 function cleanName(v) {
   const name = typeof v === 'string' ? v.replace(/\s+/g, ' ').trim().slice(0, 20) : '';
   return name === '' ? `Player ${Math.floor(1000 + Math.random() * 9000)}` : name;
-}
-
-/**
- * The claims of an HS256 JWT signed with `secret` (as `mintToken` makes them), or undefined.
- * @param {string} secret
- * @param {unknown} token
- * @param {{ ignoreExpiry?: boolean }} [opts]
- * @returns {Record<string, unknown> | undefined}
- */
-export function verifyToken(secret, token, opts = {}) {
-  if (typeof token !== 'string') return undefined;
-  const [head, body, sig, extra] = token.split('.');
-  if (head === undefined || body === undefined || sig === undefined || extra !== undefined) return undefined;
-  const want = createHmac('sha256', secret).update(`${head}.${body}`).digest();
-  const got = Buffer.from(sig, 'base64url');
-  if (got.length !== want.length || !timingSafeEqual(got, want)) return undefined;
-  try {
-    if (JSON.parse(Buffer.from(head, 'base64url').toString('utf8')).alg !== 'HS256') return undefined;
-    const claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
-    if (typeof claims !== 'object' || claims === null) return undefined;
-    if (opts.ignoreExpiry !== true && typeof claims.exp === 'number' && claims.exp * 1000 < Date.now())
-      return undefined;
-    return claims;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The request's JSON object (at most 16 KB).
- * @param {import('node:http').IncomingMessage} req
- * @returns {Promise<Record<string, any>>}
- */
-async function body(req) {
-  const v = await readJson(req, 16_384);
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new HttpError(400, 'BAD_REQUEST', 'Send a JSON object');
-  return v;
 }

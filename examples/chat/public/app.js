@@ -1,75 +1,18 @@
 // Chat in the browser: plain JavaScript over the Herald SDK (the global `Herald` of
-// ../herald.min.js). A room is a channel, `chat.room.<name>`: entering subscribes with a backlog
+// ../herald.min.js) and what the demo pages share (`DemoPage`, ../shared/page.js). A room is a channel, `chat.room.<name>`: entering subscribes with a backlog
 // (the latest messages), who is online is the channel's presence (each entry carries the nickname
 // from the connection token's `info`), and the subscription's `join` and `leave` events keep that
 // list current and write the notices. Messages are sent to the backend (api/say), which stamps the
 // nickname from the verified token and publishes; clients cannot publish themselves.
 'use strict';
+/* global DemoPage */
 
-const TRANSPORTS = {
-  ws: 'websocket',
-  websocket: 'websocket',
-  stream: 'http-stream',
-  'http-stream': 'http-stream',
-  sse: 'sse',
-  poll: 'long-poll',
-  'long-poll': 'long-poll',
-};
-const forced = TRANSPORTS[new URLSearchParams(location.search).get('transport') ?? ''];
+const { api, el, expiresSoon } = DemoPage;
+const store = DemoPage.store('chat');
 const ROOM = /^[a-z0-9][a-z0-9-]{0,23}$/;
 const BACKLOG = 50;
 
 const $ = (sel) => document.querySelector(sel);
-
-/** An element with attributes (`class`, `text`, others as attributes) and children. */
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === false) continue;
-    if (k === 'text') e.textContent = v;
-    else if (k === 'class') e.className = v;
-    else e.setAttribute(k, v === true ? '' : v);
-  }
-  e.append(...children);
-  return e;
-}
-
-const store = {
-  get(key) {
-    try {
-      return JSON.parse(localStorage.getItem(`chat.${key}`) ?? 'null');
-    } catch {
-      return null;
-    }
-  },
-  set: (key, value) => localStorage.setItem(`chat.${key}`, JSON.stringify(value)),
-  del: (key) => localStorage.removeItem(`chat.${key}`),
-};
-
-/** GET (no body) or POST (JSON body) to the backend; rejects with its error message. */
-async function api(path, body) {
-  const init =
-    body === undefined
-      ? { cache: 'no-store' }
-      : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
-  const res = await fetch(`api/${path}`, init);
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const e = new Error(data.error?.message ?? `The server answered ${res.status}`);
-    e.code = data.error?.code;
-    throw e;
-  }
-  return data;
-}
-
-function expiresSoon(token) {
-  try {
-    const claims = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
-    return claims.exp * 1000 < Date.now() + 3600_000;
-  } catch {
-    return true;
-  }
-}
 
 const COLORS = ['#2563eb', '#db2777', '#059669', '#7c3aed', '#ea580c', '#0891b2', '#b91c1c', '#4f46e5'];
 
@@ -88,26 +31,12 @@ let me = null;
 let herald = null;
 /** The room on screen: {name, sub, clients: Map<client, {user, nick}>, left: Set<client>, entered}. */
 let room = null;
-let errorTimer = 0;
 
 function show(panel) {
   for (const id of ['login', 'pick', 'chat']) $(`#${id}`).hidden = id !== panel;
 }
 
-function showError(text) {
-  const e = $('#error');
-  e.textContent = text;
-  e.hidden = false;
-  clearTimeout(errorTimer);
-  errorTimer = setTimeout(() => (e.hidden = true), 6000);
-}
-
-function showConnection() {
-  const c = $('#conn');
-  c.dataset.state = herald.state;
-  c.textContent = herald.state === 'connected' ? 'live' : herald.state;
-  $('#transport').textContent = herald.state === 'connected' ? `Connected over ${herald.transport}.` : '';
-}
+const showError = (text) => DemoPage.flash($('#error'), text);
 
 // ---- rooms ---------------------------------------------------------------------------------------
 
@@ -319,9 +248,7 @@ async function login(e) {
 }
 
 function connect() {
-  herald = new Herald(cfg.heraldUrl, { token: me.token, ...(forced ? { transports: [forced] } : {}) });
-  herald.on('state', showConnection);
-  herald.on('connected', showConnection);
+  herald = DemoPage.connect(cfg, { token: me.token });
 }
 
 async function main() {

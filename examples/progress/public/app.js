@@ -1,43 +1,19 @@
 // Progress page: start a job, follow `progress.<job>` with `backlog: 1`, keep the job id in the URL.
 'use strict';
+/* global DemoPage */
 
 // HTTP streaming first (the point of this demo), then the others if it cannot connect.
 const DEFAULT_ORDER = ['http-stream', 'sse', 'long-poll', 'websocket'];
-const TRANSPORTS = [
-  { key: '', label: 'Auto', names: DEFAULT_ORDER, title: 'HTTP streaming, else SSE, long-polling, WebSocket' },
-  { key: 'ws', label: 'WebSocket', names: ['websocket'] },
-  { key: 'stream', label: 'Stream', names: ['http-stream'] },
-  { key: 'sse', label: 'SSE', names: ['sse'] },
-  { key: 'poll', label: 'Long-poll', names: ['long-poll'] },
-];
+const AUTO = 'HTTP streaming, else SSE, long-polling, WebSocket';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const chosen = TRANSPORTS.find((t) => t.key === (params.get('transport') ?? '')) ?? TRANSPORTS[0];
+const { showStatus } = DemoPage;
 /** Every percentage shown, in order (the tests read it). */
 window.progressLog = [];
 
-function renderTransportSwitch() {
-  const nav = $('transports');
-  nav.replaceChildren();
-  for (const t of TRANSPORTS) {
-    const next = new URLSearchParams(location.search);
-    if (t.key === '') next.delete('transport');
-    else next.set('transport', t.key);
-    const a = document.createElement('a');
-    a.textContent = t.label;
-    a.href = `?${next}`;
-    if (t.title) a.title = t.title;
-    if (t === chosen) a.setAttribute('aria-current', 'true');
-    nav.append(a);
-  }
-}
-
-function showStatus(state, text) {
-  const el = $('status');
-  el.dataset.state = state;
-  el.lastElementChild.textContent = text;
-}
+/** Links that reload the page with another `?transport=` (and the same job). */
+const renderTransportSwitch = () => DemoPage.transportSwitch($('transports'), AUTO);
 
 const count = new Intl.NumberFormat('en-US');
 let received = 0;
@@ -113,9 +89,7 @@ async function startJob() {
   $('start').textContent = 'Starting…';
   resetView('Starting…');
   try {
-    const res = await fetch('api/start', { method: 'POST' });
-    const body = await res.json();
-    if (!res.ok) throw new Error(body.error?.message ?? `HTTP ${res.status}`);
+    const body = await DemoPage.json(await fetch('api/start', { method: 'POST' }));
     const next = new URLSearchParams(location.search);
     next.set('job', body.job);
     history.replaceState(null, '', `?${next}`);
@@ -130,20 +104,8 @@ async function startJob() {
 
 async function main() {
   renderTransportSwitch();
-  const config = await fetch('api/config').then((r) => {
-    if (!r.ok) throw new Error(`api/config: HTTP ${r.status}`);
-    return r.json();
-  });
-  herald = new Herald(config.heraldUrl || location.origin, { transports: chosen.names });
-  herald.on('state', (s) => {
-    if (s.state === 'connected') return;
-    const why = s.error ? `: ${s.error.message}` : '';
-    showStatus(s.state, s.state === 'connecting' ? `Connecting…${why}` : `${s.state}${why}`);
-  });
-  herald.on('connected', (e) => {
-    showStatus('connected', 'Connected');
-    $('transport').textContent = e.transport;
-  });
+  const config = await DemoPage.json(await fetch('api/config'));
+  herald = DemoPage.connect(config, { transports: DEFAULT_ORDER });
   $('start').addEventListener('click', () => void startJob());
   const job = params.get('job');
   if (job && /^[A-Za-z0-9_-]{1,64}$/.test(job)) {

@@ -1,38 +1,8 @@
 // Ticker page: one subscription to `ticker.**`, a table row per symbol, and a count of what arrives.
 'use strict';
-
-const TRANSPORTS = [
-  { key: '', label: 'Auto', names: undefined }, // the SDK's order: WebSocket, HTTP stream, SSE, long-poll
-  { key: 'ws', label: 'WebSocket', names: ['websocket'] },
-  { key: 'stream', label: 'Stream', names: ['http-stream'] },
-  { key: 'sse', label: 'SSE', names: ['sse'] },
-  { key: 'poll', label: 'Long-poll', names: ['long-poll'] },
-];
+/* global DemoPage */
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const chosen = TRANSPORTS.find((t) => t.key === (params.get('transport') ?? '')) ?? TRANSPORTS[0];
-
-/** Links that reload the page with another `?transport=`. */
-function renderTransportSwitch() {
-  const nav = $('transports');
-  for (const t of TRANSPORTS) {
-    const next = new URLSearchParams(location.search);
-    if (t.key === '') next.delete('transport');
-    else next.set('transport', t.key);
-    const a = document.createElement('a');
-    a.textContent = t.label;
-    a.href = `?${next}`;
-    if (t === chosen) a.setAttribute('aria-current', 'true');
-    nav.append(a);
-  }
-}
-
-function showStatus(state, text) {
-  const el = $('status');
-  el.dataset.state = state;
-  el.lastElementChild.textContent = text;
-}
 
 const price = new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const count = new Intl.NumberFormat('en-US');
@@ -88,24 +58,12 @@ function showCounters() {
 }
 
 async function main() {
-  renderTransportSwitch();
-  const config = await fetch('api/config').then((r) => {
-    if (!r.ok) throw new Error(`api/config: HTTP ${r.status}`);
-    return r.json();
-  });
+  DemoPage.transportSwitch($('transports')); // Auto: the SDK's order (WebSocket, HTTP stream, SSE, long-poll)
+  const config = await DemoPage.json(await fetch('api/config'));
   for (const q of config.quotes) addRow(q);
   $('viewers').textContent = String(config.viewers || 1);
 
-  const herald = new Herald(config.heraldUrl || location.origin, chosen.names ? { transports: chosen.names } : {});
-  herald.on('state', (s) => {
-    if (s.state === 'connected') return;
-    const why = s.error ? `: ${s.error.message}` : '';
-    showStatus(s.state, s.state === 'connecting' ? `Connecting…${why}` : `${s.state}${why}`);
-  });
-  herald.on('connected', (e) => {
-    showStatus('connected', 'Connected');
-    $('transport').textContent = e.transport;
-  });
+  const herald = DemoPage.connect(config);
 
   const sub = herald.subscribe(config.channel);
   sub.on('publication', (p) => {
@@ -115,8 +73,8 @@ async function main() {
     if (row) paint(row, p.data.price);
     if (p.data.viewers) $('viewers').textContent = count.format(p.data.viewers);
   });
-  sub.on('error', (e) => showStatus('error', `Subscription refused: ${e.message}`));
+  sub.on('error', (e) => DemoPage.showStatus('error', `Subscription refused: ${e.message}`));
   setInterval(showCounters, 250);
 }
 
-main().catch((err) => showStatus('error', String(err.message || err)));
+main().catch((err) => DemoPage.showStatus('error', String(err.message || err)));

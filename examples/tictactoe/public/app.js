@@ -1,74 +1,17 @@
 // TicTacToe in the browser: plain JavaScript over the Herald SDK (the global `Herald` of
-// ../herald.min.js). The page never decides a move: it sends each click to the backend
+// ../herald.min.js) and what the demo pages share (`DemoPage`, ../shared/page.js). The page never decides a move: it sends each click to the backend
 // (api/move), which checks it and publishes the game's new state to the game's channel; every
 // player and spectator subscribed to that channel renders what comes. The player id, the game id
 // and the game's cursor stay in localStorage, so a closed tab comes back to its game and gets the
 // moves it missed from Herald (subscribe with `since`).
 'use strict';
+/* global DemoPage */
 
-const TRANSPORTS = {
-  ws: 'websocket',
-  websocket: 'websocket',
-  stream: 'http-stream',
-  'http-stream': 'http-stream',
-  sse: 'sse',
-  poll: 'long-poll',
-  'long-poll': 'long-poll',
-};
-const forced = TRANSPORTS[new URLSearchParams(location.search).get('transport') ?? ''];
+const { api, el, expiresSoon } = DemoPage;
+const store = DemoPage.store('ttt');
 const MARKS = { X: '✕', O: '◯' };
 
 const $ = (sel) => document.querySelector(sel);
-
-/** An element with attributes (`class`, `text`, others as attributes) and children. */
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === false) continue;
-    if (k === 'text') e.textContent = v;
-    else if (k === 'class') e.className = v;
-    else e.setAttribute(k, v === true ? '' : v);
-  }
-  e.append(...children);
-  return e;
-}
-
-const store = {
-  get(key) {
-    try {
-      return JSON.parse(localStorage.getItem(`ttt.${key}`) ?? 'null');
-    } catch {
-      return null;
-    }
-  },
-  set: (key, value) => localStorage.setItem(`ttt.${key}`, JSON.stringify(value)),
-  del: (key) => localStorage.removeItem(`ttt.${key}`),
-};
-
-/** GET (no body) or POST (JSON body) to the backend; rejects with its error message. */
-async function api(path, body) {
-  const init =
-    body === undefined
-      ? { cache: 'no-store' }
-      : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
-  const res = await fetch(`api/${path}`, init);
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const e = new Error(data.error?.message ?? `The server answered ${res.status}`);
-    e.code = data.error?.code;
-    throw e;
-  }
-  return data;
-}
-
-function expiresSoon(token) {
-  try {
-    const claims = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
-    return claims.exp * 1000 < Date.now() + 3600_000;
-  } catch {
-    return true;
-  }
-}
 
 let cfg;
 /** {player, name, token}: who this browser is. */
@@ -80,7 +23,6 @@ let lobbyTimer = 0;
 let lobbySeq = 0;
 /** The game on screen: {id, role: 'player' | 'watch', sub, state, online: Map<client, user>, left: Set<client>}. */
 let current = null;
-let noticeTimer = 0;
 
 /** The saved identity, or a new one (a new name keeps the player id). */
 async function identity(name) {
@@ -95,20 +37,7 @@ function show(view) {
   for (const v of document.querySelectorAll('.view')) v.hidden = v.id !== view;
 }
 
-function notice(text) {
-  const n = $('#notice');
-  n.textContent = text;
-  n.hidden = false;
-  clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => (n.hidden = true), 6000);
-}
-
-function showConnection() {
-  const c = $('#conn');
-  c.dataset.state = herald.state;
-  c.textContent = herald.state === 'connected' ? 'live' : herald.state;
-  $('#transport').textContent = herald.state === 'connected' ? `Connected over ${herald.transport}.` : '';
-}
+const notice = (text) => DemoPage.flash($('#notice'), text);
 
 // ---- lobby ---------------------------------------------------------------------------------------
 
@@ -373,9 +302,7 @@ function route() {
 async function main() {
   cfg = await api('config');
   me = await identity();
-  herald = new Herald(cfg.heraldUrl, { token: me.token, ...(forced ? { transports: [forced] } : {}) });
-  herald.on('state', showConnection);
-  herald.on('connected', showConnection);
+  herald = DemoPage.connect(cfg, { token: me.token });
   $('#play-form').addEventListener('submit', (e) => {
     e.preventDefault();
     void play();

@@ -11,24 +11,12 @@
  * With HERALD_SCREENSHOTS=1 it writes docs/img/demo-chat.png (and 400 px wide ones to /tmp).
  * Skipped when Chromium is not installed, except in CI (CI=true), where that fails.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { HeraldServer, prepareDemos } from '@herald/server';
-import { CHROMIUM, chromiumPresent, launchChromium, tempDir, until } from '@herald/test-support';
-import { testConfig } from '@herald/test-support/server';
-import { bundleClient } from '../../../scripts/bundle-client.mjs';
+import { chromiumPresent, until } from '@herald/test-support';
+import { DemoBrowser, seen, startOneDemo, visibleText, type DemoServer } from './support/demo-server.js';
 
-/**
- * What the functions run in the page (page.evaluate) use of its globals: this project type-checks
- * without the DOM library.
- */
-interface PageElement {
-  textContent: string | null;
-  closest(selector: string): PageElement | null;
-}
-declare const document: { querySelector(selector: string): PageElement | null };
+/** What the functions run in the page (page.evaluate) use of its globals (no DOM library here). */
 declare const window: { Herald: new (url: string, opts: object) => any };
 declare const location: { origin: string };
 
@@ -37,56 +25,23 @@ const shots = process.env['HERALD_SCREENSHOTS'] === '1';
 const SECRET = 'demo-chat-hmac-secret-0123456789';
 const APP = '/demo/chat';
 
-/**
- * Herald with its /demo/ mount, as `herald serve` runs it, with only this demo (no other demo's
- * timers) and the SDK bundle built from the current sources.
- */
-async function heraldWithDemo(name: string): Promise<{ server: HeraldServer; url: string; close(): Promise<void> }> {
-  const dir = tempDir(`demo-${name}`);
-  const { iife } = await bundleClient();
-  writeFileSync(join(dir.path, 'herald.min.js'), iife.code);
-  const examples = new URL('../../../examples/index.mjs', import.meta.url).href;
-  writeFileSync(
-    join(dir.path, 'index.mjs'),
-    `import { loadDemos as all } from ${JSON.stringify(examples)};\n` +
-      `export const loadDemos = async () => (await all()).filter((d) => d.name === ${JSON.stringify(name)});\n`,
-  );
-  const config = testConfig({ auth: { hmacSecret: SECRET }, http: { pollTimeout: 2000 } });
-  const demos = await prepareDemos(config, { examplesDir: dir.path, sdkPath: join(dir.path, 'herald.min.js') });
-  if (demos?.names.join() !== name) throw new Error(`the ${name} demo did not load`);
-  const server = new HeraldServer(config, { demos });
-  const { port } = await server.listen();
-  return {
-    server,
-    url: `http://127.0.0.1:${port}`,
-    close: async () => {
-      await server.close();
-      dir.remove();
-    },
-  };
-}
-
 describe.skipIf(!chromiumPresent && !ci)('Chat demo in headless Chromium', () => {
-  let herald: Awaited<ReturnType<typeof heraldWithDemo>>;
+  let herald: DemoServer;
   let site: string;
-  let browser: Browser;
-  const contexts: BrowserContext[] = [];
-  const pageErrors: string[] = [];
+  const browser = new DemoBrowser();
 
   beforeAll(async () => {
-    if (!chromiumPresent) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
-    herald = await heraldWithDemo('chat');
+    await browser.launch();
+    herald = await startOneDemo('chat', SECRET);
     site = herald.url;
-    browser = await launchChromium();
   }, 60_000);
 
   afterEach(async () => {
-    for (const c of contexts.splice(0)) await c.close();
-    expect(pageErrors.splice(0)).toEqual([]);
+    expect(await browser.reset()).toEqual([]);
   });
 
   afterAll(async () => {
-    await browser?.close();
+    await browser.close();
     await herald?.close();
   });
 
@@ -94,10 +49,7 @@ describe.skipIf(!chromiumPresent && !ci)('Chat demo in headless Chromium', () =>
 
   /** A browser of its own, on the page (`hash`: a room to go to), signed in as `nick`. */
   async function person(nick: string, query = '', hash = ''): Promise<{ ctx: BrowserContext; page: Page }> {
-    const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
-    contexts.push(ctx);
-    const page = await ctx.newPage();
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    const { ctx, page } = await browser.person();
     await page.goto(`${site}${APP}/${query}${hash}`);
     await until(async () => (await visible(page, '#login')) === true, `${nick}: the nickname form`);
     await page.fill('#nick', nick);
@@ -106,33 +58,10 @@ describe.skipIf(!chromiumPresent && !ci)('Chat demo in headless Chromium', () =>
     return { ctx, page };
   }
 
-  const visible = (page: Page, sel: string): Promise<boolean> =>
-    page.evaluate((s) => {
-      const e = document.querySelector(s);
-      return e !== null && e.closest('[hidden]') === null;
-    }, sel);
+  const visible = async (page: Page, sel: string): Promise<boolean> => (await visibleText(page, sel)) !== null;
 
   const texts = (page: Page, sel: string): Promise<string[]> =>
     page.$$eval(sel, (els) => els.map((e) => (e.textContent ?? '').trim()));
-
-  /** Waits until the (visible) element's text equals `want` or matches it. */
-  async function seen(page: Page, sel: string, want: string | RegExp, what: string): Promise<void> {
-    let last: string | null = null;
-    await until(
-      async () => {
-        last = await page.evaluate((s) => {
-          const e = document.querySelector(s);
-          return e === null || e.closest('[hidden]') !== null ? null : (e.textContent ?? '');
-        }, sel);
-        return last !== null && (typeof want === 'string' ? last === want : want.test(last));
-      },
-      what,
-      15_000,
-      25,
-    ).catch((err: Error) => {
-      throw new Error(`${err.message} (${sel} is ${JSON.stringify(last)})`);
-    });
-  }
 
   /** Waits until the list's texts are exactly `want` (in any order). */
   async function list(page: Page, sel: string, want: string[], what: string): Promise<void> {

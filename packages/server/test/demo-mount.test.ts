@@ -36,6 +36,28 @@ function raw(
   });
 }
 
+/**
+ * Requests that try to get out of `/demo/<dir>/` (to `file` beside its public folder, or further),
+ * or at hidden or malformed names; `inside` is a file that is there.
+ */
+const waysOut = (dir: string, file: string, inside: string): string[] =>
+  [
+    `../${file}`,
+    `%2e%2e/${file}`,
+    `.%2e/${file}`,
+    `..%2f${file}`,
+    '%2e%2e%2f%2e%2e%2f%2e%2e%2fpackage.json',
+    `..%5c${file}`,
+    `%5c..%5c${file}`,
+    `public/../../${file}`,
+    `./${inside}`,
+    '.hidden',
+    `${inside}%00.html`,
+    '%E0%A4%A',
+    '/etc/passwd',
+    '%2Fetc%2Fpasswd',
+  ].map((p) => `/demo/${dir}/${p}`);
+
 describe('the demos of the repository', () => {
   let srv: DemoServer;
   let sdk: string;
@@ -75,7 +97,7 @@ describe('the demos of the repository', () => {
       ['', 'text/html; charset=utf-8', '<script src="../herald.min.js"></script>'],
       ['index.html', 'text/html; charset=utf-8', 'app.js'],
       ['app.js', 'text/javascript; charset=utf-8', "fetch('api/config')"],
-      ['style.css', 'text/css; charset=utf-8', '.switch'],
+      ['style.css', 'text/css; charset=utf-8', '.job-meta {'],
     ] as const) {
       const res = await fetch(`${srv.url}/demo/progress/${file}`);
       expect(res.status, file).toBe(200);
@@ -98,22 +120,32 @@ describe('the demos of the repository', () => {
     expect(await res.text()).toContain('globalThis.Herald');
   });
 
+  it("serves the pages' shared files at /demo/shared/ (each one a page loads), and lists no demo named shared", async () => {
+    const loaded = new Set<string>();
+    for (const name of srv.demos?.names ?? []) {
+      const html = await (await fetch(`${srv.url}/demo/${name}/`)).text();
+      const refs = [...html.matchAll(/(?:href|src)="\.\.\/shared\/([^"]+)"/g)].map((m) => m[1] ?? '');
+      expect(refs, name).toEqual(expect.arrayContaining(['base.css', 'page.js']));
+      for (const file of refs) loaded.add(file);
+    }
+    expect([...loaded].sort()).toEqual(['app-bar.css', 'base.css', 'page.js', 'toolbar.css']);
+    const types: Record<string, string> = { css: 'text/css; charset=utf-8', js: 'text/javascript; charset=utf-8' };
+    for (const file of loaded) {
+      // Served as a demo's own files are (above).
+      const res = await fetch(`${srv.url}/demo/shared/${file}`);
+      const got = [res.status, res.headers.get('content-type'), res.headers.get('cache-control')];
+      expect(got, file).toEqual([200, types[file.slice(file.lastIndexOf('.') + 1)], 'no-cache']);
+    }
+    expect(await (await fetch(`${srv.url}/demo/shared/page.js`)).text()).toContain('window.DemoPage');
+    expect(srv.demos?.names).not.toContain('shared');
+    expect(await (await fetch(`${srv.url}/demo/`)).text()).not.toContain('href="shared/"');
+    const post = await raw(srv.port, '/demo/shared/page.js', 'POST');
+    expect([post.status, post.headers['allow']]).toEqual([405, 'GET, HEAD']);
+  });
+
   it('refuses every way out of the public folder', async () => {
     const attempts = [
-      '/demo/progress/../backend.mjs',
-      '/demo/progress/%2e%2e/backend.mjs',
-      '/demo/progress/.%2e/backend.mjs',
-      '/demo/progress/..%2fbackend.mjs',
-      '/demo/progress/%2e%2e%2f%2e%2e%2f%2e%2e%2fpackage.json',
-      '/demo/progress/..%5cbackend.mjs',
-      '/demo/progress/%5c..%5cbackend.mjs',
-      '/demo/progress/public/../../backend.mjs',
-      '/demo/progress/./app.js',
-      '/demo/progress/.hidden',
-      '/demo/progress/app.js%00.html',
-      '/demo/progress/%E0%A4%A',
-      '/demo/progress//etc/passwd',
-      '/demo/progress/%2Fetc%2Fpasswd',
+      ...waysOut('progress', 'backend.mjs', 'app.js'),
       '/demo/../package.json',
       '/demo/%2e%2e/package.json',
     ];
@@ -121,6 +153,20 @@ describe('the demos of the repository', () => {
       const res = await raw(srv.port, p);
       expect(res.status, p).toBe(404);
       expect(res.body, p).not.toMatch(/createBackend|"workspaces"|root:/);
+    }
+  });
+
+  it('refuses every way out of the shared folder, which has no index and no API', async () => {
+    const attempts = [
+      ...waysOut('shared', 'herald-api.mjs', 'page.js'),
+      '/demo/shared',
+      '/demo/shared/',
+      '/demo/shared/api/config',
+    ];
+    for (const p of attempts) {
+      const res = await raw(srv.port, p);
+      expect(res.status, p).toBe(404);
+      expect(res.body, p).not.toMatch(/createHmac|DEMO_NAMES|"workspaces"|root:/);
     }
   });
 
@@ -220,6 +266,7 @@ const publicDir = fileURLToPath(new URL('./public/', import.meta.url));
 export async function loadDemos() {
   return [
     { name: 'broken', error: 'SyntaxError: boom' },
+    { name: 'shared', publicDir, meta: { title: 'Shared', description: '' }, createBackend: () => ({ handle: () => false }) },
     {
       name: 'bad', publicDir, meta: { title: 'Bad', description: '', namespaces: { bad: { historySize: 'lots' } } },
       createBackend: () => ({ handle: () => false }),
@@ -287,6 +334,12 @@ describe('demos of a test’s own', () => {
     expect(html).toContain('<h2>Game &lt;1&gt;</h2>');
     expect(html).toContain('<p>a &amp; b</p>');
     expect((await raw(srv.port, '/demo/broken/')).status).toBe(404);
+  });
+
+  it("leaves out a demo named shared (where the pages' shared files are), and serves none of those here", async () => {
+    expect(srv.demos?.names).not.toContain('shared');
+    expect((await raw(srv.port, '/demo/shared/')).status).toBe(404);
+    expect((await raw(srv.port, '/demo/shared/index.html')).status).toBe(404);
   });
 
   it('keeps a namespace the operator configured, and a configured secret', () => {

@@ -12,26 +12,15 @@
  * With HERALD_SCREENSHOTS=1 it writes docs/img/demo-tictactoe.png (and a 400 px wide one to /tmp).
  * Skipped when Chromium is not installed, except in CI (CI=true), where that fails.
  */
-import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { HeraldServer, prepareDemos } from '@herald/server';
-import { CHROMIUM, chromiumPresent, launchChromium, tempDir, until } from '@herald/test-support';
-import { API_KEY, testConfig } from '@herald/test-support/server';
-import { bundleClient } from '../../../scripts/bundle-client.mjs';
+import { chromiumPresent, until } from '@herald/test-support';
+import { API_KEY } from '@herald/test-support/server';
 import { createBackend } from '../../../examples/tictactoe/backend.mjs';
+import { DemoBrowser, seen, startOneDemo, visibleText, type DemoServer } from './support/demo-server.js';
 
-/**
- * What the functions run in the page (page.evaluate) use of its globals: this project type-checks
- * without the DOM library.
- */
-interface PageElement {
-  textContent: string | null;
-  closest(selector: string): PageElement | null;
-}
-declare const document: { querySelector(selector: string): PageElement | null };
+/** What the functions run in the page (page.evaluate) use of its globals (no DOM library here). */
 declare const localStorage: { getItem(key: string): string | null };
 
 const ci = process.env['CI'] === 'true';
@@ -39,49 +28,18 @@ const shots = process.env['HERALD_SCREENSHOTS'] === '1';
 const SECRET = 'demo-tictactoe-hmac-secret-0123456789';
 const APP = '/demo/tictactoe';
 
-/**
- * Herald with its /demo/ mount, as `herald serve` runs it, with only this demo (no other demo's
- * timers) and the SDK bundle built from the current sources.
- */
-async function heraldWithDemo(name: string): Promise<{ server: HeraldServer; url: string; close(): Promise<void> }> {
-  const dir = tempDir(`demo-${name}`);
-  const { iife } = await bundleClient();
-  writeFileSync(join(dir.path, 'herald.min.js'), iife.code);
-  const examples = new URL('../../../examples/index.mjs', import.meta.url).href;
-  writeFileSync(
-    join(dir.path, 'index.mjs'),
-    `import { loadDemos as all } from ${JSON.stringify(examples)};\n` +
-      `export const loadDemos = async () => (await all()).filter((d) => d.name === ${JSON.stringify(name)});\n`,
-  );
-  const config = testConfig({ auth: { hmacSecret: SECRET }, http: { pollTimeout: 2000 } });
-  const demos = await prepareDemos(config, { examplesDir: dir.path, sdkPath: join(dir.path, 'herald.min.js') });
-  if (demos?.names.join() !== name) throw new Error(`the ${name} demo did not load`);
-  const server = new HeraldServer(config, { demos });
-  const { port } = await server.listen();
-  return {
-    server,
-    url: `http://127.0.0.1:${port}`,
-    close: async () => {
-      await server.close();
-      dir.remove();
-    },
-  };
-}
-
 describe.skipIf(!chromiumPresent && !ci)('TicTacToe demo in headless Chromium', () => {
-  let herald: Awaited<ReturnType<typeof heraldWithDemo>>;
+  let herald: DemoServer;
   let site: string;
   /** A second backend of the example, on a server of its own, to race the mounted one. */
   let other: ReturnType<typeof createBackend>;
   let otherWeb: Server;
   let otherSite: string;
-  let browser: Browser;
-  const contexts: BrowserContext[] = [];
-  const pageErrors: string[] = [];
+  const browser = new DemoBrowser();
 
   beforeAll(async () => {
-    if (!chromiumPresent) throw new Error(`Chromium is not at ${CHROMIUM} (CI=true: the browser test must run)`);
-    herald = await heraldWithDemo('tictactoe');
+    await browser.launch();
+    herald = await startOneDemo('tictactoe', SECRET);
     site = herald.url;
     other = createBackend({ heraldUrl: site, publicUrl: site, apiKey: API_KEY, secret: SECRET, base: '' });
     otherWeb = createServer((req, res) => {
@@ -89,16 +47,14 @@ describe.skipIf(!chromiumPresent && !ci)('TicTacToe demo in headless Chromium', 
     });
     await new Promise<void>((r) => otherWeb.listen(0, '127.0.0.1', r));
     otherSite = `http://127.0.0.1:${(otherWeb.address() as { port: number }).port}`;
-    browser = await launchChromium();
   }, 60_000);
 
   afterEach(async () => {
-    for (const c of contexts.splice(0)) await c.close();
-    expect(pageErrors.splice(0)).toEqual([]);
+    expect(await browser.reset()).toEqual([]);
   });
 
   afterAll(async () => {
-    await browser?.close();
+    await browser.close();
     await other?.close();
     await new Promise((r) => (otherWeb ? otherWeb.close(r) : r(undefined)));
     await herald?.close();
@@ -106,43 +62,16 @@ describe.skipIf(!chromiumPresent && !ci)('TicTacToe demo in headless Chromium', 
 
   // ---- helpers ----------------------------------------------------------------------------------
 
-  const watch = (page: Page): Page => {
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    return page;
-  };
-
   /** A browser of its own (a context: its own localStorage), on the page, in the lobby, named. */
   async function player(name: string, query = '', width = 1000): Promise<{ ctx: BrowserContext; page: Page }> {
-    const ctx = await browser.newContext({ viewport: { width, height: 700 } });
-    contexts.push(ctx);
-    const page = watch(await ctx.newPage());
+    const { ctx, page } = await browser.person(width);
     await page.goto(`${site}${APP}/${query}`);
     await seen(page, '#conn', 'live', `${name}: connected`);
     await page.fill('#name', name);
     return { ctx, page };
   }
 
-  const text = (page: Page, sel: string): Promise<string | null> =>
-    page.evaluate((s) => {
-      const e = document.querySelector(s);
-      return e === null || e.closest('[hidden]') !== null ? null : (e.textContent ?? '');
-    }, sel);
-
-  /** Waits until the (visible) element's text equals `want` or matches it. */
-  async function seen(page: Page, sel: string, want: string | RegExp, what: string, ms = 15_000): Promise<void> {
-    let last: string | null = null;
-    await until(
-      async () => {
-        last = await text(page, sel);
-        return last !== null && (typeof want === 'string' ? last === want : want.test(last));
-      },
-      what,
-      ms,
-      25,
-    ).catch((err: Error) => {
-      throw new Error(`${err.message} (${sel} is ${JSON.stringify(last)})`);
-    });
-  }
+  const text = visibleText;
 
   const board = (page: Page): Promise<string> =>
     page.$$eval('#board .cell', (cells) => cells.map((c) => c.textContent || '.').join(''));
@@ -279,7 +208,7 @@ describe.skipIf(!chromiumPresent && !ci)('TicTacToe demo in headless Chromium', 
     // Alice closes her tab; Bob moves; Alice opens the page again: her game, with Bob's move.
     await alice.close();
     await playMove(bob, 2, '✕✕◯.◯....', []);
-    const again = watch(await aliceCtx.newPage());
+    const again = browser.watch(await aliceCtx.newPage());
     await again.goto(`${site}${APP}/`);
     await seeBoard(again, '✕✕◯.◯....', 'Alice back, with the move she missed');
     await seen(again, '#status', 'Your turn (✕)', 'Alice to play');

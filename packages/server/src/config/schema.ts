@@ -191,8 +191,16 @@ const host: Check<string> = (raw) => {
   return bad(`must be a host name or IP address to listen on (like "0.0.0.0", "127.0.0.1" or "::"), got ${show(raw)}`);
 };
 
-/** A list, from an array or from one comma-separated string (environment variables, flags). */
-function list(item: Check<string>): Check<string[]> {
+/**
+ * A list of `item`s, from an array or from one comma-separated string (environment variables,
+ * flags). `wrongType` says what was expected; `clash` names what must not appear twice among the
+ * values (undefined: nothing).
+ */
+function list<T>(
+  item: Check<T>,
+  wrongType: (raw: unknown) => string = (raw) => `must be a list (or a comma-separated string), got ${show(raw)}`,
+  clash: (values: T[]) => string | undefined = () => undefined,
+): Check<T[]> {
   return (raw) => {
     let items: unknown[];
     if (Array.isArray(raw)) items = raw;
@@ -201,14 +209,16 @@ function list(item: Check<string>): Check<string[]> {
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s !== '');
-    else return bad(`must be a list (or a comma-separated string), got ${show(raw)}`);
-    const values: string[] = [];
+    else return bad(wrongType(raw));
+    const values: T[] = [];
     const problems: Problem[] = [];
     items.forEach((x, i) => {
       const r = item(x);
       if (r.ok) values.push(r.value);
       else for (const p of r.problems) problems.push({ sub: `[${i}]${p.sub ?? ''}`, message: p.message });
     });
+    const message = clash(values);
+    if (message !== undefined) problems.push({ message });
     return problems.length > 0 ? { ok: false, problems } : ok(values);
   };
 }
@@ -344,7 +354,7 @@ function plainRule(raw: unknown): Checked<PlainIngestRule> {
 }
 
 /** A list of plain-ingestion rules; from the environment, one comma-separated string of `a=b`. */
-const plainRules: Check<PlainIngestRule[]> = listOf(
+const plainRules: Check<PlainIngestRule[]> = list(
   plainRule,
   (raw) => `must be a list of ${PLAIN_RULE_HINT} (or a comma-separated string), got ${show(raw)}`,
   (values) => {
@@ -352,37 +362,6 @@ const plainRules: Check<PlainIngestRule[]> = listOf(
     return twice === undefined ? undefined : `redisChannel ${JSON.stringify(twice)} has two rules`;
   },
 );
-
-/**
- * A list of `item`s, or (from the environment) one comma-separated string of them. `wrongType` says
- * what was expected; `clash` names what must not appear twice among the values (undefined: nothing).
- */
-function listOf<T>(
-  item: Check<T>,
-  wrongType: (raw: unknown) => string,
-  clash: (values: T[]) => string | undefined,
-): Check<T[]> {
-  return (raw) => {
-    let items: unknown[];
-    if (Array.isArray(raw)) items = raw;
-    else if (typeof raw === 'string')
-      items = raw
-        .split(',')
-        .map((s) => s.trim())
-        .filter((s) => s !== '');
-    else return bad(wrongType(raw));
-    const values: T[] = [];
-    const problems: Problem[] = [];
-    items.forEach((x, i) => {
-      const r = item(x);
-      if (r.ok) values.push(r.value);
-      else for (const p of r.problems) problems.push({ sub: `[${i}]${p.sub ?? ''}`, message: p.message });
-    });
-    const message = clash(values);
-    if (message !== undefined) problems.push({ message });
-    return problems.length > 0 ? { ok: false, problems } : ok(values);
-  };
-}
 
 /** The first name that appears twice in `names`. */
 function repeated(names: readonly string[]): string | undefined {
@@ -452,7 +431,7 @@ function publicKey(raw: unknown): Checked<PublicKeyOption> {
 }
 
 /** A list of public keys; from the environment, one comma-separated string of PEM texts or paths. */
-const publicKeys: Check<PublicKeyOption[]> = listOf(
+const publicKeys: Check<PublicKeyOption[]> = list(
   publicKey,
   (raw) => `must be a list of ${KEY_ENTRY_HINT} (or a comma-separated string), got ${typeName(raw)}`,
   (values) => {

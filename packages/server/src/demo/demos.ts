@@ -1,7 +1,8 @@
 /**
  * The demo apps (examples/, docs/demos.md) served by `herald serve` under `/demo/`: an index page,
- * the SDK bundle (`/demo/herald.min.js`), each demo's `public/` folder (`/demo/<name>/`) and its
- * backend (`/demo/<name>/api/*`). The backends are the examples' own code and talk to Herald only
+ * the SDK bundle (`/demo/herald.min.js`), what the pages share (`/demo/shared/`: the folder the
+ * examples' `index.mjs` names as `SHARED_PUBLIC_DIR`), each demo's `public/` folder
+ * (`/demo/<name>/`) and its backend (`/demo/<name>/api/*`). The backends are the examples' own code and talk to Herald only
  * over HTTP, through the server API at the loopback URL of the listening server, as a separate
  * business tier would.
  *
@@ -90,6 +91,9 @@ export interface DemoOptions {
   sdkPath?: string;
 }
 
+/** Where the pages' shared files are served (`/demo/shared/`): a name no demo may have. */
+const SHARED = 'shared';
+
 /** packages/server/{src,dist}/demo/ → the repository. */
 const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 export const DEFAULT_EXAMPLES_DIR = path.join(REPO, 'examples');
@@ -111,9 +115,14 @@ export async function prepareDemos(config: HeraldConfig, opts: DemoOptions = {})
     return undefined;
   }
   let loaded: Array<DemoApp | BrokenDemo>;
+  let sharedDir: string | undefined;
   try {
-    const mod = (await import(pathToFileURL(index).href)) as { loadDemos(): Promise<Array<DemoApp | BrokenDemo>> };
+    const mod = (await import(pathToFileURL(index).href)) as {
+      loadDemos(): Promise<Array<DemoApp | BrokenDemo>>;
+      SHARED_PUBLIC_DIR?: unknown;
+    };
     loaded = await mod.loadDemos();
+    if (typeof mod.SHARED_PUBLIC_DIR === 'string') sharedDir = mod.SHARED_PUBLIC_DIR;
   } catch (err) {
     logger.warn({ err, index }, 'demos: the list of demos failed to load; none mounted');
     return undefined;
@@ -123,6 +132,10 @@ export async function prepareDemos(config: HeraldConfig, opts: DemoOptions = {})
   for (const demo of loaded) {
     if ('error' in demo) {
       logger.warn({ demo: demo.name, error: demo.error }, 'demos: a demo failed to load and is left out');
+      continue;
+    }
+    if (demo.name === SHARED) {
+      logger.warn({ demo: demo.name }, "demos: a demo may not be named 'shared' (the pages' shared files); left out");
       continue;
     }
     const problems = addNamespaces(config, demo, owners, logger);
@@ -137,7 +150,13 @@ export async function prepareDemos(config: HeraldConfig, opts: DemoOptions = {})
   const sdkPath = opts.sdkPath ?? DEFAULT_SDK_PATH;
   if (!existsSync(sdkPath)) logger.warn({ sdkPath }, 'demos: the SDK bundle is not built (npm run build)');
 
-  const demos = new Demos(apps, { apiKey: config.apiKeys[0] ?? '', secret: config.auth.hmacSecret, sdkPath, logger });
+  const demos = new Demos(apps, {
+    apiKey: config.apiKeys[0] ?? '',
+    secret: config.auth.hmacSecret,
+    sdkPath,
+    sharedDir,
+    logger,
+  });
   const hooked = [...owners.keys()].some((ns) => (config.namespaces[ns]?.hooks.length ?? 0) > 0);
   const rpc = apps.some((a) => a.meta.rpc === true);
   if (hooked || rpc) {
@@ -199,7 +218,14 @@ export class Demos implements DemoHost {
 
   constructor(
     apps: readonly DemoApp[],
-    private readonly settings: { apiKey: string; secret: string; sdkPath: string; logger: Logger },
+    private readonly settings: {
+      apiKey: string;
+      secret: string;
+      sdkPath: string;
+      /** The pages' shared files, served at `/demo/shared/` (none when undefined). */
+      sharedDir?: string | undefined;
+      logger: Logger;
+    },
   ) {
     this.apps = new Map(apps.map((a) => [a.name, a]));
   }
@@ -264,6 +290,9 @@ export class Demos implements DemoHost {
       return;
     }
     if (urlPath === '/demo/herald.min.js') return sendFile(req, res, this.settings.sdkPath);
+    if (name === SHARED && sub !== undefined && this.settings.sharedDir !== undefined) {
+      return serveStatic(req, res, this.settings.sharedDir, sub.slice(1));
+    }
     if (app === undefined || sub === undefined) return notFound(res, `no demo at ${urlPath.slice(0, 100)}`);
     return serveStatic(req, res, app.publicDir, sub.slice(1));
   }
