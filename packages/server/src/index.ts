@@ -36,7 +36,15 @@ export { systemClock } from './core/clock.js';
 export { MemoryEngine, type MemoryEngineOptions } from './engines/memory/memory-engine.js';
 export { RedisEngine, type RedisEngineOptions, type RedisEngineStats } from './engines/redis/redis-engine.js';
 export * from './config/index.js';
-export { createLogger } from './logging.js';
+export { createLogger, type LoggerOptions } from './logging.js';
+export {
+  PUBLISH_CHANNEL,
+  CONNECT_CHANNEL,
+  DISCONNECT_CHANNEL,
+  type PublishDiagnostic,
+  type ConnectDiagnostic,
+  type DisconnectDiagnostic,
+} from './core/diagnostics.js';
 export { VERSION } from './version.js';
 export * from './auth/index.js';
 export { SessionAuthorizer } from './auth/session-authorizer.js';

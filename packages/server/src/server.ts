@@ -13,7 +13,10 @@ import { SessionAuthorizer } from './auth/session-authorizer.js';
 import type { Engine, EngineIngestion } from './core/engine.js';
 import type { Clock } from './core/clock.js';
 import type { Logger } from './core/logger.js';
-import { MetricsTally, teeMetrics, type Metrics } from './core/metrics.js';
+import { MetricsTally, noMetrics, teeMetrics, type Metrics } from './core/metrics.js';
+import { NodeStats } from './core/node-stats.js';
+import { PrometheusExporter } from './prometheus.js';
+import { ApiKeys } from './api/api-keys.js';
 import { silentLogger } from './core/logger.js';
 import { MemoryEngine } from './engines/memory/memory-engine.js';
 import { RedisEngine } from './engines/redis/redis-engine.js';
@@ -62,10 +65,18 @@ export class HeraldServer {
   readonly poll: LongPollTransport;
   readonly send: SendHandler;
   readonly api: ServerApi;
-  /** Every counter and gauge of this server, in memory (see core/metrics.ts for the names). */
+  /**
+   * Every counter and gauge of this server, in memory (see core/metrics.ts for the names); empty
+   * when `metrics.enabled` is off.
+   */
   readonly metrics = new MetricsTally();
   /** The tally and the sink given in the options: what every part reports to. */
   private readonly sink: Metrics;
+  /** `GET /metrics`, made on the first scrape. */
+  private exporter: PrometheusExporter | undefined;
+  private readonly metricsKeys: ApiKeys;
+  /** Every node's figures over the last minutes, for the admin page; only while the admin page is on. */
+  readonly nodeStats: NodeStats | undefined;
   private readonly cors: Cors;
   state: ServerState = 'created';
   private listener: HttpListener | undefined;
@@ -79,7 +90,9 @@ export class HeraldServer {
     this.demos = opts.demos;
     this.logger = opts.logger ?? silentLogger;
     this.engine = opts.engine ?? createEngine(config, this.logger);
-    this.sink = opts.metrics !== undefined ? teeMetrics(this.metrics, opts.metrics) : this.metrics;
+    const own = config.metrics.enabled ? this.metrics : noMetrics;
+    this.sink = opts.metrics !== undefined ? teeMetrics(own, opts.metrics) : own;
+    this.metricsKeys = new ApiKeys(config.apiKeys);
     this.auth = createAuth(config, { logger: this.logger, metrics: this.sink });
     this.hub = new Hub({
       engine: this.engine,
@@ -157,7 +170,46 @@ export class HeraldServer {
       apiKeys: config.apiKeys,
       maxBodySize: config.limits.maxApiBodySize,
       info: () => this.info(),
+      metrics: this.sink,
     });
+    for (const t of [this.ws, this.sse, this.stream, this.poll]) this.hub.trackTransport(t.name);
+    this.instrument(this.sink);
+    this.nodeStats =
+      config.admin.password !== ''
+        ? new NodeStats({
+            nodeId: this.hub.nodeId,
+            intervalMs: config.admin.sampleInterval,
+            store: this.engine.nodes,
+            logger: this.logger.child({ component: 'node-stats' }),
+            source: {
+              connectionsByTransport: () => this.connectionsByTransport(),
+              subscriptions: () => this.subscriptionCount(),
+              streamCounts: () => this.hub.streamCounts(),
+              published: () => this.metrics.value('herald_publications_total'),
+              delivered: () => this.metrics.value('herald_deliveries_total'),
+              bytesOut: () => this.metrics.total('herald_bytes_written_total'),
+            },
+          })
+        : undefined;
+  }
+
+  /** The server's own gauges (readiness, the engine's reach) and the engine's. */
+  private instrument(m: Metrics): void {
+    m.gauge('herald_ready', '1 when /ready answers 200 (running, not draining, engine reachable)', () =>
+      this.health().ready ? 1 : 0,
+    );
+    const reach = (): { parts: number; up: number } =>
+      this.engine.availability?.() ?? { parts: 1, up: this.engine.ready() ? 1 : 0 };
+    m.gauge('herald_engine_parts', 'Parts of the engine store (Redis shards or Cluster masters)', () => reach().parts);
+    m.gauge('herald_engine_parts_up', 'Parts of the engine store this node reaches now', () => reach().up);
+    m.gauge('herald_uptime_seconds', 'Seconds since this node started', () => (Date.now() - this.hub.startedAt) / 1000);
+    this.engine.instrument?.(m);
+  }
+
+  private subscriptionCount(): number {
+    let n = 0;
+    for (const session of this.hub.sessions.values()) n += session.subscriptions.size;
+    return n;
   }
 
   /** Starts the engine (without listening). `listen()` calls it. */
@@ -176,6 +228,7 @@ export class HeraldServer {
       });
       await this.ingest.start();
     }
+    this.nodeStats?.start();
     this.state = 'running';
   }
 
@@ -282,6 +335,9 @@ export class HeraldServer {
         res.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', ...h.body }));
         return;
       }
+      case '/metrics':
+        this.serveMetrics(req, res);
+        return;
       case '/ws':
         sendJsonError(
           res,
@@ -295,7 +351,7 @@ export class HeraldServer {
         const body = JSON.stringify({
           name: 'herald',
           version: VERSION,
-          endpoints: ['/ws', '/sse', '/stream', '/poll', '/send', '/api/<method>', '/health', '/ready'],
+          endpoints: ['/ws', '/sse', '/stream', '/poll', '/send', '/api/<method>', '/health', '/ready', '/metrics'],
         });
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end(body);
@@ -353,8 +409,7 @@ export class HeraldServer {
 
   info(): Record<string, unknown> {
     const m = this.metrics;
-    let subscriptions = 0;
-    for (const session of this.hub.sessions.values()) subscriptions += session.subscriptions.size;
+    const subscriptions = this.subscriptionCount();
     const mem = process.memoryUsage();
     return {
       version: VERSION,
@@ -392,6 +447,35 @@ export class HeraldServer {
       ...(this.engine.status !== undefined ? { [this.engine.name]: this.engine.status() } : {}),
       ...(this.ingest !== undefined ? { ingest: { ...this.ingest.stats } } : {}),
     };
+  }
+
+  /** `GET /metrics`: Prometheus text format (docs/operations.md). */
+  private serveMetrics(req: IncomingMessage, res: ServerResponse): void {
+    const { enabled, requireApiKey } = this.config.metrics;
+    if (!enabled) {
+      sendJsonError(res, 404, { code: 'HERALD_ERR_API_NOT_FOUND', message: 'metrics are switched off (metrics.enabled)' });
+      return;
+    }
+    if (requireApiKey && !this.metricsKeys.check(bearerAsApiKey(req.headers.authorization))) {
+      sendJsonError(
+        res,
+        401,
+        { code: 'HERALD_ERR_API_UNAUTHORIZED', message: 'send Authorization: apikey <key> (or Bearer <key>)' },
+        { 'WWW-Authenticate': 'apikey' },
+      );
+      return;
+    }
+    this.exporter ??= new PrometheusExporter(this.metrics);
+    this.exporter.text().then(
+      (text) => {
+        res.writeHead(200, { 'Content-Type': this.exporter?.contentType ?? 'text/plain', 'Cache-Control': 'no-store' });
+        res.end(text);
+      },
+      (err: unknown) => {
+        this.logger.error({ err }, 'metrics collection failed');
+        if (!res.headersSent) sendJsonError(res, 500, { code: 'HERALD_ERR_INTERNAL', message: 'metrics collection failed' });
+      },
+    );
   }
 
   connectionsByTransport(): Record<string, number> {
@@ -433,6 +517,8 @@ export class HeraldServer {
     await closed;
     clearTimeout(forced);
     await this.ingest?.close();
+    await this.nodeStats?.close();
+    this.exporter?.close();
     await this.hub.close();
     await this.engine.close();
     await this.auth.close();
@@ -468,6 +554,12 @@ function disabled(req: IncomingMessage, res: ServerResponse, name: string, cors:
     { code: 'HERALD_ERR_TRANSPORT_DISABLED', message: `the ${name} transport is switched off on this server` },
     cors.errorHeaders(req),
   );
+}
+
+/** `Bearer <key>` read as `apikey <key>` (Prometheus sends Bearer unless told otherwise). */
+function bearerAsApiKey(header: string | undefined): string | undefined {
+  const m = header === undefined ? null : /^bearer\s+(\S+)\s*$/i.exec(header);
+  return m === null ? header : `apikey ${m[1] as string}`;
 }
 
 /** Shared 'error' listener for upgraded sockets (no closure per connection). */

@@ -51,7 +51,7 @@ describe('scrubSecrets', () => {
 describe('the logger', () => {
   it('redacts credential fields and scrubs credentials in any other field or message', () => {
     const capture = new Capture();
-    const log = createLogger('trace', capture);
+    const log = createLogger('trace', { destination: capture });
     const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl';
     log.info({ token: 'plain-token-value', apiKey: 'plain-api-key-value' }, 'fields');
     log.info({ req: { headers: { authorization: 'apikey header-key-value', cookie: 'sid=cookie-value' } } }, 'nested');
@@ -77,7 +77,7 @@ describe('a running server logs no credentials', () => {
     const capture = new Capture();
     srv = await startServer(
       { logLevel: 'trace', auth: { hmacSecret: SECRET } },
-      { logger: createLogger('trace', capture) },
+      { logger: createLogger('trace', { destination: capture }) },
     );
     const token = await sign({ sub: '42', exp: Math.floor(Date.now() / 1000) + 3600 }, SECRET);
     const wrongKey = 'wrong-api-key-0123456789abcdef';

@@ -69,7 +69,7 @@ describe('a server reports to its tally and to the sink it was given', () => {
       expect(t.value('herald_publications_total')).toBe(1);
       expect(t.value('herald_deliveries_total')).toBe(1);
       expect(t.value('herald_connections_total')).toBe(1);
-      expect(t.value('herald_connections')).toBe(1);
+      expect(t.total('herald_connections')).toBe(1);
       expect(t.value('herald_streams')).toBe(1);
       expect(t.value('herald_bad_frames_total')).toBe(1);
     }

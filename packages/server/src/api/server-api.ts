@@ -15,6 +15,7 @@ import {
 } from '@herald/protocol';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
+import { noMetrics, type Counter, type Histogram, type Metrics } from '../core/metrics.js';
 import { withPublications } from '../core/encoder.js';
 import { toErrorBody } from '../core/errors.js';
 import { readBody } from '../http/body.js';
@@ -29,13 +30,20 @@ export interface ServerApiOptions {
   readonly maxBodySize: number;
   /** Extra fields for `info` (version, transports, ...). */
   readonly info: () => Record<string, unknown>;
+  /** Requests by method and status, and their latency (see core/metrics.ts). */
+  readonly metrics?: Metrics;
 }
+
+/** Bounds of the API latency histogram, in seconds (0.5 ms to 10 s). */
+const API_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 type Body = ApiParams;
 
 export class ServerApi {
   private readonly keys: ApiKeys;
   private readonly methods: Record<string, ApiMethod>;
+  private readonly requests = new Map<string, Counter>();
+  private readonly latency = new Map<string, Histogram>();
 
   constructor(private readonly opts: ServerApiOptions) {
     this.keys = new ApiKeys(opts.apiKeys);
@@ -105,14 +113,43 @@ export class ServerApi {
 
   /** Handles a request whose path starts with `/api/`. */
   handle(req: IncomingMessage, res: ServerResponse, method: string): void {
-    this.run(req, res, method).catch((err: unknown) => {
-      const body = toErrorBody(err, this.opts.logger);
-      // RFC 7694: a 415 for a content coding says which codings are accepted.
-      const headers: Record<string, string> =
-        body.code === 'HERALD_ERR_API_UNSUPPORTED_ENCODING' ? { 'Accept-Encoding': 'identity' } : {};
-      if (!res.headersSent) sendJsonError(res, ErrorCodes[body.code].status, body, headers);
-      else res.destroy();
-    });
+    const start = performance.now();
+    this.run(req, res, method).then(
+      () => this.observe(method, res.statusCode, start),
+      (err: unknown) => {
+        const body = toErrorBody(err, this.opts.logger);
+        // RFC 7694: a 415 for a content coding says which codings are accepted.
+        const headers: Record<string, string> =
+          body.code === 'HERALD_ERR_API_UNSUPPORTED_ENCODING' ? { 'Accept-Encoding': 'identity' } : {};
+        if (!res.headersSent) sendJsonError(res, ErrorCodes[body.code].status, body, headers);
+        else res.destroy();
+        this.observe(method, res.statusCode, start);
+      },
+    );
+  }
+
+  /** Counts a request by method (`unknown` for a name that is none) and status, with its latency. */
+  private observe(name: string, status: number, start: number): void {
+    const m = this.opts.metrics ?? noMetrics;
+    const method = this.methodOf(name) !== undefined ? name : 'unknown';
+    const key = `${method} ${status}`;
+    let c = this.requests.get(key);
+    if (c === undefined) {
+      c = m.counter('herald_api_requests_total', 'Server API requests, by method and HTTP status', {
+        method,
+        status: String(status),
+      });
+      this.requests.set(key, c);
+    }
+    c.inc();
+    let h = this.latency.get(method);
+    if (h === undefined) {
+      h = m.histogram('herald_api_request_duration_seconds', 'Server API requests, from head to answer', API_BUCKETS, {
+        method,
+      });
+      this.latency.set(method, h);
+    }
+    h.observe((performance.now() - start) / 1000);
   }
 
   private async run(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {

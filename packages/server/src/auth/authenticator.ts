@@ -31,17 +31,21 @@ export interface AuthenticatorOptions {
   readonly limiter: FailureLimiter;
   /** Whether a client without a token is accepted (as anonymous). */
   readonly anonymousConnect: boolean;
+  /** Told of each refused connection, with the error code (metrics). */
+  readonly refused?: (code: string) => void;
 }
 
 export class Authenticator {
   private readonly verifier: TokenVerifier;
   private readonly limiter: FailureLimiter;
   readonly anonymousConnect: boolean;
+  private readonly refused: ((code: string) => void) | undefined;
 
   constructor(opts: AuthenticatorOptions) {
     this.verifier = opts.verifier;
     this.limiter = opts.limiter;
     this.anonymousConnect = opts.anonymousConnect;
+    this.refused = opts.refused;
   }
 
   /**
@@ -52,6 +56,15 @@ export class Authenticator {
    * (except `HERALD_ERR_AUTH_KEYS_UNAVAILABLE`, which is the server's problem, not the client's).
    */
   async authenticate(token: string | undefined, remoteAddress?: string): Promise<ClientIdentity> {
+    try {
+      return await this.check(token, remoteAddress);
+    } catch (err) {
+      this.refused?.(err instanceof HeraldError ? err.code : 'HERALD_ERR_INTERNAL');
+      throw err;
+    }
+  }
+
+  private async check(token: string | undefined, remoteAddress?: string): Promise<ClientIdentity> {
     if (token === undefined || token === '') {
       if (this.anonymousConnect) return ANONYMOUS;
       throw new HeraldError('HERALD_ERR_AUTH_TOKEN_REQUIRED', 'this server accepts only connections with a token');

@@ -6,7 +6,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
-import type { Metrics } from '../core/metrics.js';
+import type { Counter, Metrics } from '../core/metrics.js';
 import { namespaceOptions, type HeraldConfig } from '../config/config.js';
 import { ChannelAccess } from './access.js';
 import { Authenticator } from './authenticator.js';
@@ -101,7 +101,23 @@ export function createAuth(config: HeraldConfig, opts: CreateAuthOptions = {}): 
     windowMs: 60_000,
     ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
   });
-  const authenticator = new Authenticator({ verifier, limiter, anonymousConnect: a.anonymousConnect });
+  const metrics = opts.metrics;
+  const refusals = new Map<string, Counter>();
+  const authenticator = new Authenticator({
+    verifier,
+    limiter,
+    anonymousConnect: a.anonymousConnect,
+    refused: (code) => {
+      if (metrics === undefined) return;
+      let c = refusals.get(code);
+      if (c === undefined) {
+        const reason = code.replace(/^HERALD_ERR_(AUTH_)?/, '').toLowerCase();
+        c = metrics.counter('herald_auth_failures_total', 'Connections refused by authentication, by reason', { reason });
+        refusals.set(code, c);
+      }
+      c.inc();
+    },
+  });
   const access = new ChannelAccess({ verifier, policy: (ns) => namespaceOptions(config, ns) });
   const hooks =
     a.hooks.url !== ''

@@ -14,7 +14,7 @@ export async function runServe(argv: string[]): Promise<number> {
     const { flags, help } = parseServeFlags(argv);
     if (help) {
       console.log(
-        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L] [--no-demos]',
+        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L] [--log-format auto|json|pretty] [--no-demos]',
       );
       return 0;
     }
@@ -27,7 +27,7 @@ export async function runServe(argv: string[]): Promise<number> {
     throw err;
   }
   const { config, generatedApiKey } = loaded;
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, { format: config.logFormat });
   for (const w of loaded.warnings) logger.warn({ warning: w }, 'config warning');
   const demos = await prepareDemos(config, { logger });
   const server = new HeraldServer(config, { logger, demos });

@@ -16,6 +16,9 @@ export const PLANNED_ENGINES: readonly string[] = ['nats'];
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** `auto`: readable lines on a terminal, JSON lines otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** Options of one namespace (the first segment of a channel). */
 export interface NamespaceOptions {
@@ -43,6 +46,24 @@ export interface NamespaceOptions {
   joinLeave: boolean;
   /** Entries one channel's presence holds at most; subscriptions beyond it work but are not listed. */
   maxPresence: number;
+}
+
+/** `GET /metrics` (Prometheus text format; docs/operations.md). */
+export interface MetricsOptions {
+  /** Serve `/metrics` and count what it reports; off: nothing is counted (`/api/info` keeps its gauges). */
+  enabled: boolean;
+  /** `/metrics` asks for an API key (`Authorization: apikey <key>` or `Bearer <key>`), like the server API. */
+  requireApiKey: boolean;
+}
+
+/** The admin page at `/admin` (docs/operations.md); off while `password` is empty. */
+export interface AdminOptions {
+  /** The password of the login form; empty: no admin page. */
+  password: string;
+  /** Signs the admin session cookie; random per process when empty (set one shared by every node behind a load balancer). */
+  secret: string;
+  /** How often every node reports its figures for the charts, in ms. */
+  sampleInterval: number;
 }
 
 /** How presence entries are kept alive across nodes (docs/configuration.md, "Presence"). */
@@ -240,6 +261,8 @@ export interface HeraldConfig {
   /** Keys accepted by the server API (`Authorization: apikey <key>`). */
   apiKeys: string[];
   logLevel: LogLevel;
+  /** JSON lines (`json`), readable lines (`pretty`), or `auto`: pretty on a terminal, else JSON. */
+  logFormat: LogFormat;
   /** `'*'` or origins such as `'https://app.example.com'` (scheme://host[:port], no path). */
   allowedOrigins: string[];
   /** How long a publish's idempotency key is remembered, in ms. */
@@ -255,6 +278,8 @@ export interface HeraldConfig {
   presence: PresenceSettings;
   /** `herald serve` mounts the demo apps at `/demo/` (docs/demos.md); an embedded `HeraldServer` never does by itself. */
   demos: boolean;
+  metrics: MetricsOptions;
+  admin: AdminOptions;
   /** Always has `default`; every other entry is `default` merged with that namespace's overrides. */
   namespaces: Record<string, NamespaceOptions>;
 }
@@ -291,6 +316,7 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
   engine: 'memory',
   apiKeys: [],
   logLevel: 'info',
+  logFormat: 'auto',
   allowedOrigins: ['*'],
   idempotencyWindow: 300_000,
   limits: {
@@ -347,6 +373,8 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
   },
   presence: { refreshInterval: 10_000, ttl: 30_000 },
   demos: true,
+  metrics: { enabled: true, requireApiKey: false },
+  admin: { password: '', secret: '', sampleInterval: 2_000 },
   namespaces: { [DEFAULT_NAMESPACE]: DEFAULT_NAMESPACE_OPTIONS },
 });
 
@@ -391,6 +419,7 @@ export interface ConfigInput {
   /** A list, or one comma-separated string. */
   apiKeys?: string[] | string;
   logLevel?: string;
+  logFormat?: string;
   /** A list, or one comma-separated string. */
   allowedOrigins?: string[] | string;
   idempotencyWindow?: DurationInput;
@@ -464,6 +493,8 @@ export interface ConfigInput {
   } | null;
   presence?: { refreshInterval?: DurationInput; ttl?: DurationInput } | null;
   demos?: boolean | string;
+  metrics?: { enabled?: boolean | string; requireApiKey?: boolean | string } | null;
+  admin?: { password?: string; secret?: string; sampleInterval?: DurationInput } | null;
   /** `null` entries (an empty `chat:` in YAML) mean "the defaults". */
   namespaces?: Record<string, NamespaceInput | null> | null;
 }

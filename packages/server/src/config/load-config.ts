@@ -42,6 +42,7 @@ export interface FlagValues {
   engine?: string;
   apiKey?: string[];
   logLevel?: string;
+  logFormat?: string;
   config?: string;
   /** `--redis <url>`, repeatable (or comma-separated): `redis.urls`. */
   redis?: string[];
@@ -204,6 +205,7 @@ const FLAG_SETTINGS = [
   ['engine', 'engine', '--engine'],
   ['apiKey', 'apiKeys', '--api-key'],
   ['logLevel', 'logLevel', '--log-level'],
+  ['logFormat', 'logFormat', '--log-format'],
   ['redis', 'redis.urls', '--redis'],
   ['demos', 'demos', '--no-demos'],
 ] as const satisfies ReadonlyArray<readonly [keyof FlagValues, string, string]>;
@@ -487,6 +489,7 @@ const SERVE_OPTIONS = {
   engine: { type: 'string' },
   'api-key': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
   redis: { type: 'string', multiple: true },
   'no-demos': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -541,6 +544,7 @@ export function parseServeFlags(argv: string[]): { flags: Partial<FlagValues>; h
     else if (name === 'host') flags.host = value;
     else if (name === 'engine') flags.engine = value;
     else if (name === 'log-level') flags.logLevel = value;
+    else if (name === 'log-format') flags.logFormat = value;
     else if (name === 'redis') (flags.redis ??= []).push(...value.split(',').filter((u) => u.trim() !== ''));
     else (flags.apiKey ??= []).push(value);
   }

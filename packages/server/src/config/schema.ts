@@ -8,6 +8,7 @@ import {
   DEFAULT_CONFIG,
   ENGINES,
   JWT_ALGORITHMS,
+  LOG_FORMATS,
   LOG_LEVELS,
   NAMESPACE_HOOK_EVENTS,
   PLANNED_ENGINES,
@@ -235,6 +236,21 @@ const apiKey: Check<string> = (raw) => {
     );
   }
   if (/[\s,]/.test(raw)) return bad('must not contain spaces or commas');
+  return ok(raw);
+};
+
+export const MIN_ADMIN_PASSWORD_LENGTH = 10;
+
+/** Never quotes the password: messages end up in logs. */
+const adminPassword: Check<string> = (raw) => {
+  if (typeof raw !== 'string') return bad(`must be a string, got ${Array.isArray(raw) ? 'a list' : typeof raw}`);
+  if (raw === '') return ok(raw);
+  if (raw.length < MIN_ADMIN_PASSWORD_LENGTH) {
+    return bad(
+      `is too short: the admin password needs at least ${MIN_ADMIN_PASSWORD_LENGTH} characters, got ${raw.length} ` +
+        '(make one with `openssl rand -base64 18`)',
+    );
+  }
   return ok(raw);
 };
 
@@ -535,6 +551,7 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
   engine: setting(engine, (c, v) => void (c.engine = v)),
   apiKeys: setting(list(apiKey), (c, v) => void (c.apiKeys = v)),
   logLevel: setting(oneOf(LOG_LEVELS), (c, v) => void (c.logLevel = v)),
+  logFormat: setting(oneOf(LOG_FORMATS), (c, v) => void (c.logFormat = v)),
   allowedOrigins: setting(list(origin), (c, v) => void (c.allowedOrigins = v)),
   idempotencyWindow: setting(ttl, (c, v) => void (c.idempotencyWindow = v)),
   'limits.maxConnections': setting(positive, (c, v) => void (c.limits.maxConnections = v)),
@@ -652,6 +669,14 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
     (c, v) => void (c.presence.ttl = v),
   ),
   demos: setting(bool, (c, v) => void (c.demos = v)),
+  'metrics.enabled': setting(bool, (c, v) => void (c.metrics.enabled = v)),
+  'metrics.requireApiKey': setting(bool, (c, v) => void (c.metrics.requireApiKey = v)),
+  'admin.password': setting(adminPassword, (c, v) => void (c.admin.password = v)),
+  'admin.secret': setting(apiKey, (c, v) => void (c.admin.secret = v)),
+  'admin.sampleInterval': setting(
+    duration(200, 60_000, 'a duration from 200ms to 1m'),
+    (c, v) => void (c.admin.sampleInterval = v),
+  ),
 };
 
 const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> = {

@@ -20,6 +20,7 @@
  */
 import type { StreamPosition } from '@herald/protocol';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
 import type { EnginePresence } from './presence.js';
 
 /** One publication in one stream. `data` is the JSON text of the payload, encoded once. */
@@ -135,10 +136,25 @@ export interface Engine {
   availability?(): EngineAvailability;
   /** Details for `/api/info`, under the engine's name (connections, counters). */
   status?(): object;
+  /** Reports the engine's own counters and link states to `metrics` (read when collected). */
+  instrument?(metrics: Metrics): void;
   /** Capability: publishing from the store's own pub/sub (see `EngineIngestion`). */
   ingestion?(opts: IngestionOptions): EngineIngestion;
   /** Capability: who is subscribed to a channel, on every node (see presence.ts). */
   readonly presence?: EnginePresence;
+  /** Capability: every node's latest figures, for the admin page (see node-stats.ts). */
+  readonly nodes?: EngineNodes;
+}
+
+/**
+ * Where the nodes of a deployment leave their latest figures (the admin page's charts of every
+ * node). Reports are opaque text to the engine. Absent: one node, which knows its own figures.
+ */
+export interface EngineNodes {
+  /** Keeps `report` as `node`'s latest for `ttlMs`; rejects when the store cannot be reached. */
+  report(node: string, report: string, ttlMs: number): Promise<void>;
+  /** Every node's latest report that has not expired, by node id. */
+  list(): Promise<Map<string, string>>;
 }
 
 /**

@@ -30,13 +30,20 @@ import type { EncodeCache, FrameEncoder } from './encoder.js';
 import type { Engine, HistoryOutcome, Publication, PublicationSink } from './engine.js';
 import type { SessionIdentity } from './identity.js';
 import type { Logger } from './logger.js';
-import { noMetrics, type Counter, type Metrics } from './metrics.js';
+import { connectChannel, publishChannel, reportConnect, reportPublish } from './diagnostics.js';
+import { noMetrics, type Counter, type Histogram, type Metrics } from './metrics.js';
 import { NodeControl, type NodeControlHost } from './node-control.js';
 import { NodePresence, type PresenceWatcher } from './node-presence.js';
 import type { HubLimits, NamespacePolicy, PresenceTiming } from './policy.js';
 import type { PresenceCounts, PresenceEntry } from './presence.js';
 import { fitCount, replyBytes, type ReplyOut } from './replies.js';
-import { Session, type SessionCounters, type SessionHost, type SessionInit } from './session.js';
+import {
+  Session,
+  type OutputCounters,
+  type SessionCounters,
+  type SessionHost,
+  type SessionInit,
+} from './session.js';
 import { Recovery, type Start } from './recovery.js';
 import { Subscription } from './subscription.js';
 import { WriteBatch } from './write-batch.js';
@@ -63,6 +70,14 @@ export interface HubOptions {
   readonly presence?: PresenceTiming;
 }
 
+/** Bounds of the engine-call latency histogram, in seconds (0.1 ms to 5 s). */
+const ENGINE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+interface EngineTimer {
+  readonly latency: Histogram;
+  readonly errors: Counter;
+}
+
 /** Presence timing when the options give none. */
 export const DEFAULT_PRESENCE_TIMING: PresenceTiming = { refreshMs: 10_000, ttlMs: 30_000, lingerMs: 30_000 };
 
@@ -79,6 +94,8 @@ interface HubCounters extends SessionCounters {
 
 interface StreamState {
   readonly subs: Set<Subscription>;
+  /** Publications received for it (the admin page's rates per channel). */
+  received: number;
   /** Who hears its joins and leaves without a subscription (see `watchPresence`); mostly none. */
   watchers?: Set<PresenceWatcher>;
   /** Resolves once the engine subscription for this stream is active. */
@@ -114,6 +131,10 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   readonly nodeId: string;
   readonly startedAt = Date.now();
   readonly counters: HubCounters;
+  /** Makes the open-connections gauge of a transport (on its first session, or before: a 0 is shown). */
+  readonly trackTransport: (transport: string) => void;
+  /** Latency and failures of engine calls, by operation. */
+  private readonly engineTimers: (op: string) => EngineTimer;
   readonly sessions = new Map<string, Session>();
   private readonly streams = new Map<string, StreamState>();
   /** Serialises engine subscribe/unsubscribe calls per stream. */
@@ -144,7 +165,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     this.nodeId = opts.nodeId ?? randomBytes(4).toString('hex');
     if (!/^[^\s~]+$/.test(this.nodeId)) throw new Error(`invalid node id ${JSON.stringify(this.nodeId)}`);
     const m = opts.metrics ?? noMetrics;
-    this.counters = {
+    const counters = {
       published: m.counter('herald_publications_total', 'Publications accepted by this node (duplicates not counted)'),
       received: m.counter('herald_publications_received_total', 'Publications received from the engine'),
       deliveries: m.counter('herald_deliveries_total', 'Publication frames queued to connections'),
@@ -152,13 +173,76 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       badFrames: m.counter('herald_bad_frames_total', 'Client frames refused as malformed or invalid'),
       slowDisconnects: m.counter('herald_slow_disconnects_total', 'Clients disconnected for reading too slowly'),
     };
-    m.gauge('herald_connections', 'Client connections open', () => this.sessions.size);
+    const timers = new Map<string, EngineTimer>();
+    const transports = new Set<string>();
+    const outputs = new Map<string, OutputCounters>();
+    const ended = new Map<string, Counter>();
+    this.counters = {
+      ...counters,
+      output: (transport) => {
+        let o = outputs.get(transport);
+        if (o === undefined) {
+          const labels = { transport };
+          o = {
+            writes: m.counter('herald_writes_total', 'Socket writes to clients (one carries every frame of a turn)', labels),
+            bytes: m.counter('herald_bytes_written_total', 'Bytes written to clients', labels),
+          };
+          outputs.set(transport, o);
+        }
+        return o;
+      },
+      ended: (reason) => {
+        let c = ended.get(reason);
+        if (c === undefined) {
+          c = m.counter('herald_disconnects_total', 'Client connections that ended, by reason', { reason });
+          ended.set(reason, c);
+        }
+        c.inc();
+      },
+    };
+    this.trackTransport = (transport) => {
+      if (transports.has(transport)) return;
+      transports.add(transport);
+      m.gauge('herald_connections', 'Client connections open, by transport', () => this.connectionsOf(transport), {
+        transport,
+      });
+    };
     m.gauge('herald_streams', 'Streams with subscribers on this node', () => this.streams.size);
+    m.gauge('herald_subscriptions', 'Subscriptions of the connections open on this node', () => {
+      let n = 0;
+      for (const s of this.sessions.values()) n += s.subscriptions.size;
+      return n;
+    });
+    this.engineTimers = (op) => {
+      let t = timers.get(op);
+      if (t === undefined) {
+        const labels = { op };
+        t = {
+          latency: m.histogram(
+            'herald_engine_operation_duration_seconds',
+            'Engine calls (publish, history, presence, ...), from call to answer',
+            ENGINE_BUCKETS,
+            labels,
+          ),
+          errors: m.counter('herald_engine_errors_total', 'Engine calls that failed', labels),
+        };
+        timers.set(op, t);
+      }
+      return t;
+    };
     this.control = new NodeControl(this, m);
     this.recovery = new Recovery({
       limits: this.limits,
       history: (req) => this.engineCall('history', () => this.engine.history(req)),
       deliveries: this.counters.deliveries,
+      recovered: m.counter('herald_recoveries_total', 'Subscribes with a cursor, by outcome', { recovered: 'true' }),
+      notRecovered: m.counter('herald_recoveries_total', 'Subscribes with a cursor, by outcome', {
+        recovered: 'false',
+      }),
+      catchUps: m.counter(
+        'herald_catch_ups_total',
+        'Live subscriptions that fell behind (gap, new epoch, lost engine link) and re-read history',
+      ),
     });
     this.presence = new NodePresence(
       {
@@ -206,7 +290,9 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     });
     this.sessions.set(id, session);
     this.counters.connections.inc();
+    this.trackTransport(transport.name);
     if (init.identity !== undefined) session.setIdentity(init.identity);
+    if (connectChannel.hasSubscribers) reportConnect(session);
     return session;
   }
 
@@ -216,6 +302,13 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     init: { id: string; identity?: SessionIdentity; remoteAddress?: string | undefined },
   ): Session {
     return new Session(this, NO_TRANSPORT, encoder, { ...init, detached: true });
+  }
+
+  /** Open connections of one transport (read when metrics are collected). */
+  private connectionsOf(transport: string): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.transport.name === transport) n++;
+    return n;
   }
 
   /** Forgets a session (disconnected or closed): drops its subscriptions. Idempotent. */
@@ -261,6 +354,9 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     };
     const outcome = await this.engineCall('publish', () => this.engine.publish(req));
     if (!outcome.duplicate) this.counters.published.inc();
+    if (publishChannel.hasSubscribers) {
+      reportPublish(check.channel, outcome.position, outcome.duplicate, this.nodeId, opts.idempotencyKey);
+    }
     return {
       channel: check.channel,
       epoch: outcome.position.epoch,
@@ -529,6 +625,11 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     return out;
   }
 
+  /** Every stream of this node with its subscriber count and the publications it received so far. */
+  *streamCounts(): IterableIterator<{ stream: string; subscribers: number; received: number }> {
+    for (const [stream, st] of this.streams) yield { stream, subscribers: st.subs.size, received: st.received };
+  }
+
   /** Disconnects sessions by client id and/or user id; returns how many. */
   disconnect(target: { client?: string | undefined; user?: string | undefined }, reconnect: boolean): number {
     let n = 0;
@@ -555,6 +656,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   onPublication(pub: Publication): void {
     const st = this.streams.get(pub.stream);
     if (st === undefined) return;
+    st.received++;
     this.counters.received.inc();
     const cache: EncodeCache = {};
     let delivered = 0;
@@ -600,6 +702,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     if (st === undefined) {
       const created: StreamState = {
         subs: new Set(),
+        received: 0,
         ready: this.engineOp(stream, () => this.engine.subscribe(stream)),
       };
       // A failed engine subscribe is reported to the subscriber awaiting `ready`; keep it from
@@ -646,9 +749,14 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
 
   /** Runs an engine call; failures other than HeraldErrors become ENGINE_UNAVAILABLE (logged once). */
   private async engineCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const timer = this.engineTimers(what);
+    const start = performance.now();
     try {
-      return await fn();
+      const result = await fn();
+      timer.latency.observe((performance.now() - start) / 1000);
+      return result;
     } catch (err) {
+      timer.errors.inc();
       if (err instanceof HeraldError) throw err;
       this.logger.error({ err, op: what }, 'engine call failed');
       throw new HeraldError('HERALD_ERR_ENGINE_UNAVAILABLE', `engine ${what} failed`);

@@ -98,7 +98,18 @@ interface SendRequest {
 /** The answer: the NDJSON replies, or why the commands did not run. */
 type SendAnswer = { readonly replies: string } | { readonly error: ErrorBody };
 
+/** A request of another kind (the admin page's queries): its op and arguments. */
+interface OtherRequest {
+  readonly op: string;
+  readonly args?: unknown;
+}
+
+/** Serves one kind of request from other nodes (see `NodeControl.handle`). */
+export type ControlHandler = (args: unknown) => Promise<unknown>;
+
 export class NodeControl {
+  /** Handlers of the other kinds of requests, by op. */
+  private readonly handlers = new Map<string, ControlHandler>();
   /** `/send` requests this node forwarded to the node holding their session. */
   private readonly forwarded: Counter;
   /** Forwarded `/send` requests this node ran for other nodes. */
@@ -150,8 +161,59 @@ export class NodeControl {
     return Buffer.from(answer.replies, 'utf8');
   }
 
+  /**
+   * Serves requests of kind `op` from other nodes (`ask`): `handler` gets their arguments and
+   * resolves with a JSON-serializable answer; a HeraldError it throws reaches the asking node.
+   */
+  handle(op: string, handler: ControlHandler): void {
+    if (op === 'send') throw new Error('"send" is the op of forwarded /send requests');
+    this.handlers.set(op, handler);
+  }
+
+  /**
+   * Asks `node` (which serves `op` with `handle`) and resolves with its answer. Rejects with
+   * HERALD_ERR_NODE_UNREACHABLE when it does not answer within `timeoutMs`, and with its error.
+   */
+  async ask(node: string, op: string, args: unknown, timeoutMs: number): Promise<unknown> {
+    const control = this.host.engine.control;
+    if (control === undefined) throw new HeraldError('HERALD_ERR_NODE_UNREACHABLE', 'this node is alone');
+    const text = await control.request(node, JSON.stringify({ op, args }), timeoutMs);
+    let a: { result?: unknown; error?: { code?: unknown; message?: unknown } } | undefined;
+    try {
+      a = JSON.parse(text) as typeof a;
+    } catch {
+      a = undefined;
+    }
+    const code = a?.error?.code;
+    if (isErrorCode(code)) {
+      throw new HeraldError(code, typeof a?.error?.message === 'string' ? a.error.message : code);
+    }
+    if (a === undefined || !('result' in a)) throw new HeraldError('HERALD_ERR_INTERNAL', `unreadable answer from ${node}`);
+    return a.result;
+  }
+
+  /** A request of another kind than `send`, or undefined when it is a `send`. */
+  private async other(message: string): Promise<string | undefined> {
+    let r: OtherRequest | undefined;
+    try {
+      r = JSON.parse(message) as OtherRequest;
+    } catch {
+      return undefined;
+    }
+    if (typeof r !== 'object' || r === null || typeof r.op !== 'string' || r.op === 'send') return undefined;
+    const handler = this.handlers.get(r.op);
+    try {
+      if (handler === undefined) throw new HeraldError('HERALD_ERR_API_NOT_FOUND', `this node does not serve "${r.op}"`);
+      return this.bounded(JSON.stringify({ result: (await handler(r.args)) ?? null }));
+    } catch (err) {
+      return JSON.stringify({ error: toErrorBody(err, this.host.logger) });
+    }
+  }
+
   /** A request from another node. Resolves with the answer; errors are part of the answer. */
   private async serve(message: string): Promise<string> {
+    const other = await this.other(message);
+    if (other !== undefined) return other;
     let answer: SendAnswer;
     try {
       const request = parseRequest(message);

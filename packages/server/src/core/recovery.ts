@@ -20,6 +20,11 @@ export interface RecoveryHost {
   history(req: HistoryRequest): Promise<HistoryOutcome>;
   /** Counts each publication delivered by recovery. */
   readonly deliveries: Counter;
+  /** Subscribes with a cursor answered `recovered: true`, and `false`. */
+  readonly recovered: Counter;
+  readonly notRecovered: Counter;
+  /** Live subscriptions that fell behind (a gap, a new epoch, a lost link) and re-read history. */
+  readonly catchUps: Counter;
 }
 
 /** How a subscription starts: from a client's cursor (`since`), with a backlog, or from now. */
@@ -64,8 +69,10 @@ export class Recovery {
       // A recovery is whole or not at all (no gap); one larger than a reply may carry is refused as
       // if the cursor were outside history: the client is told (`recovered: false`), never cut short.
       if (covers(h, opts.since) && fitsWhole(h.publications, policy, limits.maxReplyBytes)) {
+        this.host.recovered.inc();
         return { position: h.position, publications: h.publications, recovered: true };
       }
+      this.host.notRecovered.inc();
       recovered = false;
       fallback = h;
     }
@@ -126,6 +133,7 @@ export class Recovery {
    * an engine gap): it recovers from history while live publications are buffered.
    */
   fellBehind(sub: Subscription, policy: NamespacePolicy, first: Publication | undefined): void {
+    this.host.catchUps.inc();
     sub.state = 'recovering';
     // Live subscriptions share NO_BUFFER: never push into it.
     sub.buffer = first !== undefined ? [first] : [];

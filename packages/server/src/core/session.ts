@@ -23,6 +23,7 @@ import { CommandState } from './command-state.js';
 import type { EncodeCache, FrameEncoder, NonPubPush } from './encoder.js';
 import type { Publication } from './engine.js';
 import { toErrorBody } from './errors.js';
+import { disconnectChannel, reportDisconnect } from './diagnostics.js';
 import { ANONYMOUS_IDENTITY, type SessionIdentity } from './identity.js';
 import type { Logger } from './logger.js';
 import type { Counter } from './metrics.js';
@@ -51,6 +52,15 @@ export interface SessionInit {
 export interface SessionCounters {
   readonly badFrames: Counter;
   readonly slowDisconnects: Counter;
+  /** Writes and bytes written, for the sessions of one transport (one object per transport). */
+  output(transport: string): OutputCounters;
+  /** Sessions that ended, by why (a disconnect's name in lower case, or `closed` when the connection went). */
+  ended(reason: string): void;
+}
+
+export interface OutputCounters {
+  readonly writes: Counter;
+  readonly bytes: Counter;
 }
 
 /**
@@ -111,6 +121,8 @@ export class Session implements ReplyOut, Subscriber {
   private sentBacklog = 0;
   /** Commands on their way (made on the first command, dropped when none is left). */
   private cmds: CommandState | undefined;
+  /** Where its writes are counted (shared by the sessions of its transport). */
+  private readonly output: OutputCounters;
 
   constructor(
     readonly host: SessionHost,
@@ -123,6 +135,7 @@ export class Session implements ReplyOut, Subscriber {
     this.identity = init.detached === true ? (init.identity ?? ANONYMOUS_IDENTITY) : ANONYMOUS_IDENTITY;
     this.remoteAddress = init.remoteAddress;
     this.detached = init.detached === true;
+    this.output = host.counters.output(transport.name);
   }
 
   /** A child logger with the client id, made on first use (most sessions never log). */
@@ -456,6 +469,8 @@ export class Session implements ReplyOut, Subscriber {
     const data = this.queue === undefined ? head : this.encoder.join(this.queue);
     this.clearQueue();
     if (this.state === 'closed') return;
+    this.output.writes.inc();
+    this.output.bytes.inc(data.byteLength);
     this.transport.write(data);
     this.sentBacklog = this.transport.bufferedAmount();
     const st = this.cmds;
@@ -475,6 +490,8 @@ export class Session implements ReplyOut, Subscriber {
     this.state = 'closing';
     this.expiry?.cancel();
     this.logger.debug({ code: info.code, reason }, 'disconnect');
+    if (!this.detached) this.host.counters.ended(name.toLowerCase());
+    if (disconnectChannel.hasSubscribers && !this.detached) reportDisconnect(this, info.code, reason);
     this.transport.close(info.code, reason);
     this.host.detach(this);
     this.abandonCommands();
@@ -483,6 +500,9 @@ export class Session implements ReplyOut, Subscriber {
   /** The transport reports that the connection is gone (closed by either side). */
   transportClosed(): void {
     if (this.state === 'closed') return;
+    if (this.state === 'open' && !this.detached) this.host.counters.ended('closed');
+    // Reported here only when `disconnect` did not report it (once per session).
+    if (this.state === 'open' && disconnectChannel.hasSubscribers && !this.detached) reportDisconnect(this, 0, 'closed');
     this.state = 'closed';
     this.expiry?.cancel();
     this.clearQueue();

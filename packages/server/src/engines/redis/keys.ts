@@ -50,6 +50,11 @@ export class KeySpace {
     return `${this.prefix}:{${namespace}}:pc`;
   }
 
+  /** Every node's latest figures (admin page), on the shard of keys that are not per namespace. */
+  nodes(): string {
+    return `${this.prefix}:nodes`;
+  }
+
   /** Remembers a publish's result for its idempotency window. A space cannot occur in a channel. */
   idempotency(channel: string, key: string): string {
     return `${this.base(channel)}:i:${channel} ${key}`;

@@ -24,6 +24,7 @@
  *   lost and is confirmed again (a link came back; on a Cluster, a failover or slot move took it to
  *   another master), the engine calls `sink.onGap(streams)`, and the hub re-reads history.
  * - `control`: requests between nodes on per-node pub/sub channels (see control.ts).
+ * - `nodes`: every node's latest figures for the admin page (see nodes.ts).
  * - `presence`: who is subscribed to each channel of a presence namespace, shared by every node
  *   (see presence.ts); its joins and leaves travel on the channels' own pub/sub channels.
  */
@@ -42,9 +43,11 @@ import type {
   PublishRequest,
 } from '../../core/engine.js';
 import { silentLogger, type Logger } from '../../core/logger.js';
+import type { Metrics } from '../../core/metrics.js';
 import { RedisControl, type RedisControlStats } from './control.js';
 import { KeySpace } from './keys.js';
 import { RedisIngest } from './ingest.js';
+import { RedisNodes } from './nodes.js';
 import { RedisPresence } from './presence.js';
 import { loadScripts } from './scripts.js';
 import { createTopology, isLinkError, type ShardStatus, type Topology, type TopologyStats } from './topology.js';
@@ -96,6 +99,7 @@ export class RedisEngine implements Engine {
   readonly stats: RedisEngineStats = { received: 0, gaps: 0, badMessages: 0, epochsRenewed: 0 };
   readonly control: RedisControl;
   readonly presence: RedisPresence;
+  readonly nodes: RedisNodes;
   private readonly logger: Logger;
   private readonly idleStreamTtl: number;
   private state: EngineState = 'created';
@@ -131,6 +135,7 @@ export class RedisEngine implements Engine {
       logger: this.logger,
       idPrefix: this.instanceId,
     });
+    this.nodes = new RedisNodes(this.topology, this.keys.nodes());
     this.presence = new RedisPresence({
       keys: this.keys,
       topology: this.topology,
@@ -205,6 +210,39 @@ export class RedisEngine implements Engine {
       control: { ...this.control.stats },
       topology: { ...this.topology.stats },
     };
+  }
+
+  instrument(m: Metrics): void {
+    const stats = this.stats;
+    m.counterFn('herald_redis_received_total', 'Live publications received from Redis', () => stats.received);
+    m.counterFn(
+      'herald_redis_catch_ups_total',
+      'Times subscriptions were confirmed again after a lost link or a move (the hub re-read history)',
+      () => stats.gaps,
+    );
+    m.counterFn('herald_redis_bad_messages_total', 'Unreadable messages on Herald pub/sub channels', () => stats.badMessages);
+    m.counterFn(
+      'herald_redis_epochs_renewed_total',
+      'Streams given a new epoch because Redis restarted, was restored or failed over',
+      () => stats.epochsRenewed,
+    );
+    const topo = this.topology.stats;
+    m.counterFn('herald_redis_slot_map_changes_total', 'Cluster slot map changes seen', () => topo.slotMapChanges);
+    m.counterFn('herald_redis_channels_moved_total', 'Channels subscribed again on another master', () => topo.channelsMoved);
+    for (const kind of ['commands', 'subscriber'] as const) {
+      for (const state of ['up', 'down'] as const) {
+        m.gauge(
+          'herald_redis_links',
+          'Connections to Redis servers (command connection, subscriber link) by state',
+          () => {
+            let n = 0;
+            for (const s of this.topology.status()) if ((s[kind] === 'ready') === (state === 'up')) n++;
+            return n;
+          },
+          { kind, state },
+        );
+      }
+    }
   }
 
   async publish(req: PublishRequest): Promise<PublishOutcome> {
