@@ -453,7 +453,10 @@ export class HeraldServer {
   private serveMetrics(req: IncomingMessage, res: ServerResponse): void {
     const { enabled, requireApiKey } = this.config.metrics;
     if (!enabled) {
-      sendJsonError(res, 404, { code: 'HERALD_ERR_API_NOT_FOUND', message: 'metrics are switched off (metrics.enabled)' });
+      sendJsonError(res, 404, {
+        code: 'HERALD_ERR_API_NOT_FOUND',
+        message: 'metrics are switched off (metrics.enabled)',
+      });
       return;
     }
     if (requireApiKey && !this.metricsKeys.check(bearerAsApiKey(req.headers.authorization))) {
@@ -473,7 +476,8 @@ export class HeraldServer {
       },
       (err: unknown) => {
         this.logger.error({ err }, 'metrics collection failed');
-        if (!res.headersSent) sendJsonError(res, 500, { code: 'HERALD_ERR_INTERNAL', message: 'metrics collection failed' });
+        if (!res.headersSent)
+          sendJsonError(res, 500, { code: 'HERALD_ERR_INTERNAL', message: 'metrics collection failed' });
       },
     );
   }

@@ -50,6 +50,14 @@ export class FailureLimiter {
     }
   }
 
+  /** Seconds until `address` may try again: 0 while it has failures left in this window. */
+  blockedFor(address: string | undefined): number {
+    if (this.maxFailures === 0 || address === undefined) return 0;
+    const w = this.current(address);
+    if (w === undefined || w.failures < this.maxFailures) return 0;
+    return Math.max(1, Math.ceil((w.start + this.windowMs - this.clock.now()) / 1000));
+  }
+
   /** Counts one failed authentication of `address`. */
   fail(address: string | undefined): void {
     if (this.maxFailures === 0 || address === undefined) return;

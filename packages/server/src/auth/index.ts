@@ -112,7 +112,9 @@ export function createAuth(config: HeraldConfig, opts: CreateAuthOptions = {}): 
       let c = refusals.get(code);
       if (c === undefined) {
         const reason = code.replace(/^HERALD_ERR_(AUTH_)?/, '').toLowerCase();
-        c = metrics.counter('herald_auth_failures_total', 'Connections refused by authentication, by reason', { reason });
+        c = metrics.counter('herald_auth_failures_total', 'Connections refused by authentication, by reason', {
+          reason,
+        });
         refusals.set(code, c);
       }
       c.inc();

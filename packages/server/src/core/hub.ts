@@ -37,13 +37,7 @@ import { NodePresence, type PresenceWatcher } from './node-presence.js';
 import type { HubLimits, NamespacePolicy, PresenceTiming } from './policy.js';
 import type { PresenceCounts, PresenceEntry } from './presence.js';
 import { fitCount, replyBytes, type ReplyOut } from './replies.js';
-import {
-  Session,
-  type OutputCounters,
-  type SessionCounters,
-  type SessionHost,
-  type SessionInit,
-} from './session.js';
+import { Session, type OutputCounters, type SessionCounters, type SessionHost, type SessionInit } from './session.js';
 import { Recovery, type Start } from './recovery.js';
 import { Subscription } from './subscription.js';
 import { WriteBatch } from './write-batch.js';
@@ -184,7 +178,11 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
         if (o === undefined) {
           const labels = { transport };
           o = {
-            writes: m.counter('herald_writes_total', 'Socket writes to clients (one carries every frame of a turn)', labels),
+            writes: m.counter(
+              'herald_writes_total',
+              'Socket writes to clients (one carries every frame of a turn)',
+              labels,
+            ),
             bytes: m.counter('herald_bytes_written_total', 'Bytes written to clients', labels),
           };
           outputs.set(transport, o);

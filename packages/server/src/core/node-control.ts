@@ -188,7 +188,8 @@ export class NodeControl {
     if (isErrorCode(code)) {
       throw new HeraldError(code, typeof a?.error?.message === 'string' ? a.error.message : code);
     }
-    if (a === undefined || !('result' in a)) throw new HeraldError('HERALD_ERR_INTERNAL', `unreadable answer from ${node}`);
+    if (a === undefined || !('result' in a))
+      throw new HeraldError('HERALD_ERR_INTERNAL', `unreadable answer from ${node}`);
     return a.result;
   }
 
@@ -203,7 +204,8 @@ export class NodeControl {
     if (typeof r !== 'object' || r === null || typeof r.op !== 'string' || r.op === 'send') return undefined;
     const handler = this.handlers.get(r.op);
     try {
-      if (handler === undefined) throw new HeraldError('HERALD_ERR_API_NOT_FOUND', `this node does not serve "${r.op}"`);
+      if (handler === undefined)
+        throw new HeraldError('HERALD_ERR_API_NOT_FOUND', `this node does not serve "${r.op}"`);
       return this.bounded(JSON.stringify({ result: (await handler(r.args)) ?? null }));
     } catch (err) {
       return JSON.stringify({ error: toErrorBody(err, this.host.logger) });

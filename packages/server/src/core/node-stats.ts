@@ -142,7 +142,8 @@ export class NodeStats {
       if (this.storeFailed) this.opts.logger.info('node figures shared again');
       this.storeFailed = false;
     } catch (err) {
-      if (!this.storeFailed) this.opts.logger.warn({ err }, 'cannot share node figures: the admin page shows this node only');
+      if (!this.storeFailed)
+        this.opts.logger.warn({ err }, 'cannot share node figures: the admin page shows this node only');
       this.storeFailed = true;
     }
     this.forget(Date.now());

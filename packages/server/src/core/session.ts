@@ -98,6 +98,8 @@ export class Session implements ReplyOut, Subscriber {
   private expiry: TimerHandle | undefined;
   readonly remoteAddress: string | undefined;
   readonly detached: boolean;
+  /** When it was made, in ms since the epoch (the admin page's connection inspector shows it). */
+  readonly openedAt = Date.now();
   /** By stream. */
   readonly subscriptions = new SmallMap<Subscription>();
   private log: Logger | undefined;
@@ -502,7 +504,9 @@ export class Session implements ReplyOut, Subscriber {
     if (this.state === 'closed') return;
     if (this.state === 'open' && !this.detached) this.host.counters.ended('closed');
     // Reported here only when `disconnect` did not report it (once per session).
-    if (this.state === 'open' && disconnectChannel.hasSubscribers && !this.detached) reportDisconnect(this, 0, 'closed');
+    if (this.state === 'open' && disconnectChannel.hasSubscribers && !this.detached) {
+      reportDisconnect(this, 0, 'closed');
+    }
     this.state = 'closed';
     this.expiry?.cancel();
     this.clearQueue();

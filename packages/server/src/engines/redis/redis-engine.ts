@@ -220,7 +220,11 @@ export class RedisEngine implements Engine {
       'Times subscriptions were confirmed again after a lost link or a move (the hub re-read history)',
       () => stats.gaps,
     );
-    m.counterFn('herald_redis_bad_messages_total', 'Unreadable messages on Herald pub/sub channels', () => stats.badMessages);
+    m.counterFn(
+      'herald_redis_bad_messages_total',
+      'Unreadable messages on Herald pub/sub channels',
+      () => stats.badMessages,
+    );
     m.counterFn(
       'herald_redis_epochs_renewed_total',
       'Streams given a new epoch because Redis restarted, was restored or failed over',
@@ -228,7 +232,11 @@ export class RedisEngine implements Engine {
     );
     const topo = this.topology.stats;
     m.counterFn('herald_redis_slot_map_changes_total', 'Cluster slot map changes seen', () => topo.slotMapChanges);
-    m.counterFn('herald_redis_channels_moved_total', 'Channels subscribed again on another master', () => topo.channelsMoved);
+    m.counterFn(
+      'herald_redis_channels_moved_total',
+      'Channels subscribed again on another master',
+      () => topo.channelsMoved,
+    );
     for (const kind of ['commands', 'subscriber'] as const) {
       for (const state of ['up', 'down'] as const) {
         m.gauge(
