@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MetricsTally, noMetrics, teeMetrics } from '../src/core/metrics.js';
-import { api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
+import { API_KEY, api, startServer, WsClient, type TestServer } from '@herald/test-support/server';
 
 describe('MetricsTally', () => {
   it('counts per name and label set; the same series is shared by every instrument made for it', () => {
@@ -78,5 +78,38 @@ describe('a server reports to its tally and to the sink it was given', () => {
     expect(node).toMatchObject({ published: 1, deliveries: 1, connectionsTotal: 1, badFrames: 1 });
     expect(node.sockets.open).toBeGreaterThanOrEqual(1);
     await c.close();
+  });
+
+  it('GET /metrics answers the Prometheus text format, with labels by transport, reason, method', async () => {
+    srv = await startServer({});
+    const c = await WsClient.subscribed(srv.wsUrl, 'news.b');
+    expect((await api(srv.url, 'publish', { channel: 'news.b', data: 1 })).status).toBe(200);
+    await c.waitFor((f) => f['push'] === 'pub', 'the publication');
+    await c.close();
+    const res = await fetch(`${srv.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(text).toContain('# TYPE herald_deliveries_total counter');
+    expect(text).toMatch(/^herald_deliveries_total 1$/m);
+    expect(text).toMatch(/^herald_connections\{transport="sse"\} 0$/m);
+    expect(text).toMatch(/^herald_writes_total\{transport="websocket"\} [1-9]/m);
+    expect(text).toMatch(/^herald_api_requests_total\{method="publish",status="200"\} 1$/m);
+    expect(text).toMatch(/^herald_api_request_duration_seconds_bucket\{method="publish",le="\+Inf"\} 1$/m);
+    expect(text).toMatch(/^herald_engine_operation_duration_seconds_count\{op="publish"\} 1$/m);
+    expect(text).toMatch(/^herald_ready 1$/m);
+    expect(text).toMatch(/^nodejs_heap_size_used_bytes \d+/m);
+    // No label per channel or per client.
+    expect(text).not.toContain('news.b');
+  });
+
+  it('asks for an API key when metrics.requireApiKey is on, and is gone when metrics are off', async () => {
+    srv = await startServer({ metrics: { enabled: true, requireApiKey: true } });
+    expect((await fetch(`${srv.url}/metrics`)).status).toBe(401);
+    const key = API_KEY;
+    expect((await fetch(`${srv.url}/metrics`, { headers: { Authorization: `Bearer ${key}` } })).status).toBe(200);
+    await srv.close();
+    srv = await startServer({ metrics: { enabled: false, requireApiKey: false } });
+    expect((await fetch(`${srv.url}/metrics`)).status).toBe(404);
   });
 });
