@@ -146,6 +146,7 @@ export default defineConfig(
         // project and get a default one.
         projectService: {
           allowDefaultProject: ['*.js', '*.mjs', '*.ts', 'scripts/*.mjs'],
+          maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 16,
         },
         tsconfigRootDir: import.meta.dirname,
       },
@@ -199,6 +200,11 @@ export default defineConfig(
     // The demo pages: plain browser scripts, with the SDK bundle's global `Herald`.
     files: ['examples/*/public/**/*.js'],
     languageOptions: { globals: readonlyGlobals(BROWSER_GLOBALS) },
+  },
+  {
+    // The admin page's script (packages/server/src/admin/public/): a plain browser script, with uPlot's global.
+    files: ['packages/server/src/admin/public/**/*.js'],
+    languageOptions: { globals: readonlyGlobals([...BROWSER_GLOBALS, 'uPlot']) },
   },
   {
     // Tests read protocol frames as loose JSON (`Frame = Record<string, any>`); production code may not.

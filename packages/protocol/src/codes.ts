@@ -186,6 +186,20 @@ export const ErrorCodes = {
     description:
       'The request body (server API or `POST /send`) has a `Content-Encoding` other than `identity` (gzip, deflate, br, ...): Herald reads uncompressed bodies only.',
   },
+  HERALD_ERR_ADMIN_UNAUTHORIZED: {
+    status: 401,
+    description:
+      'The admin page request has no valid admin session cookie (log in at `/admin/login`), or the password is wrong.',
+  },
+  HERALD_ERR_ADMIN_FORBIDDEN: {
+    status: 403,
+    description:
+      "An admin page action came without the session's `X-Herald-CSRF` token, or from another origin (`Origin`, `Sec-Fetch-Site`).",
+  },
+  HERALD_ERR_ADMIN_RATE_LIMITED: {
+    status: 429,
+    description: 'Too many wrong admin passwords from this address within a minute; retry after `Retry-After` seconds.',
+  },
   HERALD_ERR_SESSION_NOT_FOUND: {
     status: 404,
     description:

@@ -35,6 +35,7 @@ import { SendHandler } from './transports/send.js';
 import { namespaceOptions, type HeraldConfig } from './config/config.js';
 import { VERSION } from './version.js';
 import { loopbackUrl, type DemoHost } from './demo/demos.js';
+import { AdminHandler } from './admin/admin.js';
 
 export interface HeraldServerOptions {
   readonly logger?: Logger;
@@ -77,6 +78,8 @@ export class HeraldServer {
   private readonly metricsKeys: ApiKeys;
   /** Every node's figures over the last minutes, for the admin page; only while the admin page is on. */
   readonly nodeStats: NodeStats | undefined;
+  /** `/admin` (admin/admin.ts): only while `admin.password` is set. */
+  private readonly admin: AdminHandler | undefined;
   private readonly cors: Cors;
   state: ServerState = 'created';
   private listener: HttpListener | undefined;
@@ -191,6 +194,7 @@ export class HeraldServer {
             },
           })
         : undefined;
+    this.admin = config.admin.password !== '' ? new AdminHandler(this) : undefined;
   }
 
   /** The server's own gauges (readiness, the engine's reach) and the engine's. */
@@ -323,6 +327,11 @@ export class HeraldServer {
     }
     if (this.demos !== undefined && (path === '/demo' || path.startsWith('/demo/'))) {
       this.demos.handle(req, res, path);
+      return;
+    }
+    if (path === '/admin' || path.startsWith('/admin/')) {
+      if (this.admin !== undefined) this.admin.handle(req, res, path, url);
+      else adminOff(req, res);
       return;
     }
     req.resume();
@@ -558,6 +567,14 @@ function disabled(req: IncomingMessage, res: ServerResponse, name: string, cors:
     { code: 'HERALD_ERR_TRANSPORT_DISABLED', message: `the ${name} transport is switched off on this server` },
     cors.errorHeaders(req),
   );
+}
+
+function adminOff(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  sendJsonError(res, 404, {
+    code: 'HERALD_ERR_API_NOT_FOUND',
+    message: 'the admin page is off: set admin.password (HERALD_ADMIN_PASSWORD) to turn it on',
+  });
 }
 
 /** `Bearer <key>` read as `apikey <key>` (Prometheus sends Bearer unless told otherwise). */
