@@ -492,8 +492,10 @@ export class Session implements ReplyOut, Subscriber {
     this.state = 'closing';
     this.expiry?.cancel();
     this.logger.debug({ code: info.code, reason }, 'disconnect');
-    if (!this.detached) this.host.counters.ended(name.toLowerCase());
-    if (disconnectChannel.hasSubscribers && !this.detached) reportDisconnect(this, info.code, reason);
+    if (!this.detached) {
+      this.host.counters.ended(name.toLowerCase());
+      if (disconnectChannel.hasSubscribers) reportDisconnect(this, info.code, reason);
+    }
     this.transport.close(info.code, reason);
     this.host.detach(this);
     this.abandonCommands();
@@ -502,10 +504,10 @@ export class Session implements ReplyOut, Subscriber {
   /** The transport reports that the connection is gone (closed by either side). */
   transportClosed(): void {
     if (this.state === 'closed') return;
-    if (this.state === 'open' && !this.detached) this.host.counters.ended('closed');
-    // Reported here only when `disconnect` did not report it (once per session).
-    if (this.state === 'open' && disconnectChannel.hasSubscribers && !this.detached) {
-      reportDisconnect(this, 0, 'closed');
+    // Counted and reported here only when `disconnect` did not (once per session).
+    if (this.state === 'open' && !this.detached) {
+      this.host.counters.ended('closed');
+      if (disconnectChannel.hasSubscribers) reportDisconnect(this, 0, 'closed');
     }
     this.state = 'closed';
     this.expiry?.cancel();
