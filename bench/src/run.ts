@@ -111,7 +111,11 @@ export class Session {
     servers?: readonly RunningServer[],
     extra: readonly RunningServer[] = [],
   ): Promise<Session> {
-    const running = servers ?? [await startServer(target.server, { ...opts.server, cpu: opts.pin.server })];
+    const serverOpts = { ...opts.server, cpu: opts.pin.server };
+    const env = { ...opts.server?.heraldEnv, ...target.heraldEnv };
+    const running = servers ?? [
+      await startServer(target.server, Object.keys(env).length > 0 ? { ...serverOpts, heraldEnv: env } : serverOpts),
+    ];
     // BENCH_GENERATOR_FLAGS: extra node flags for the generator processes (e.g. --cpu-prof, to profile it).
     const flags = (process.env.BENCH_GENERATOR_FLAGS ?? '').split(' ').filter((f) => f !== '');
     const spawnGen = (file: string): ReturnType<typeof spawnPinned> =>
@@ -122,6 +126,7 @@ export class Session {
         : new IpcChild<SubscriberRequest, SubscriberReply>('subscriber', spawnGen('subscriber.js'));
     const pub = new IpcChild<PublisherRequest, PublisherReply>('publisher', spawnGen('publisher.js'));
     const session = new Session(target, running, sub, pub, opts, extra);
+    if (target.scrape !== undefined) session.startScraping(target.scrape);
     await pub.request({
       type: 'config',
       spec: target.pub(running[0]!.port),
@@ -280,7 +285,32 @@ export class Session {
     return this.sub.request<RecoverResult>({ type: 'recover', final, concurrency, timeoutMs }, timeoutMs + 30_000);
   }
 
+  private scraper: NodeJS.Timeout | undefined;
+  /** Scrape counts and failures (a failed scrape is reported, not fatal). */
+  readonly scrapes = { ok: 0, failed: 0 };
+
+  /** Fetches `path` from every server once a second, like a Prometheus server would. */
+  private startScraping(path: string): void {
+    this.scraper = setInterval(() => {
+      for (const s of this.servers) {
+        fetch(`http://127.0.0.1:${s.port}${path}`)
+          .then(async (res) => {
+            await res.arrayBuffer();
+            if (res.ok) this.scrapes.ok++;
+            else this.scrapes.failed++;
+          })
+          .catch(() => this.scrapes.failed++);
+      }
+    }, 1000);
+  }
+
   async close(stopServers = true): Promise<void> {
+    if (this.scraper !== undefined) {
+      clearInterval(this.scraper);
+      this.opts.log(
+        `  ${this.target.label}: ${this.scrapes.ok} scrapes of ${this.target.scrape}, ${this.scrapes.failed} failed`,
+      );
+    }
     await this.sub.stop({ type: 'close' });
     await this.pub.stop({ type: 'close' });
     if (stopServers) for (const s of this.servers) await s.stop();

@@ -20,6 +20,10 @@ export interface TargetDef {
   readonly transport: Transport;
   sub(port: number): SubSpec;
   pub(port: number): PubSpec;
+  /** Extra `HERALD_*` environment for this target's Herald (e.g. metrics off). */
+  readonly heraldEnv?: Readonly<Record<string, string>>;
+  /** A path the run fetches from the server once a second while it runs, as a Prometheus server would. */
+  readonly scrape?: string;
 }
 
 export const API_KEY = 'bench-key-0123456789abcdef';
@@ -50,6 +54,24 @@ export const TARGETS: readonly TargetDef[] = [
     transport: 'ws',
     sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
     pub: heraldPub,
+  },
+  {
+    id: 'herald-ws-scraped',
+    label: 'Herald WS (metrics scraped 1/s)',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldPub,
+    scrape: '/metrics',
+  },
+  {
+    id: 'herald-ws-nometrics',
+    label: 'Herald WS (metrics off)',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldPub,
+    heraldEnv: { HERALD_METRICS_ENABLED: 'false' },
   },
   {
     id: 'herald-ws-batch',
