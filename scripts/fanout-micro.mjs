@@ -1,11 +1,12 @@
 // In-process fan-out micro-benchmark for instruction counts (valgrind --tool=callgrind):
 // N sessions on one stream, K publications through the hub with the memory engine, written to a
-// transport that only counts bytes. Usage: node scripts/fanout-micro.mjs <serverDist> [N] [K]
-// Compare two builds by the difference of K=<k> and K=0 runs (setup cancels out).
+// transport that only counts bytes. Usage: node scripts/fanout-micro.mjs <serverDist> [N] [K] [metrics]
+// Compare two builds by the difference of K=<k> and K=0 runs (setup cancels out). `metrics` (on|off,
+// default off) gives the hub the counting sink /metrics reads, to weigh what counting costs.
 import { pathToFileURL } from 'node:url';
 import path from 'node:path';
 
-const [dist = 'packages/server/dist', nArg = '1000', kArg = '200'] = process.argv.slice(2);
+const [dist = 'packages/server/dist', nArg = '1000', kArg = '200', metricsArg = 'off'] = process.argv.slice(2);
 const N = Number(nArg);
 const K = Number(kArg);
 const load = (p) => import(pathToFileURL(path.resolve(dist, p)).href);
@@ -13,6 +14,7 @@ const { Hub } = await load('core/hub.js');
 const { MemoryEngine } = await load('engines/memory/memory-engine.js');
 const { jsonEncoder } = await load('core/encoder.js');
 const { silentLogger } = await load('core/logger.js');
+const { MetricsTally } = await load('core/metrics.js');
 
 const policy = {
   historySize: 100,
@@ -37,7 +39,9 @@ const hub = new Hub({
     maxRecoveryBuffer: 10_000,
   },
   idempotencyWindowMs: 0,
+  ...(metricsArg === 'on' ? { metrics: new MetricsTally() } : {}),
 });
+if (metricsArg === 'on') hub.trackTransport('websocket');
 await hub.start();
 let bytes = 0;
 const transport = {

@@ -93,7 +93,8 @@ export class HeraldServer {
     this.demos = opts.demos;
     this.logger = opts.logger ?? silentLogger;
     this.engine = opts.engine ?? createEngine(config, this.logger);
-    const own = config.metrics.enabled ? this.metrics : noMetrics;
+    // The admin page's rate charts read the same counters, so they are kept while it is on.
+    const own = config.metrics.enabled || config.admin.password !== '' ? this.metrics : noMetrics;
     this.sink = opts.metrics !== undefined ? teeMetrics(own, opts.metrics) : own;
     this.metricsKeys = new ApiKeys(config.apiKeys);
     this.auth = createAuth(config, { logger: this.logger, metrics: this.sink });

@@ -429,6 +429,34 @@ describe('admin API', () => {
   });
 });
 
+describe('admin page with metrics.enabled off', () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    srv = await adminServer({ metrics: { enabled: false, requireApiKey: false } });
+  });
+  afterAll(() => srv.close());
+
+  it('still charts message rates, while /metrics stays off', async () => {
+    expect((await fetch(`${srv.url}/metrics`)).status).toBe(404);
+    const admin = await AdminClient.login(srv.url);
+    const c = await WsClient.connect(`${srv.wsUrl}?token=${await token('judy')}`);
+    try {
+      expect((await c.request({ cmd: 'subscribe', channel: 'feed.rates' }))['result']).toBeDefined();
+      const stats = srv.server.nodeStats;
+      await stats?.tick();
+      for (let i = 0; i < 3; i++) await admin.post('publish', { channel: 'feed.rates', data: i });
+      await c.waitForCount((f) => f['push'] === 'pub', 3, 'three publications');
+      await stats?.tick();
+      const latest = (await admin.get('overview')).body.nodes[0].latest;
+      expect(latest.published).toBeGreaterThan(0);
+      expect(latest.delivered).toBeGreaterThan(0);
+      expect(latest.bytesOut).toBeGreaterThan(0);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe('AdminSessions', () => {
   it('checks the password, signs and expires sessions, revokes them, derives CSRF tokens', () => {
     let now = 1_000_000;

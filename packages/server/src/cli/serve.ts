@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, loadConfig, parseServeFlags } from '../config/index.js';
+import { ConfigError, loadConfig, parseServeFlags, type HeraldConfig } from '../config/index.js';
 import { HeraldServer } from '../server.js';
 import { prepareDemos } from '../demo/demos.js';
 import { createLogger } from '../logging.js';
@@ -74,9 +74,9 @@ export async function runServe(argv: string[]): Promise<number> {
   console.log(`
 Herald ${VERSION} is running (engine: ${config.engine}, pid ${process.pid})
   WebSocket   ${secure ? 'wss' : 'ws'}://${host}:${address.port}/ws
-  Server API  ${base}/api/{publish,broadcast,history,channels,info,disconnect,batch}
+  Server API  ${base}/api/{publish,batch,broadcast,history,channels,presence,presenceStats,info,disconnect}
   Health      ${base}/health   (ready: ${base}/ready)
-${keyLine}
+${operatorLines(base, config)}${keyLine}
 
 Listen (in another terminal):
   ${cliCommand()} subscribe 'chat.**' --url ${base}
@@ -87,6 +87,16 @@ ${demoLines(base, demos?.names ?? [])}`);
   logger.info({ port: address.port, host: config.host, engine: config.engine, version: VERSION }, 'listening');
 
   return exitCode;
+}
+
+/** The banner's metrics and admin page lines, for what is on. */
+function operatorLines(base: string, config: HeraldConfig): string {
+  let lines = '';
+  if (config.metrics.enabled) {
+    lines += `  Metrics     ${base}/metrics${config.metrics.requireApiKey ? '   (with the API key)' : ''}\n`;
+  }
+  if (config.admin.password !== '') lines += `  Admin       ${base}/admin/   (password: admin.password)\n`;
+  return lines;
 }
 
 /** The banner's demo URLs (docs/demos.md), or nothing when they are off. */

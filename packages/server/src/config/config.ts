@@ -50,7 +50,7 @@ export interface NamespaceOptions {
 
 /** `GET /metrics` (Prometheus text format; docs/operations.md). */
 export interface MetricsOptions {
-  /** Serve `/metrics` and count what it reports; off: nothing is counted (`/api/info` keeps its gauges). */
+  /** Serve `/metrics` and count what it reports; off: `/metrics` answers 404 and nothing is counted unless the admin page is on (its charts read the counters); `/api/info` keeps its gauges. */
   enabled: boolean;
   /** `/metrics` asks for an API key (`Authorization: apikey <key>` or `Bearer <key>`), like the server API. */
   requireApiKey: boolean;
