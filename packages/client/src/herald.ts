@@ -376,8 +376,8 @@ export class Herald extends Emitter<HeraldEvents> {
   }
 
   history<T = unknown>(channel: string, opts: HistoryOptions = {}): Promise<HistoryResult<T>> {
-    const { limit, since, reverse } = opts;
-    return this.#call({ cmd: 'history', channel, limit, since, reverse }, opts);
+    const { limit, since, reverse, latest } = opts;
+    return this.#call({ cmd: 'history', channel, limit, since, reverse, latest }, opts);
   }
 
   /** Who is subscribed to `channel` now, on every node (a namespace with `presence` on). */

@@ -83,9 +83,17 @@ export interface PublishOptions extends CallOptions {
 }
 
 export interface HistoryOptions extends CallOptions {
+  /** At most this many (capped at the namespace's `historySize`). */
   limit?: number;
+  /** Only publications after this position. */
   since?: StreamPosition;
+  /** Newest first. */
   reverse?: boolean;
+  /**
+   * The newest `limit` publications instead of the oldest, still oldest first (offset order). With
+   * `since`, the newest `limit` of those after it. Not with `reverse` (the server refuses both).
+   */
+  latest?: boolean;
 }
 
 export interface SubscribeOptions {

@@ -13,6 +13,9 @@ import type { ErrorCode } from './codes.js';
 export const PROTOCOL_VERSION = 1;
 export const MAX_BACKLOG = 1000;
 export const MAX_HISTORY_LIMIT = 1000;
+/** Why a `history` with both `latest` and `reverse` set is refused (the server API says the same). */
+export const LATEST_AND_REVERSE =
+  '"latest" and "reverse" cannot both be true: "latest" gives the newest publications oldest first, "reverse" newest first';
 
 export interface SubscribeCommand {
   id: number;
@@ -44,7 +47,13 @@ export interface HistoryCommand {
   channel: string;
   limit?: number;
   since?: StreamPosition;
+  /** Newest first. */
   reverse?: boolean;
+  /**
+   * The newest `limit` publications (after `since`, when given) instead of the oldest, still in
+   * offset order (oldest first). Not with `reverse: true`.
+   */
+  latest?: boolean;
 }
 export interface PingCommand {
   id: number;
@@ -132,7 +141,8 @@ export interface HistoryResult<T = unknown> {
   publications: PublicationFrame<T>[];
   /**
    * Present (true) when more publications matched than fit in one reply (limits.maxReplyBytes):
-   * `publications` holds the first ones; read on with `since` at the last one's offset.
+   * `publications` holds the first ones; read on with `since` at the last one's offset. With
+   * `reverse` or `latest` it holds the newest ones, and the older ones were left out.
    */
   truncated?: boolean;
 }
@@ -247,7 +257,7 @@ const KNOWN_FIELDS: Record<CommandName, ReadonlySet<string>> = {
   subscribe: new Set(['id', 'cmd', 'channel', 'backlog', 'since', 'token']),
   unsubscribe: new Set(['id', 'cmd', 'channel']),
   publish: new Set(['id', 'cmd', 'channel', 'data', 'idempotencyKey']),
-  history: new Set(['id', 'cmd', 'channel', 'limit', 'since', 'reverse']),
+  history: new Set(['id', 'cmd', 'channel', 'limit', 'since', 'reverse', 'latest']),
   presence: new Set(['id', 'cmd', 'channel']),
   presenceStats: new Set(['id', 'cmd', 'channel']),
   ping: new Set(['id', 'cmd']),
@@ -364,10 +374,18 @@ export function decodeCommand(value: unknown): DecodeResult {
       if (reverse !== undefined && typeof reverse !== 'boolean') {
         return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"reverse" must be a boolean');
       }
+      const latest = v['latest'];
+      if (latest !== undefined && typeof latest !== 'boolean') {
+        return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', '"latest" must be a boolean');
+      }
+      if (latest === true && reverse === true) {
+        return bad(id, 'HERALD_ERR_PROTOCOL_BAD_FIELD', LATEST_AND_REVERSE);
+      }
       const c: HistoryCommand = { id, cmd: name, channel: ch };
       if (limit !== undefined) c.limit = limit;
       if (since !== undefined) c.since = copyStreamPosition(since);
       if (reverse !== undefined) c.reverse = reverse;
+      if (latest !== undefined) c.latest = latest;
       return { ok: true, command: c };
     }
     default: {

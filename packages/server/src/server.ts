@@ -1,7 +1,8 @@
 /**
  * HeraldServer wires the parts together: engine → hub ← transports, the server API, health, and
- * graceful shutdown. Embeddable: `handleRequest` and `handleUpgrade` serve from any http.Server;
- * `listen()` makes one.
+ * graceful shutdown. Embeddable: `handleRequest` and `handleUpgrade` serve from any http.Server
+ * (under a path prefix with the `basePath` option; `handles` and `middleware` for hosts that serve
+ * other paths too: docs/embedding.md); `listen()` makes one.
  */
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -50,6 +51,14 @@ export interface HeraldServerOptions {
   readonly clock?: Clock;
   /** The demo apps to serve under `/demo/` (`prepareDemos`, what `herald serve` does); none when not given. */
   readonly demos?: DemoHost;
+  /**
+   * A path prefix for every URL of this server, to embed it in an application that serves other
+   * paths (docs/embedding.md): with `/realtime`, `/realtime/ws`, `/realtime/sse`,
+   * `/realtime/api/publish`, `/realtime/health`, ... and nothing outside it (`handles` says which
+   * requests are Herald's). Starts with `/`, no trailing `/`; the root (none) when not given. The
+   * admin page and the demos are served only at the root.
+   */
+  readonly basePath?: string;
 }
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -87,9 +96,12 @@ export class HeraldServer {
   /** Publishing by Redis PUBLISH (redis.ingestChannel, redis.ingestPlain), when the Redis engine is used. */
   private ingest: EngineIngestion | undefined;
   private readonly demos: DemoHost | undefined;
+  /** The `basePath` option: `''` (the root) or `/a/b`. */
+  readonly basePath: string;
 
   constructor(config: HeraldConfig, opts: HeraldServerOptions = {}) {
     this.config = config;
+    this.basePath = checkBasePath(opts.basePath ?? '');
     this.demos = opts.demos;
     this.logger = opts.logger ?? silentLogger;
     this.engine = opts.engine ?? createEngine(config, this.logger);
@@ -276,8 +288,45 @@ export class HeraldServer {
   }
 
   /**
+   * Whether `req` is this server's: its path is under `basePath` (always, without one). An
+   * application serving other paths too hands these to `handleRequest` or `handleUpgrade`. With a
+   * `basePath`, the path is read from `req.originalUrl` when there is one (what Express and Connect
+   * keep when a mount path like `app.use('/realtime', ...)` is taken off `req.url`).
+   */
+  handles(req: IncomingMessage): boolean {
+    return this.localPath(req) !== undefined;
+  }
+
+  /**
+   * Express (or Connect) middleware: serves the requests under `basePath` and passes the others on
+   * with `next()`. Use it before any body parser (the server API reads the body itself).
+   */
+  middleware(): (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void {
+    return (req, res, next) => {
+      if (this.handles(req)) this.handleRequest(req, res);
+      else next();
+    };
+  }
+
+  /**
+   * The path of `req` below `basePath` (`/ws`, `/api/publish`; `/` for the base path itself), or
+   * undefined when it is not under `basePath`.
+   */
+  private localPath(req: IncomingMessage): string | undefined {
+    const base = this.basePath;
+    const url = (base !== '' ? originalUrl(req) : undefined) ?? req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (base === '') return path;
+    if (!path.startsWith(base)) return undefined;
+    if (path.length === base.length) return '/';
+    return path.charCodeAt(base.length) === 0x2f ? path.slice(base.length) : undefined;
+  }
+
+  /**
    * Serves one request. HTTP/1.1 requests pipelined behind another one on the same connection wait
-   * for their turn (see http/pipeline.ts) before anything is done for them.
+   * for their turn (see http/pipeline.ts) before anything is done for them. A request outside
+   * `basePath` gets a 404.
    */
   handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const served = whenCurrent(req, res, () => this.route(req, res));
@@ -302,8 +351,23 @@ export class HeraldServer {
 
   private routeRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
+    const path = this.localPath(req);
+    if (path === undefined) {
+      req.resume();
+      sendJsonError(
+        res,
+        404,
+        { code: 'HERALD_ERR_API_NOT_FOUND', message: `no route for ${url.split('?')[0]?.slice(0, 100) ?? ''}` },
+        this.cors.errorHeaders(req),
+      );
+      return;
+    }
+    if (this.state === 'stopped' && path !== '/health' && path !== '/ready') {
+      // Embedded, the host may still take requests after `close()`.
+      req.resume();
+      sendJsonError(res, 503, { code: 'HERALD_ERR_SHUTTING_DOWN', message: 'the server has stopped' });
+      return;
+    }
     if (path.startsWith('/api/')) {
       this.api.handle(req, res, path.slice(5));
       return;
@@ -327,11 +391,14 @@ export class HeraldServer {
         return;
     }
     if (this.demos !== undefined && (path === '/demo' || path.startsWith('/demo/'))) {
-      this.demos.handle(req, res, path);
+      if (this.basePath === '') this.demos.handle(req, res, path);
+      else atRootOnly(req, res, 'the demos are');
       return;
     }
     if (path === '/admin' || path.startsWith('/admin/')) {
-      if (this.admin !== undefined) this.admin.handle(req, res, path, url);
+      // Its pages, cookie and redirects use absolute /admin/ URLs.
+      if (this.basePath !== '') atRootOnly(req, res, 'the admin page is');
+      else if (this.admin !== undefined) this.admin.handle(req, res, path, url);
       else adminOff(req, res);
       return;
     }
@@ -358,10 +425,21 @@ export class HeraldServer {
         );
         return;
       case '/': {
+        const endpoints = [
+          '/ws',
+          '/sse',
+          '/stream',
+          '/poll',
+          '/send',
+          '/api/<method>',
+          '/health',
+          '/ready',
+          '/metrics',
+        ];
         const body = JSON.stringify({
           name: 'herald',
           version: VERSION,
-          endpoints: ['/ws', '/sse', '/stream', '/poll', '/send', '/api/<method>', '/health', '/ready', '/metrics'],
+          endpoints: endpoints.map((e) => this.basePath + e),
         });
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end(body);
@@ -371,17 +449,16 @@ export class HeraldServer {
         sendJsonError(
           res,
           404,
-          { code: 'HERALD_ERR_API_NOT_FOUND', message: `no route for ${path.slice(0, 100)}` },
+          { code: 'HERALD_ERR_API_NOT_FOUND', message: `no route for ${(this.basePath + path).slice(0, 100)}` },
           this.cors.errorHeaders(req),
         );
     }
   }
 
+  /** Serves an HTTP/1.1 upgrade (WebSocket at `/ws` under `basePath`); any other path gets a 404. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', destroySelf);
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
+    const path = this.localPath(req);
     if (path === '/ws' && this.config.transports.websocket) {
       this.ws.handleUpgrade(req, socket, head);
       return;
@@ -570,6 +647,15 @@ function disabled(req: IncomingMessage, res: ServerResponse, name: string, cors:
   );
 }
 
+/** `/admin` or `/demo` under a `basePath`: they are served at the root only. */
+function atRootOnly(req: IncomingMessage, res: ServerResponse, what: string): void {
+  req.resume();
+  sendJsonError(res, 404, {
+    code: 'HERALD_ERR_API_NOT_FOUND',
+    message: `${what} served only by a server without basePath`,
+  });
+}
+
 function adminOff(req: IncomingMessage, res: ServerResponse): void {
   req.resume();
   sendJsonError(res, 404, {
@@ -582,6 +668,28 @@ function adminOff(req: IncomingMessage, res: ServerResponse): void {
 function bearerAsApiKey(header: string | undefined): string | undefined {
   const m = header === undefined ? null : /^bearer\s+(\S+)\s*$/i.exec(header);
   return m === null ? header : `apikey ${m[1] as string}`;
+}
+
+/**
+ * The `basePath` option checked: `''` or `/seg/seg` (segments of URL path characters, not `.` or
+ * `..`); a trailing `/` is dropped. Throws a TypeError naming the problem.
+ */
+function checkBasePath(value: string): string {
+  const path = value.replace(/\/+$/, '');
+  if (path === '') return '';
+  const segments = path.split('/');
+  const ok =
+    segments[0] === '' &&
+    segments.slice(1).every((s) => /^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$/.test(s) && s !== '.' && s !== '..');
+  if (!ok)
+    throw new TypeError(`basePath must be like "/realtime" (a path without query or empty segments); got "${value}"`);
+  return path;
+}
+
+/** `req.originalUrl`, which Express and Connect set to the whole URL when they take a mount path off `req.url`. */
+function originalUrl(req: IncomingMessage): string | undefined {
+  const url = (req as IncomingMessage & { originalUrl?: unknown }).originalUrl;
+  return typeof url === 'string' ? url : undefined;
 }
 
 /** Shared 'error' listener for upgraded sockets (no closure per connection). */

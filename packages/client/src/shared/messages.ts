@@ -31,6 +31,7 @@ export interface CallOpts {
   limit?: number;
   since?: StreamPosition;
   reverse?: boolean;
+  latest?: boolean;
 }
 
 /** A tab to the owner. */

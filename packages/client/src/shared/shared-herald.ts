@@ -214,8 +214,8 @@ export class SharedHerald extends Emitter<HeraldEvents> {
   }
 
   history<T = unknown>(channel: string, opts: HistoryOptions = {}): Promise<HistoryResult<T>> {
-    const { limit, since, reverse } = opts;
-    return this.call('history', [channel], { limit, since, reverse }, opts);
+    const { limit, since, reverse, latest } = opts;
+    return this.call('history', [channel], { limit, since, reverse, latest }, opts);
   }
 
   /** Who is subscribed to `channel` now (through the owner). */

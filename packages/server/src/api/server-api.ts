@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   ErrorCodes,
   HeraldError,
+  LATEST_AND_REVERSE,
   copyStreamPosition,
   isValidChannel,
   isStreamPosition,
@@ -79,10 +80,14 @@ export class ServerApi {
         }
         const reverse = b['reverse'];
         if (reverse !== undefined && typeof reverse !== 'boolean') throw bad('"reverse" must be a boolean');
+        const latest = b['latest'];
+        if (latest !== undefined && typeof latest !== 'boolean') throw bad('"latest" must be a boolean');
+        if (latest === true && reverse === true) throw bad(LATEST_AND_REVERSE);
         const { result, publications } = await hub.history(b['channel'], {
           since: optSince(b['since']),
           limit: limit as number | undefined,
           reverse: reverse as boolean | undefined,
+          latest: latest as boolean | undefined,
         });
         return withPublications(result, publications);
       },
@@ -181,7 +186,11 @@ export class ServerApi {
     const type = req.headers['content-type'];
     if (type !== undefined && !/^application\/json\b/i.test(type)) {
       req.resume();
-      throw new HeraldError('HERALD_ERR_API_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+      // Say what came, so that `curl -d` (application/x-www-form-urlencoded) is recognized at once.
+      throw new HeraldError(
+        'HERALD_ERR_API_UNSUPPORTED_MEDIA_TYPE',
+        `send Content-Type: application/json (got ${printable(type)})`,
+      );
     }
     const raw = await readBody(req, this.opts.maxBodySize);
     let body: unknown;
@@ -253,6 +262,13 @@ async function channels(hub: Hub, b: Body): Promise<ChannelEntry[]> {
 
 function bad(message: string): HeraldError {
   return new HeraldError('HERALD_ERR_API_BAD_REQUEST', message);
+}
+
+/** A header value as shown in an error message: at most 100 characters, only printable ASCII. */
+function printable(value: string): string {
+  if (value.trim() === '') return 'an empty value';
+  const shown = value.replace(/[^\x20-\x7e]/g, '?');
+  return shown.length > 100 ? `${shown.slice(0, 100)}...` : shown;
 }
 
 function optKey(b: Body): string | undefined {

@@ -12,25 +12,13 @@ import { loadConfig } from '../config/load-config.js';
 import { keyAlgorithms, readPem } from '../config/pem.js';
 import { JWT_ALGORITHMS, type JwtAlgorithm } from '../config/config.js';
 import { PERMISSION_ACTIONS, type PermissionAction } from '../auth/permissions.js';
+import { commandHelp } from './help.js';
+import { UsageError, parseErrorMessage } from './output.js';
 
-export const TOKEN_USAGE = `usage: herald token --sub USER [options]
+/** `herald token --help` (help.ts has the text). */
+export const TOKEN_USAGE = commandHelp('token');
 
-  --sub ID               user id (the "sub" claim); required
-  --subscribe PATTERN    channel or pattern.** the user may subscribe to (repeat for more; $sub = the user id)
-  --publish PATTERN      ... may publish to
-  --history PATTERN      ... may read the history of
-  --presence PATTERN     ... may see the presence of
-  --channel CHANNEL      make a subscription token for this one channel instead of a connection token
-  --info JSON            the "info" claim (shown in presence), e.g. '{"name":"Ann"}'
-  --ttl DURATION         lifetime, e.g. 30m, 1h, 7d (default 1h)
-  --private-key FILE     sign with this PEM private key (RS256/ES256/EdDSA) instead of auth.hmacSecret
-  --alg ALG              algorithm (default: HS256 with the secret, else from the key type)
-  --kid KID              "kid" header (to pick one of several configured public keys)
-  --config FILE          config file to read auth.hmacSecret, auth.issuer and auth.audience from
-
-The HMAC secret comes from the config file or HERALD_AUTH_HMAC_SECRET, never from the command line.`;
-
-/** A mistake in the command line or the configuration: printed with the usage, exit code 2. */
+/** A mistake in the command line or the configuration: one line on stderr, exit code 2. */
 export class TokenUsageError extends Error {
   override name = 'TokenUsageError';
 }
@@ -60,7 +48,7 @@ export async function buildToken(argv: string[], env: NodeJS.ProcessEnv, now: nu
   try {
     values = parse(argv).values;
   } catch (err) {
-    throw new TokenUsageError(err instanceof Error ? err.message : String(err));
+    throw new TokenUsageError(parseErrorMessage(err));
   }
   const sub = values.sub;
   if (sub === undefined || sub === '') throw new TokenUsageError('--sub is required (the user id)');
@@ -150,10 +138,8 @@ export async function runToken(argv: string[]): Promise<number> {
     console.log(await buildToken(argv, process.env, Date.now()));
     return 0;
   } catch (err) {
-    if (err instanceof TokenUsageError) {
-      console.error(`herald token: ${err.message}\n\n${TOKEN_USAGE}`);
-      return 2;
-    }
+    // One line, exit code 2 (main.ts prints it with a pointer to --help).
+    if (err instanceof TokenUsageError) throw new UsageError(err.message);
     throw err;
   }
 }

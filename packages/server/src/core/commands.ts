@@ -33,7 +33,13 @@ export interface SubscribeOptions {
 export interface HistoryOptions {
   readonly since?: StreamPosition | undefined;
   readonly limit?: number | undefined;
+  /** Newest first. */
   readonly reverse?: boolean | undefined;
+  /**
+   * The newest `limit` publications (after `since`) instead of the oldest, in offset order: read
+   * newest first like `reverse`, so that a reply cut to `maxBytes` keeps the newest. Not with `reverse`.
+   */
+  readonly latest?: boolean | undefined;
   /** Bytes of publications the result may carry; the rest is cut (`truncated`). No bound when not given. */
   readonly maxBytes?: number | undefined;
 }
@@ -94,7 +100,13 @@ export async function runCommand(
       try {
         // The connection may have closed while the command waited for its turn.
         if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SESSION_NOT_FOUND', 'the session closed');
-        const opts = { since: cmd.since, limit: cmd.limit, reverse: cmd.reverse, maxBytes: out.room() };
+        const opts = {
+          since: cmd.since,
+          limit: cmd.limit,
+          reverse: cmd.reverse,
+          latest: cmd.latest,
+          maxBytes: out.room(),
+        };
         const { result, publications } = await hub.history(cmd.channel, opts);
         putReply(out, cmd.id, enc.reply(cmd.id, result, publications));
         if (result.truncated === true) out.cut();

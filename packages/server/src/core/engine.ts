@@ -69,6 +69,10 @@ export interface HistoryRequest {
   readonly since?: StreamPosition;
   /** At most this many; with `reverse`, the newest first. 0 returns none (position only). */
   readonly limit: number;
+  /**
+   * The newest `limit` publications (of those after `since`), newest first: XREVRANGE in Redis.
+   * The hub's `latest` history (the newest ones in offset order) reads this way too.
+   */
   readonly reverse?: boolean;
 }
 

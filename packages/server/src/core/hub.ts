@@ -7,6 +7,7 @@
  */
 import {
   HeraldError,
+  LATEST_AND_REVERSE,
   checkChannel,
   isSubtree,
   namespaceOf,
@@ -373,6 +374,9 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     if (policy.historySize === 0) {
       throw new HeraldError('HERALD_ERR_HISTORY_DISABLED', `namespace "${check.namespace}" keeps no history`);
     }
+    if (opts.latest === true && opts.reverse === true) {
+      throw new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', LATEST_AND_REVERSE);
+    }
     const wanted = Math.min(opts.limit ?? policy.historySize, policy.historySize);
     const { h, fit, cut } = await this.readHistory(check.channel, opts, wanted);
     const result: Omit<HistoryResult, 'publications'> = {
@@ -380,9 +384,12 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       epoch: h.position.epoch,
       offset: h.position.offset,
     };
-    if (!cut) return { result, publications: h.publications };
-    result.truncated = true;
-    return { result, publications: h.publications.slice(0, fit) };
+    // `latest` reads newest first, like `reverse` (so that a cut keeps the newest), and answers in
+    // offset order.
+    const kept = cut ? h.publications.slice(0, fit) : h.publications;
+    const publications = opts.latest === true ? kept.slice().reverse() : kept;
+    if (cut) result.truncated = true;
+    return { result, publications };
   }
 
   /**
@@ -398,7 +405,12 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
   ): Promise<{ h: HistoryOutcome; fit: number; cut: boolean }> {
     const read = (limit: number): Promise<HistoryOutcome> =>
       this.engineCall('history', () =>
-        this.engine.history({ stream, since: opts.since, limit, reverse: opts.reverse === true }),
+        this.engine.history({
+          stream,
+          since: opts.since,
+          limit,
+          reverse: opts.reverse === true || opts.latest === true,
+        }),
       );
     const max = opts.maxBytes;
     if (max === undefined) {

@@ -369,7 +369,18 @@ export class StreamingTransport {
           session.enqueue(encoder.subscribed(result, pubs), 'reply');
         })
         .catch((err: unknown) => {
-          session.enqueue(encoder.unsubscribed(stream, toErrorBody(err, session.logger)));
+          const body = toErrorBody(err, session.logger);
+          session.enqueue(encoder.unsubscribed(stream, body));
+          // A plain EventSource (or NDJSON reader) cannot subscribe again on this response, and it
+          // only reconnects when the response ends: a stream refused for now (the engine out of
+          // reach) ends the connection, so the client comes back with its cursors and loses nothing.
+          if (body.code === 'HERALD_ERR_ENGINE_UNAVAILABLE') {
+            session.disconnect('INSUFFICIENT_STATE', {
+              reason: `could not subscribe ${stream} now: ${body.message}`,
+              retryAfterMs: 1000,
+              flushFirst: true,
+            });
+          }
         });
     }
   }
