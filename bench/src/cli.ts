@@ -10,6 +10,7 @@ import { machine } from './machine.js';
 import { loadAverage, waitQuiet } from './proc.js';
 import { profileMarkdown, summarize } from './profile.js';
 import { heapMarkdown, heapReport } from './heap.js';
+import { backendMarkdown, backendReport } from './backend.js';
 import { nativeSubscriber } from './native.js';
 import { markdownReport, terminalReport } from './report.js';
 import { SCENARIO_IDS, runScenario, scenario, type ScenarioResult, type ScenarioSpec } from './scenarios.js';
@@ -21,6 +22,8 @@ scenarios: ${SCENARIO_IDS.join(', ')}, quick (S2 + S4 at N=2,000, no Faye), all 
            profile <file.cpuprofile>   summarise a CPU profile
            heap [--targets herald-ws,herald-sse] [--n 2000]
                                        heap per idle connection, by constructor and owner
+           backend [--measure 8]       publishes/s from one backend process: @herald/api's
+                                       keep-alive pool against a new connection per publish
 options:
   --n N              subscribers (default 10000; quick: 2000)
   --targets a,b      only these targets (${TARGETS.map((t) => t.id).join(', ')})
@@ -70,6 +73,27 @@ async function main(): Promise<number> {
     if (!Number.isInteger(n) || n < 1 || n > 15_000) throw new Error('--n must be an integer from 1 to 15000');
     for (const id of values.targets?.split(',') ?? ['herald-ws', 'herald-sse']) {
       console.log(heapMarkdown(await heapReport(id.trim(), n, pinning(), (line) => console.log(line))));
+    }
+    return 0;
+  }
+  if (positionals[0] === 'backend') {
+    const seconds = values.measure !== undefined ? Number(values.measure) : 8;
+    const m = machine(REPO_ROOT);
+    console.log(`backend publishing, ${seconds} s per client (Herald on core ${pinning().server ?? 'any'})`);
+    const rows = await backendReport(pinning(), seconds, (line) => console.log(line));
+    m.loadAfter = loadAverage();
+    const md = backendMarkdown(rows, seconds);
+    console.log(`\n${md}`);
+    if (!values['no-save']) {
+      const dir = values.out ?? join(REPO_ROOT, 'bench', 'results');
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, `${m.date.slice(0, 10)}-backend.md`);
+      const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
+      writeFileSync(
+        file,
+        `# Benchmark results: backend publishing\n\n| | |\n|---|---|\n| date | ${m.date} |\n| command | \`${command}\` |\n| machine | ${m.nproc} cores, ${m.cpu}, ${Math.round(m.memGiB)} GiB |\n| Node | ${m.node} |\n| commit | ${m.commit} |\n\n${md}`,
+      );
+      console.log(`results: ${file}`);
     }
     return 0;
   }

@@ -129,6 +129,12 @@ describe.skipIf(need.mode === 'skip')(need.title('the admin page in Chromium'), 
     await page.fill('#conn-q', 'bob');
     await page.click('#conn-form button[type=submit]');
     const row = page.locator(`#conn-table tbody tr[data-client="${bob.clientId}"]`);
+    // The unfiltered list (shown at start) has bob's row too: wait for the search's answer.
+    await until(
+      async () => (await page.textContent('#conn-summary')) === '1 connection match',
+      'the search answered',
+      5000,
+    );
     await row.waitFor();
     expect(await page.locator('#conn-table tbody tr').count()).toBe(1);
     expect(await row.textContent()).toContain('chat.lobby');
