@@ -1,18 +1,23 @@
 // In-process fan-out micro-benchmark for instruction counts (valgrind --tool=callgrind):
 // N sessions on one stream, K publications through the hub with the memory engine, written to a
-// transport that only counts bytes. Usage: node scripts/fanout-micro.mjs <serverDist> [N] [K] [metrics]
+// transport that only counts bytes. Usage: node scripts/fanout-micro.mjs <serverDist> [N] [K] [metrics] [format]
 // Compare two builds by the difference of K=<k> and K=0 runs (setup cancels out). `metrics` (on|off,
-// default off) gives the hub the counting sink /metrics reads, to weigh what counting costs.
+// default off) gives the hub the counting sink /metrics reads, to weigh what counting costs. `format`
+// (json|msgpack, default json) is the sessions' wire format.
 import { pathToFileURL } from 'node:url';
 import path from 'node:path';
 
-const [dist = 'packages/server/dist', nArg = '1000', kArg = '200', metricsArg = 'off'] = process.argv.slice(2);
+const [dist = 'packages/server/dist', nArg = '1000', kArg = '200', metricsArg = 'off', format = 'json'] =
+  process.argv.slice(2);
 const N = Number(nArg);
 const K = Number(kArg);
 const load = (p) => import(pathToFileURL(path.resolve(dist, p)).href);
 const { Hub } = await load('core/hub.js');
 const { MemoryEngine } = await load('engines/memory/memory-engine.js');
-const { jsonEncoder } = await load('core/encoder.js');
+const encoder =
+  format === 'msgpack'
+    ? (await load('core/msgpack-encoder.js')).msgpackEncoder
+    : (await load('core/encoder.js')).jsonEncoder;
 const { silentLogger } = await load('core/logger.js');
 const { MetricsTally } = await load('core/metrics.js');
 
@@ -25,6 +30,7 @@ const policy = {
   anonymousPublish: true,
   clientPublish: true,
   hooks: [],
+  slowConsumer: { policy: 'disconnect' },
 };
 const hub = new Hub({
   engine: new MemoryEngine(),
@@ -54,7 +60,7 @@ const transport = {
   close: () => undefined,
 };
 const sessions = [];
-for (let i = 0; i < N; i++) sessions.push(hub.createSession(transport, jsonEncoder));
+for (let i = 0; i < N; i++) sessions.push(hub.createSession(transport, encoder));
 await Promise.all(sessions.map((s) => hub.subscribe(s, 'bench.x', {}, () => undefined)));
 const tick = () => new Promise((r) => globalThis.setImmediate(r));
 await tick();
@@ -64,5 +70,5 @@ for (let k = 0; k < K; k++) {
   await tick();
 }
 await tick();
-console.log(JSON.stringify({ N, K, bytes }));
+console.log(JSON.stringify({ N, K, format, bytes }));
 process.exit(0);

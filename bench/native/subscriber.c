@@ -34,9 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* WebSocket: Herald's protocol, plain payload frames, Socket.IO, Faye; HTTP streaming: Herald's SSE
- * and NDJSON, plain SSE. */
-enum proto { P_HERALD, P_PLAIN, P_SOCKETIO, P_FAYE, P_HERALD_SSE, P_HERALD_STREAM, P_PLAIN_SSE };
+/* WebSocket: Herald's protocol (JSON, or MessagePack: P_HERALD_MP), plain payload frames, Socket.IO,
+ * Faye; HTTP streaming: Herald's SSE and NDJSON, plain SSE. */
+enum proto { P_HERALD, P_HERALD_MP, P_PLAIN, P_SOCKETIO, P_FAYE, P_HERALD_SSE, P_HERALD_STREAM, P_PLAIN_SSE };
 #define IS_STREAM(p) ((p) >= P_HERALD_SSE)
 enum state { S_IDLE, S_CONNECTING, S_SUBSCRIBED, S_CLOSED };
 
@@ -310,6 +310,35 @@ static void scan(sub_t *s, const char *text, size_t len) {
   }
 }
 
+/* The same payloads in Herald's MessagePack frames: the map {"seq": <uint>, "t": "<ns>", ...} is
+ * a3 's' 'e' 'q' <uint>, a1 't' <str>; found by its bytes, as scan() finds the JSON text. */
+static void scan_mp(sub_t *s, const char *text, size_t len) {
+  static const char SEQ[] = "\xa3seq";
+  static const char T[] = "\xa1t";
+  const uint8_t *end = (const uint8_t *)text + len;
+  const char *p = memmem(text, len, SEQ, 4);
+  while (p != NULL) {
+    const uint8_t *j = (const uint8_t *)p + 4;
+    if (j >= end) break;
+    uint32_t seq = 0;
+    int n = *j < 0x80 ? 0 : *j == 0xcc ? 1 : *j == 0xcd ? 2 : *j == 0xce ? 4 : -1;
+    if (n < 0 || j + 1 + n > end) break;
+    if (n == 0) seq = *j++;
+    else
+      for (j++; n > 0; n--) seq = (seq << 8) | *j++;
+    const char *k = memmem(j, (size_t)(end - j), T, 2);
+    if (k == NULL || (const uint8_t *)k > j + 8) break;
+    const uint8_t *m = (const uint8_t *)k + 2;
+    if (m < end && (*m & 0xe0) == 0xa0) m += 1; /* fixstr */
+    else if (m + 1 < end && *m == 0xd9) m += 2; /* str 8 */
+    uint64_t t = 0;
+    while (m < end && *m >= '0' && *m <= '9') t = t * 10 + (uint64_t)(*m++ - '0');
+    delivered(s, seq, t);
+    if (s->state == S_CLOSED) return;
+    p = memmem(m, (size_t)(end - m), SEQ, 4);
+  }
+}
+
 static int contains(const char *text, size_t len, const char *needle) {
   return memmem(text, len, needle, strlen(needle)) != NULL;
 }
@@ -411,6 +440,17 @@ static void on_text(sub_t *s, const char *text, size_t len) {
       }
     }
     break;
+  case P_HERALD_MP:
+    /* The reply to subscribe (id 1): {"id": 1, "result": ...} or {"id": 1, "error": ...}. */
+    if (s->state == S_CONNECTING) {
+      if (contains(text, len, "\xa2id\x01\xa6result")) mark_subscribed(s);
+      else if (contains(text, len, "\xa2id\x01\xa5" "error")) {
+        failf(s, "subscribe refused: %s", text, len);
+        return;
+      }
+    }
+    scan_mp(s, text, len);
+    return;
   default: /* plain frames: the payload is all there is */
     break;
   }
@@ -447,6 +487,15 @@ static void on_head(sub_t *s, const char *head, size_t len) {
     snprintf(msg, sizeof msg, "{\"id\":1,\"cmd\":\"subscribe\",\"channel\":\"%s\"}", ch);
     send_text(s, msg);
     break;
+  case P_HERALD_MP: {
+    /* {"id": 1, "cmd": "subscribe", "channel": ch} as MessagePack (channel names are fixstr). */
+    size_t cl = strlen(ch), n = 0;
+    n += (size_t)snprintf(msg + n, sizeof msg - n, "\x83\xa2id\x01\xa3""cmd\xa9subscribe\xa7""channel");
+    msg[n++] = (char)(0xa0 | cl);
+    memcpy(msg + n, ch, cl);
+    send_frame(s, 2, msg, n + cl);
+    break;
+  }
   case P_PLAIN:
     mark_subscribed(s);
     break;
@@ -750,6 +799,7 @@ static void run_loop(int timeout_ms) {
 
 static int parse_protocol(const char *p) {
   if (strcmp(p, "herald-ws") == 0) return P_HERALD;
+  if (strcmp(p, "herald-ws-msgpack") == 0) return P_HERALD_MP;
   if (strcmp(p, "plain-ws") == 0) return P_PLAIN;
   if (strcmp(p, "socketio") == 0) return P_SOCKETIO;
   if (strcmp(p, "faye") == 0) return P_FAYE;

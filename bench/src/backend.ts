@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- backend [--measure S]`: publishes/s from one backend process, and Herald's CPU
- * per publish, with `@herald/api`'s keep-alive pool against a new TCP connection per publish. Herald
+ * per publish, with `@herald/api` over its keep-alive pool and over one `GET /api/ws` WebSocket, against
+ * a new TCP connection per publish. Herald
  * runs alone on the server core, the backend process on the generator core; each way runs against a
  * fresh server.
  */
@@ -14,7 +15,7 @@ import { API_KEY, startServer } from './targets.js';
 const here = dirname(fileURLToPath(import.meta.url));
 
 export interface BackendRow {
-  readonly mode: 'pool' | 'new-connection';
+  readonly mode: 'pool' | 'websocket' | 'new-connection';
   readonly label: string;
   readonly publishes: number;
   readonly errors: number;
@@ -25,12 +26,13 @@ export interface BackendRow {
 
 const LABELS = {
   pool: '`@herald/api` (keep-alive pool of 4)',
+  websocket: "`@herald/api` (`publishOver: 'websocket'`)",
   'new-connection': 'a new TCP connection per publish',
 } as const;
 
 export async function backendReport(pin: Pinning, seconds: number, log: (line: string) => void): Promise<BackendRow[]> {
   const rows: BackendRow[] = [];
-  for (const mode of ['pool', 'new-connection'] as const) {
+  for (const mode of ['pool', 'websocket', 'new-connection'] as const) {
     const server = await startServer('herald', { cpu: pin.server });
     try {
       const pids = server.pids();

@@ -11,6 +11,7 @@ import { loadAverage, waitQuiet } from './proc.js';
 import { profileMarkdown, summarize } from './profile.js';
 import { heapMarkdown, heapReport } from './heap.js';
 import { backendMarkdown, backendReport } from './backend.js';
+import { SLOW_VARIANTS, slowMarkdown, slowReport, type SlowOptions, type SlowVariant } from './slow-consumer.js';
 import { nativeSubscriber } from './native.js';
 import { markdownReport, terminalReport } from './report.js';
 import { SCENARIO_IDS, runScenario, scenario, type ScenarioResult, type ScenarioSpec } from './scenarios.js';
@@ -23,7 +24,12 @@ scenarios: ${SCENARIO_IDS.join(', ')}, quick (S2 + S4 at N=2,000, no Faye), all 
            heap [--targets herald-ws,herald-sse] [--n 2000]
                                        heap per idle connection, by constructor and owner
            backend [--measure 8]       publishes/s from one backend process: @herald/api's
-                                       keep-alive pool against a new connection per publish
+                                       keep-alive pool and its /api/ws WebSocket against a new
+                                       connection per publish
+           slow [--n 5000] [--rates 1000] [--slow-pct 1] [--slow-read KIB] [--channels 100]
+                [--keep 100] [--max-queue BYTES] [--policies none,disconnect,drop-oldest,latest-only]
+                                       fast subscribers' latency and server memory while 1 % of
+                                       the subscribers read slowly, per slowConsumer policy
 options:
   --n N              subscribers (default 10000; quick: 2000)
   --targets a,b      only these targets (${TARGETS.map((t) => t.id).join(', ')})
@@ -59,6 +65,12 @@ async function main(): Promise<number> {
       'wait-quiet': { type: 'string' },
       settle: { type: 'string' },
       generator: { type: 'string', default: 'auto' },
+      'slow-pct': { type: 'string' },
+      'slow-read': { type: 'string' },
+      channels: { type: 'string' },
+      keep: { type: 'string' },
+      'max-queue': { type: 'string' },
+      policies: { type: 'string' },
       'no-save': { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -97,6 +109,7 @@ async function main(): Promise<number> {
     }
     return 0;
   }
+  if (positionals[0] === 'slow') return slowMain(values);
   if (positionals[0] === 'profile') {
     const file = positionals[1];
     if (file === undefined) throw new Error('usage: npm run bench -- profile <file.cpuprofile>');
@@ -216,6 +229,66 @@ async function main(): Promise<number> {
     writeFileSync(file, markdownReport(results, m, command, charts, profile));
     writeFileSync(join(dir, `${stem}.json`), `${JSON.stringify({ machine: m, results }, null, 1)}\n`);
     log(`\nresults: ${file}`);
+  }
+  return 0;
+}
+
+/** `npm run bench -- slow`: see slow-consumer.ts. */
+async function slowMain(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const num = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = values[name];
+    const v = typeof raw === 'string' ? Number(raw) : fallback;
+    if (!(v >= min && v <= max)) throw new Error(`--${name} must be a number from ${min} to ${max}`);
+    return v;
+  };
+  const variants = (typeof values['policies'] === 'string' ? values['policies'].split(',') : [...SLOW_VARIANTS]).map(
+    (v) => v.trim(),
+  );
+  const unknown = variants.find((v) => !(SLOW_VARIANTS as readonly string[]).includes(v));
+  if (unknown !== undefined) throw new Error(`--policies: unknown "${unknown}" (known: ${SLOW_VARIANTS.join(', ')})`);
+  const pin = pinning();
+  if (pin.generator !== undefined) pinOrchestrator(pin.generator);
+  const generator = values['generator'];
+  const native = generator === 'node' ? undefined : nativeSubscriber();
+  const nativePath = native !== undefined && 'path' in native ? native.path : undefined;
+  const o: SlowOptions = {
+    pin,
+    n: Math.round(num('n', 5000, 2, 15_000)),
+    slowPct: num('slow-pct', 1, 0.01, 50),
+    rate: num('rates', 1000, 1, 100_000),
+    channels: Math.round(num('channels', 100, 1, 120)),
+    slowBytesPerSec: num('slow-read', 10, 0.1, 100_000) * 1024,
+    keep: Math.round(num('keep', 100, 1, 10_000)),
+    ...(typeof values['max-queue'] === 'string'
+      ? { maxQueueBytes: Math.round(num('max-queue', 0, 1024, 2 ** 31)) }
+      : {}),
+    warmupMs: num('warmup', 10, 0, 600) * 1000,
+    measureMs: num('measure', 15, 1, 600) * 1000,
+    payloadBytes: num('payload', 0, 0, 1 << 20),
+    variants: variants as SlowVariant[],
+    ...(nativePath !== undefined ? { nativeSubscriber: nativePath } : {}),
+  };
+  const m = machine(REPO_ROOT);
+  console.log(
+    `slow consumers: ${m.nproc} cores, ${m.cpu}, Node ${m.node}, commit ${m.commit}, load ${m.loadBefore.toFixed(2)}`,
+  );
+  const rows = await slowReport(o, (line) => console.log(line));
+  m.loadAfter = loadAverage();
+  const md = slowMarkdown(rows, o);
+  console.log(`\n${md}`);
+  if (values['no-save'] !== true) {
+    const dir = typeof values['out'] === 'string' ? values['out'] : join(REPO_ROOT, 'bench', 'results');
+    mkdirSync(dir, { recursive: true });
+    const base = `${m.date.slice(0, 10)}-slow`;
+    let stem = base;
+    for (let i = 2; existsSync(join(dir, `${stem}.md`)); i++) stem = `${base}-${i}`;
+    const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
+    writeFileSync(
+      join(dir, `${stem}.md`),
+      `# Benchmark results: slow consumers\n\n| | |\n|---|---|\n| date | ${m.date} |\n| command | \`${command}\` |\n| machine | ${m.nproc} cores, ${m.cpu}, ${Math.round(m.memGiB)} GiB |\n| Node | ${m.node} |\n| commit | ${m.commit} |\n\n${md}`,
+    );
+    writeFileSync(join(dir, `${stem}.json`), `${JSON.stringify({ machine: m, options: o, rows }, null, 1)}\n`);
+    console.log(`results: ${join(dir, `${stem}.md`)}`);
   }
   return 0;
 }

@@ -18,6 +18,7 @@ import { REPO_ROOT } from './targets.js';
 
 export const NATIVE_PROTOCOLS: readonly SubProtocol[] = [
   'herald-ws',
+  'herald-ws-msgpack',
   'plain-ws',
   'socketio',
   'faye',

@@ -55,17 +55,23 @@ export function cpuTimes(pids: readonly number[]): { user: number; system: numbe
   return { user: user / ticksPerSecond(), system: system / ticksPerSecond() };
 }
 
-/** Read and write system calls made so far by the processes (`syscr`, `syscw` of /proc/<pid>/io). */
-export function syscalls(pids: readonly number[]): { reads: number; writes: number } {
+/**
+ * Read and write system calls made so far by the processes (`syscr`, `syscw` of /proc/<pid>/io),
+ * and the bytes they passed to write system calls (`wchar`: sockets included, so what a server
+ * sent its clients, plus a little logging).
+ */
+export function syscalls(pids: readonly number[]): { reads: number; writes: number; bytesWritten: number } {
   let reads = 0;
   let writes = 0;
+  let bytesWritten = 0;
   for (const pid of pids) {
     const io = readOr(`/proc/${pid}/io`);
     if (io === undefined) continue;
     reads += Number(/^syscr: (\d+)/m.exec(io)?.[1] ?? 0);
     writes += Number(/^syscw: (\d+)/m.exec(io)?.[1] ?? 0);
+    bytesWritten += Number(/^wchar: (\d+)/m.exec(io)?.[1] ?? 0);
   }
-  return { reads, writes };
+  return { reads, writes, bytesWritten };
 }
 
 /** CPU seconds (user + system) used so far by the processes. */

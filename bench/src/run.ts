@@ -66,6 +66,8 @@ export interface StepResult {
   readonly usPerDelivery: number;
   /** Write system calls of the server per delivery (below 1 when it coalesces deliveries per socket). */
   readonly writesPerDelivery: number;
+  /** Bytes the server wrote (to every socket) per delivery over the window. */
+  readonly bytesPerDelivery?: number;
   readonly rssMiB: number;
   readonly genCpuPct: number;
   readonly genCoreBusyPct: number;
@@ -111,7 +113,7 @@ export class Session {
     servers?: readonly RunningServer[],
     extra: readonly RunningServer[] = [],
   ): Promise<Session> {
-    const serverOpts = { ...opts.server, cpu: opts.pin.server };
+    const serverOpts = { ...opts.server, cpu: target.unpinned === true ? undefined : opts.pin.server };
     const env = { ...opts.server?.heraldEnv, ...target.heraldEnv };
     const running = servers ?? [
       await startServer(target.server, Object.keys(env).length > 0 ? { ...serverOpts, heraldEnv: env } : serverOpts),
@@ -211,12 +213,15 @@ export class Session {
     const serverSys = times1.system - times0.system;
     const serverCpuPct = (serverCpu / seconds) * 100;
     const genCore = this.opts.pin.generator === undefined ? 0 : (busy[this.opts.pin.generator] ?? 0);
-    const serverCore = this.opts.pin.server === undefined ? 0 : (busy[this.opts.pin.server] ?? 0);
+    const serverCore =
+      this.opts.pin.server === undefined || this.target.unpinned === true ? 0 : (busy[this.opts.pin.server] ?? 0);
     const pubCpuPct = (published.cpuMs / published.ms) * 100;
     const subCpuPct = (win.cpuMs / win.elapsedMs) * 100;
     const deliveriesPerSec = win.deliveries / (win.elapsedMs / 1000);
     const notes: string[] = [];
-    if (genCore > GENERATOR_BUSY_LIMIT) {
+    if (genCore > GENERATOR_BUSY_LIMIT && this.target.unpinned === true) {
+      notes.push(`generator core ${(genCore * 100).toFixed(0)}% busy, shared with the unpinned server`);
+    } else if (genCore > GENERATOR_BUSY_LIMIT) {
       notes.push(
         `generator core ${(genCore * 100).toFixed(0)}% busy: this step measures the generator, not the server`,
       );
@@ -248,6 +253,7 @@ export class Session {
       serverSysPct: (serverSys / seconds) * 100,
       usPerDelivery,
       writesPerDelivery: win.deliveries > 0 ? (io1.writes - io0.writes) / win.deliveries : 0,
+      bytesPerDelivery: win.deliveries > 0 ? (io1.bytesWritten - io0.bytesWritten) / win.deliveries : 0,
       rssMiB: rss / 2 ** 20,
       genCpuPct: subCpuPct + pubCpuPct,
       genCoreBusyPct: genCore * 100,

@@ -207,8 +207,9 @@ export function scenario(id: string, n: number, targetsOverride?: readonly strin
         id,
         title: 'S5 many channels: one channel per subscriber, rising publishes/s',
         kind: 'rates',
-        // Herald twice: one request per publication, and publications batched by POST /api/batch.
-        targets: t(['herald-ws', 'herald-ws-batch', 'nchan-ws', 'ws-naive', 'socketio']),
+        // Herald three times: one request per publication, publications batched by POST /api/batch,
+        // and one frame per publication on one GET /api/ws WebSocket.
+        targets: t(['herald-ws', 'herald-ws-batch', 'herald-ws-apiws', 'nchan-ws', 'ws-naive', 'socketio']),
         channels: n,
         rates: [1000, 2000, 5000, 10_000, 20_000, 30_000, 40_000, 80_000],
         warmupMs: 1500,

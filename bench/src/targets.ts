@@ -24,6 +24,11 @@ export interface TargetDef {
   readonly heraldEnv?: Readonly<Record<string, string>>;
   /** A path the run fetches from the server once a second while it runs, as a Prometheus server would. */
   readonly scrape?: string;
+  /**
+   * The server is not pinned to the server core: it may use every core, the load generator's too
+   * (workers at saturation). Its CPU still counts every process of the server (supervisor, workers).
+   */
+  readonly unpinned?: boolean;
 }
 
 export const API_KEY = 'bench-key-0123456789abcdef';
@@ -42,6 +47,13 @@ const heraldBatchPub = (port: number): PubSpec => ({
   headers: { Authorization: `apikey ${API_KEY}` },
   batch: 100,
 });
+/** Every publication one frame on one `GET /api/ws` WebSocket (the server API over a WebSocket). */
+const heraldApiWsPub = (port: number): PubSpec => ({
+  style: 'herald-apiws',
+  port,
+  path: '/api/ws',
+  headers: { Authorization: `apikey ${API_KEY}` },
+});
 const rawPub =
   (path: string) =>
   (port: number): PubSpec => ({ style: 'raw', port, path, headers: {} });
@@ -53,6 +65,15 @@ export const TARGETS: readonly TargetDef[] = [
     server: 'herald',
     transport: 'ws',
     sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldPub,
+  },
+  {
+    // Herald's MessagePack protocol (`?format=msgpack`): against herald-ws, JSON and MessagePack in one run.
+    id: 'herald-ws-msgpack',
+    label: 'Herald WS (MessagePack)',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws-msgpack', port, path: '/ws?format=msgpack' }),
     pub: heraldPub,
   },
   {
@@ -80,6 +101,44 @@ export const TARGETS: readonly TargetDef[] = [
     transport: 'ws',
     sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
     pub: heraldBatchPub,
+  },
+  {
+    id: 'herald-ws-apiws',
+    label: 'Herald WS (publish over /api/ws)',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldApiWsPub,
+  },
+  {
+    // `herald serve --workers 2` on the server core: the cost per delivery of the supervisor's IPC.
+    id: 'herald-ws-workers2',
+    label: 'Herald WS (2 workers, one core)',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldPub,
+    heraldEnv: { HERALD_WORKERS: '2' },
+  },
+  {
+    // Saturation on every core, the load generator's included: one process, then two workers.
+    id: 'herald-ws-unpinned',
+    label: 'Herald WS (1 process, all cores)',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldPub,
+    unpinned: true,
+  },
+  {
+    id: 'herald-ws-workers2-unpinned',
+    label: 'Herald WS (2 workers, all cores)',
+    server: 'herald',
+    transport: 'ws',
+    sub: (port) => ({ protocol: 'herald-ws', port, path: '/ws' }),
+    pub: heraldPub,
+    heraldEnv: { HERALD_WORKERS: '2' },
+    unpinned: true,
   },
   {
     id: 'herald-sse',
@@ -232,7 +291,12 @@ export async function startServer(kind: ServerKind, opts: ServerOptions): Promis
       const prof = opts.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.profileDir];
       const args = [...flags, ...prof, HERALD_MAIN, 'serve', '--port', String(port), '--host', '127.0.0.1'];
       args.push('--api-key', API_KEY, '--log-level', 'warn');
-      child = spawnPinned(node, args, { cpu: opts.cpu, log, env: heraldEnv(opts.heraldEnv) });
+      // One process unless the target asks for workers (`auto` would follow the machine's cores).
+      child = spawnPinned(node, args, {
+        cpu: opts.cpu,
+        log,
+        env: heraldEnv({ HERALD_WORKERS: '1', ...opts.heraldEnv }),
+      });
       break;
     }
     case 'raw-ws':

@@ -47,8 +47,8 @@ function runBench(args: readonly string[], dir = out): Promise<{ code: number; o
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('bench suite smoke run', () => {
-  it('measures Herald over WebSocket, SSE, NDJSON and long-poll with nothing lost', async () => {
-    const targets = 'herald-ws,herald-sse,herald-stream,herald-poll';
+  it('measures Herald over WebSocket (JSON and MessagePack), SSE, NDJSON and long-poll with nothing lost', async () => {
+    const targets = 'herald-ws,herald-ws-msgpack,herald-sse,herald-stream,herald-poll';
     const run = await runBench([
       's2',
       '--n',
@@ -83,6 +83,22 @@ describe('bench suite smoke run', () => {
     }
     expect(readdirSync(out).some((f) => f.endsWith('.svg'))).toBe(true);
     expect(readdirSync(out).some((f) => f.endsWith('.md'))).toBe(true);
+  }, 120_000);
+
+  it('publishes over GET /api/ws: nothing lost, nothing twice', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-bench-smoke-'));
+    try {
+      const args = ['s5', '--n', '12', '--rates', '200', '--targets', 'herald-ws-apiws', '--retries', '0'];
+      const run = await runBench([...args, '--warmup', '0.3', '--measure', '0.7'], dir);
+      expect(run.code, run.output).toBe(0);
+      const json = readdirSync(dir).find((f) => f.endsWith('.json'));
+      const { results } = JSON.parse(readFileSync(join(dir, json!), 'utf8')) as Results;
+      const steps = results[0]!.steps;
+      expect(steps.map((s) => [s.target, s.lost, s.dup, s.closed])).toEqual([['herald-ws-apiws', 0, 0, 0]]);
+      expect(steps[0]!.deliveriesPerSec).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 
   it('publishes through POST /api/batch in two rounds and reads idle memory per connection', async () => {

@@ -156,7 +156,7 @@ describe.skipIf(why !== undefined)('native subscriber', () => {
   });
 
   it('reads Herald and every WebSocket and SSE peer in a run of the suite with nothing lost', async () => {
-    const targets = 'herald-ws,ws-naive,ws-prebuilt,socketio,faye,herald-sse,herald-stream,raw-sse';
+    const targets = 'herald-ws,herald-ws-msgpack,ws-naive,ws-prebuilt,socketio,faye,herald-sse,herald-stream,raw-sse';
     const args = ['s2', '--n', '8', '--rates', '50', '--targets', targets, '--retries', '0'];
     const { code, output } = await new Promise<{ code: number; output: string }>((resolve) => {
       execFile(

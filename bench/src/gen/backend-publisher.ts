@@ -1,9 +1,10 @@
 /**
  * One backend process publishing as fast as it can for a while, one way (`npm run bench -- backend`):
- * `pool`: `@herald/api` (keep-alive pool of 4, idempotency keys); `new-connection`: a new TCP
+ * `pool`: `@herald/api` (keep-alive pool of 4, idempotency keys); `websocket`: `@herald/api` over one
+ * `GET /api/ws` WebSocket (`publishOver: 'websocket'`, idempotency keys); `new-connection`: a new TCP
  * connection per publish (`node:http` without an agent, as a script calling curl would). Prints one
  * JSON line: publishes done, errors, seconds.
- * Usage: node backend-publisher.js <pool|new-connection> <port> <apiKey> <seconds> <concurrency>
+ * Usage: node backend-publisher.js <pool|websocket|new-connection> <port> <apiKey> <seconds> <concurrency>
  */
 import { request } from 'node:http';
 import { HeraldApi } from '@herald/api';
@@ -47,9 +48,14 @@ function publishOnce(): Promise<void> {
   });
 }
 
-const api = new HeraldApi({ url: `http://127.0.0.1:${port}`, apiKey, connections: 4 });
+const api = new HeraldApi({
+  url: `http://127.0.0.1:${port}`,
+  apiKey,
+  connections: 4,
+  publishOver: mode === 'websocket' ? 'websocket' : 'http',
+});
 const one =
-  mode === 'pool'
+  mode === 'pool' || mode === 'websocket'
     ? async (): Promise<void> => {
         await api.publish(`backend.c${n % 100}`, { n: n++ });
       }

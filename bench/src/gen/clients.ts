@@ -8,7 +8,14 @@
  * needs: a handshake, framing, pings, and `scanPayloads` over latin1 text (payloads are ASCII).
  */
 import { connect, type Socket } from 'node:net';
-import { findEpoch, scanPayloads, type PayloadVisitor } from './scan.js';
+import {
+  findEpoch,
+  findMsgpackEpoch,
+  msgpackSubscribe,
+  scanMsgpackPayloads,
+  scanPayloads,
+  type PayloadVisitor,
+} from './scan.js';
 import type { SubSpec } from './messages.js';
 
 export interface SubSink {
@@ -115,9 +122,11 @@ export abstract class Sub implements PayloadVisitor {
   protected markSubscribed(text: string): void {
     if (this.state !== SubState.connecting) return;
     if (this.spec.protocol.startsWith('herald-')) {
-      const epoch = findEpoch(text);
+      const mp = this.spec.protocol === 'herald-ws-msgpack';
+      const epoch = mp ? findMsgpackEpoch(text) : findEpoch(text);
       if (epoch !== undefined) this.epoch = epoch;
-      if (this.resuming && !text.includes('"recovered":true')) {
+      // MessagePack: "recovered" (a9 + 9 bytes) then true (c3).
+      if (this.resuming && !text.includes(mp ? '\xa9recovered\xc3' : '"recovered":true')) {
         this.fail('resubscribed with recovered: false');
         return;
       }
@@ -136,7 +145,8 @@ export abstract class Sub implements PayloadVisitor {
 
   protected scan(text: string, now: number): void {
     this.now = now;
-    scanPayloads(text, this);
+    if (this.spec.protocol === 'herald-ws-msgpack') scanMsgpackPayloads(text, this);
+    else scanPayloads(text, this);
   }
 
   payload(seq: number, sentNs: number): void {
@@ -220,6 +230,9 @@ export class WsSub extends Sub {
     if (this.spec.protocol === 'herald-ws') {
       const since = this.resuming ? `,"since":{"epoch":"${this.epoch}","offset":${this.last}}` : '';
       this.sendText(`{"id":1,"cmd":"subscribe","channel":"${this.channel}"${since}}`);
+    } else if (this.spec.protocol === 'herald-ws-msgpack') {
+      const since = this.resuming ? { epoch: this.epoch, offset: this.last } : undefined;
+      this.send(clientFrame(OP_BINARY, msgpackSubscribe(this.channel, since)));
     } else if (this.spec.protocol === 'plain-ws') {
       this.markSubscribed('');
     } else if (this.spec.protocol === 'faye') {
@@ -294,6 +307,14 @@ export class WsSub extends Sub {
     if (this.spec.protocol === 'herald-ws' && this.state === SubState.connecting) {
       if (text.includes('{"id":1,"result"')) this.markSubscribed(text);
       else if (text.includes('{"id":1,"error"')) {
+        this.fail(`subscribe refused: ${text.slice(0, 200)}`);
+        return;
+      }
+    }
+    // MessagePack: {"id": 1, "result" | "error": ...} (the map's keys as a2 "id" 01, a6 "result").
+    if (this.spec.protocol === 'herald-ws-msgpack' && this.state === SubState.connecting) {
+      if (text.includes('\xa2id\x01\xa6result')) this.markSubscribed(text);
+      else if (text.includes('\xa2id\x01\xa5error')) {
         this.fail(`subscribe refused: ${text.slice(0, 200)}`);
         return;
       }
@@ -549,6 +570,7 @@ export class PollSub extends Sub {
 export function createSub(channel: string, chIndex: number, spec: SubSpec, sink: SubSink): Sub {
   switch (spec.protocol) {
     case 'herald-ws':
+    case 'herald-ws-msgpack':
     case 'plain-ws':
     case 'socketio':
     case 'faye':

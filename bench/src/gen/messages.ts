@@ -7,6 +7,7 @@ import type { LatencySummary } from './histogram.js';
 /**
  * How a subscriber talks to a target. `path` holds `{ch}` where the channel name goes.
  * - `herald-ws`: Herald's JSON protocol on /ws; subscribed when the reply to `subscribe` arrives.
+ * - `herald-ws-msgpack`: the same in Herald's MessagePack protocol (binary frames).
  * - `herald-sse`, `herald-stream`: subscribed at Herald's `subscribed` event / push.
  * - `herald-poll`: a loop of long-polls on one keep-alive connection, carrying the cursor.
  * - `plain-ws`: subscribed once the upgrade succeeds (raw `ws` peers, Nchan); one message = one payload.
@@ -16,7 +17,15 @@ import type { LatencySummary } from './histogram.js';
  *   subscribed when `/meta/subscribe` succeeds. The channel `a.b` is Faye's `/a/b`.
  */
 export type SubProtocol =
-  'herald-ws' | 'herald-sse' | 'herald-stream' | 'herald-poll' | 'plain-ws' | 'plain-sse' | 'socketio' | 'faye';
+  | 'herald-ws'
+  | 'herald-ws-msgpack'
+  | 'herald-sse'
+  | 'herald-stream'
+  | 'herald-poll'
+  | 'plain-ws'
+  | 'plain-sse'
+  | 'socketio'
+  | 'faye';
 
 export interface SubSpec {
   readonly protocol: SubProtocol;
@@ -32,9 +41,11 @@ export interface PubSpec {
   /**
    * `herald`: one publication per `POST /api/publish`; `herald-batch`: the publications waiting for
    * a connection go out together as one `POST /api/batch` (up to `batch` of them), the way a backend
-   * with a backlog would send them; `raw`: the body is the payload, the channel is in the path.
+   * with a backlog would send them; `herald-apiws`: one frame per publication on one `GET /api/ws`
+   * WebSocket (`path`), the frames made in one turn written together; `raw`: the body is the payload,
+   * the channel is in the path.
    */
-  readonly style: 'herald' | 'herald-batch' | 'raw';
+  readonly style: 'herald' | 'herald-batch' | 'herald-apiws' | 'raw';
   readonly port: number;
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;

@@ -12,15 +12,22 @@
  * With the `herald-batch` style, a connection that becomes free sends everything queued for it (up to
  * the spec's `batch`) as one `POST /api/batch`: batches grow only when publications wait, as they
  * would in a backend that publishes through a small pool of connections.
+ *
+ * With the `herald-apiws` style, every publication is one frame on one `GET /api/ws` WebSocket
+ * (api-socket-client.ts), at most `STREAM_WINDOW` unanswered: one connection keeps every channel's
+ * order.
  */
 import { connect, type Socket } from 'node:net';
 import { channelName, type Envelope, type PublisherReply, type PublisherRequest, type PubSpec } from './messages.js';
 import type { PublishResult } from './messages.js';
 import { payload } from './scan.js';
+import { ApiSocketClient } from './api-socket-client.js';
 
 const HOST = '127.0.0.1';
 /** Publications waiting in the publisher beyond which the scheduler stops adding more. */
 const MAX_QUEUED = 20_000;
+/** Publications unanswered at once on the `/api/ws` connection (the server runs up to 1000). */
+const STREAM_WINDOW = 500;
 
 class Connection {
   inFlight = 0;
@@ -98,6 +105,9 @@ class Publisher {
   private spec: PubSpec | undefined;
   private seqs: number[] = [];
   private conns: Connection[] = [];
+  /** `herald-apiws`: the one WebSocket, and the publications waiting for its window. */
+  private stream: ApiSocketClient | undefined;
+  private readonly streamQueue: number[] = [];
   private padding = '';
   private sent = 0;
   private failed = 0;
@@ -111,6 +121,17 @@ class Publisher {
     this.spec = spec;
     this.seqs = new Array<number>(channels).fill(0);
     for (const c of this.conns) c.close();
+    this.stream?.close();
+    this.stream = undefined;
+    if (spec.style === 'herald-apiws') {
+      this.conns = [];
+      this.stream = new ApiSocketClient(spec.port, spec.path, spec.headers, {
+        answers: (ok, failed, sample) => this.onStreamAnswers(ok, failed, sample),
+        closed: (lost) => this.onStreamAnswers(0, lost, lost > 0 ? 'the /api/ws connection closed' : undefined),
+      });
+      this.padding = 'x'.repeat(Math.max(0, payloadBytes - 40));
+      return;
+    }
     this.conns = Array.from({ length: Math.max(1, Math.min(sockets, channels)) }, () => {
       return new Connection(spec.port, pipeline, (conn, status, body, count) =>
         this.onResponse(conn, status, body, count),
@@ -147,6 +168,12 @@ class Publisher {
   }
 
   private enqueue(ch: number): void {
+    if (this.stream !== undefined) {
+      this.queued++;
+      this.streamQueue.push(ch);
+      this.pumpStream(this.stream);
+      return;
+    }
     const conn = this.conns[ch % this.conns.length]!;
     this.queued++;
     conn.queue.push(ch);
@@ -160,6 +187,25 @@ class Publisher {
     this.queued -= chs.length;
     this.inFlight++;
     conn.send(this.request(chs), chs.length);
+  }
+
+  private pumpStream(stream: ApiSocketClient): void {
+    while (stream.inFlight < STREAM_WINDOW && this.streamQueue.length > 0) {
+      const ch = this.streamQueue.shift()!;
+      this.queued--;
+      this.inFlight++;
+      stream.publish(this.command(ch));
+    }
+  }
+
+  private onStreamAnswers(ok: number, failed: number, sample: string | undefined): void {
+    this.inFlight -= ok + failed;
+    this.sent += ok;
+    this.failed += failed;
+    if (sample !== undefined && this.errors.length < 5 && !this.errors.includes(sample)) this.errors.push(sample);
+    if (this.stream !== undefined) this.pumpStream(this.stream);
+    this.wake?.();
+    if (this.inFlight === 0 && this.queued === 0) this.idle?.();
   }
 
   private onResponse(conn: Connection, status: number, body: string, count: number): void {
@@ -238,6 +284,7 @@ class Publisher {
     }
     // Publications the publisher could not even queue in time are not sent.
     for (const c of this.conns) this.queued -= c.queue.splice(0).length;
+    this.queued -= this.streamQueue.splice(0).length;
     await this.settle(10_000);
     return this.result(t0, cpu0, durationMs);
   }
@@ -256,6 +303,7 @@ class Publisher {
 
   close(): void {
     for (const c of this.conns) c.close();
+    this.stream?.close();
   }
 }
 

@@ -40,6 +40,17 @@ export interface HeraldApiOptions {
   readonly batchSize?: number;
   /** Most bytes of JSON per `publishMany` request. Default 1000000 (below the server's default `maxApiBodySize`, 1 MiB). */
   readonly maxBatchBytes?: number;
+  /**
+   * How `publish` reaches the server. `'http'` (default): one `POST /api/publish` per call over the
+   * keep-alive pool. `'websocket'`: one `GET /api/ws` WebSocket that carries every publish (those
+   * made in one turn of the event loop in one frame), at a fraction of the server's CPU per
+   * publication, with the same keys and retries; in-flight publishes are sent again on a new
+   * connection when it drops. Falls back to HTTP against a server without `/api/ws`. Other methods
+   * always use HTTP. TLS options given as `pool.connect` (`ca`, ...) apply to the WebSocket too.
+   */
+  readonly publishOver?: 'http' | 'websocket';
+  /** `publishOver: 'websocket'`: publishes unanswered at once on the connection (1-1000, default 500); more wait. */
+  readonly window?: number;
   /** Extra request headers (a proxy's own auth, tracing). `Authorization` and `Content-Type` are the client's. */
   readonly headers?: Readonly<Record<string, string>>;
   /** Called before each retry, e.g. to log or count them. */

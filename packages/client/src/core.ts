@@ -15,6 +15,7 @@ export { longPoll } from './transports/long-poll.js';
 export type { ConnectionState, ConnectedEvent, HeraldEvents, StateEvent } from './connection.js';
 export type {
   Publication,
+  SkipEvent,
   SubscribedEvent,
   SubscriptionEvents,
   SubscriptionState,

@@ -693,6 +693,11 @@ export class Herald extends Emitter<HeraldEvents> {
   // ---- frames and commands ----------------------------------------------------------------------
 
   #frame(c: Conn, f: InFrame): void {
+    // On JSON transports a payload published as bytes comes as `b64data`: it is delivered as bytes.
+    type Payload = { data?: unknown; b64data?: string };
+    const g = f as { result?: { publications?: Payload[] }; publications?: Payload[] };
+    for (const p of g.result?.publications ?? g.publications ?? [f as Payload])
+      if ('b64data' in p) p.data = Uint8Array.from(atob(p.b64data as string), (x) => x.charCodeAt(0));
     if (!('push' in f)) {
       const err = 'error' in f ? new HeraldError(f.error.code, f.error.message) : undefined;
       if (f.id === undefined) return this.emit('error', err);
@@ -721,6 +726,8 @@ export class Herald extends Emitter<HeraldEvents> {
       if (r.on === c) r.held.push(p);
       else if (this.#srv.get(f.stream) === r) deliver(r, p);
     } else if (f.push === 'subscribed') apply(r, f);
+    // Dropped by the server's slow-consumer policy, not lost: the publications after it move the cursor on.
+    else if (f.push === 'skip') r.emit('skip', f);
     else if (f.code !== undefined) {
       // A stream refused for now (the engine unavailable, a node unreachable: 5xx) is retried like a
       // subscribe reply with that code: the connection is dropped and every stream resubscribes from

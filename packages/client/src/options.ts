@@ -1,6 +1,6 @@
 /** Options of the client, its commands and its subscriptions, with their defaults. */
 import type { StreamPosition } from '@herald/protocol';
-import type { HeraldTransport, TransportName, WebSocketLike } from './transports/transport.js';
+import type { HeraldTransport, TransportName, WebSocketLike, WireFormat } from './transports/transport.js';
 
 export interface HeraldOptions {
   /**
@@ -37,14 +37,22 @@ export interface HeraldOptions {
   autoConnect?: boolean;
   /** A WebSocket constructor to use instead of the global one or the `ws` package. */
   WebSocket?: WebSocketLike;
+  /**
+   * The WebSocket's wire format: `json` (the default) or `msgpack`, whose codec is loaded on the
+   * first connect (a chunk of its own). The other transports speak JSON either way; on both,
+   * publications published as bytes arrive as a `Uint8Array`, and `publish` takes one.
+   */
+  format?: WireFormat;
   /** A `fetch` to use instead of the global one. */
   fetch?: typeof fetch;
   /** Cookies on the HTTP transports' requests (`fetch`'s `credentials`, default `same-origin`). */
   credentials?: RequestCredentials;
 }
 
-export type ResolvedOptions = Required<Omit<HeraldOptions, 'token' | 'getToken' | 'WebSocket' | 'transports'>> &
-  Pick<HeraldOptions, 'token' | 'getToken' | 'WebSocket'> & { transports: HeraldTransport[] };
+export type ResolvedOptions = Required<
+  Omit<HeraldOptions, 'token' | 'getToken' | 'WebSocket' | 'format' | 'transports'>
+> &
+  Pick<HeraldOptions, 'token' | 'getToken' | 'WebSocket' | 'format'> & { transports: HeraldTransport[] };
 
 /** The options with their defaults; the transports are the objects the names stood for. */
 export function resolveOptions(o: HeraldOptions): ResolvedOptions {

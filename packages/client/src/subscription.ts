@@ -40,12 +40,23 @@ export interface UnrecoveredEvent {
   position: StreamPosition;
 }
 
+/**
+ * The server dropped `count` publications right after `since` because this client read too slowly
+ * (the namespace's `slowConsumer` policy): `history({ since, limit: count })` reads them.
+ */
+export interface SkipEvent {
+  since: StreamPosition;
+  count: number;
+}
+
 export interface SubscriptionEvents<T> {
   state: SubscriptionStateEvent;
   subscribed: SubscribedEvent;
   /** Recovery was impossible (history lost or too short, e.g. after a restart of a memory engine). */
   unrecovered: UnrecoveredEvent;
   publication: Publication<T>;
+  /** Publications were dropped for this slow subscriber (`drop-oldest`, `latest-only` namespaces). */
+  skip: SkipEvent;
   error: HeraldError;
   /** A client subscribed to this channel (a namespace with `joinLeave` on; not for `x.**`). */
   join: PresenceInfo;

@@ -11,13 +11,25 @@ import { bundleClient, userBundle } from '../../../scripts/bundle-client.mjs';
 const LIMIT = 8192;
 
 it(`keeps the minified + gzipped browser bundle within ${LIMIT} bytes`, async () => {
-  const { iife, esm } = await bundleClient();
+  const { iife, esm, msgpack } = await bundleClient();
   console.log(
     `@herald/client browser bundle: herald.min.js ${iife.bytes} B minified, ${iife.gzipBytes} B gzipped ` +
-      `(limit ${LIMIT}); herald.min.mjs ${esm.gzipBytes} B gzipped`,
+      `(limit ${LIMIT}); herald.min.mjs ${esm.gzipBytes} B gzipped; ` +
+      `herald-msgpack.min.mjs (loaded with format: 'msgpack') ${msgpack.gzipBytes} B gzipped`,
   );
   expect(iife.gzipBytes).toBeLessThanOrEqual(LIMIT);
   expect(esm.gzipBytes).toBeLessThanOrEqual(LIMIT);
+});
+
+it('leaves the MessagePack codec out of the bundles: they import it next to themselves', async () => {
+  const { iife, esm, msgpack } = await bundleClient();
+  for (const b of [iife, esm]) {
+    const text = new TextDecoder().decode(b.code);
+    expect(text).toContain('import("./herald-msgpack.min.mjs")');
+    // A string of @msgpack/msgpack's decoder.
+    expect(text).not.toContain('Insufficient data');
+  }
+  expect(new TextDecoder().decode(msgpack.code)).toContain('Insufficient data');
 });
 
 it('defines the global Herald with HeraldError attached, and leaves `ws` out', async () => {
@@ -41,8 +53,14 @@ const MARKS = { websocket: '"/ws"', 'http-stream': '"/stream"', sse: '"/sse"', '
 
 it(`keeps import { Herald } from '@herald/client', as a bundler makes it, within ${LIMIT} bytes`, async () => {
   const full = await userBundle("import { Herald } from '@herald/client'; globalThis.h = new Herald('https://rt');");
-  console.log(`import { Herald } from '@herald/client': ${full.bytes} B minified, ${full.gzipBytes} B gzipped`);
+  console.log(
+    `import { Herald } from '@herald/client': ${full.bytes} B minified, ${full.gzipBytes} B gzipped; ` +
+      `its lazy MessagePack chunk ${full.lazy.gzipBytes} B gzipped`,
+  );
   expect(full.gzipBytes).toBeLessThanOrEqual(LIMIT);
+  // The codec is a chunk of its own, loaded only with format: 'msgpack'.
+  expect(new TextDecoder().decode(full.code)).not.toContain('Insufficient data');
+  expect(new TextDecoder().decode(full.lazy.code)).toContain('Insufficient data');
   const text = new TextDecoder().decode(full.code);
   for (const mark of Object.values(MARKS)) expect(text).toContain(mark);
   // The code table's descriptions stay out: errors carry their own messages.

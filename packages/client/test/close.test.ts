@@ -106,7 +106,7 @@ beforeAll(async () => {
     format: 'esm',
     platform: 'neutral',
     conditions: ['herald-source'],
-    external: ['ws'],
+    external: ['ws', '@msgpack/msgpack'],
     outfile: dir + 'client.mjs',
     logLevel: 'silent',
   });

@@ -31,7 +31,7 @@ async function startHerald(): Promise<void> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first (npm test does)`);
   const child = spawn(
     process.execPath,
-    [CLI, 'serve', '--port', String(port), '--host', '127.0.0.1', '--api-key', API_KEY],
+    [CLI, 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--api-key', API_KEY],
     {
       env: {
         ...process.env,

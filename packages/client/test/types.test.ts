@@ -90,6 +90,9 @@ export function tryToWrite(h: Herald, s: Subscription): void {
   // @ts-expect-error: read-only from outside
   s.channel = 'x';
 }
+export function readSkipped(s: Subscription): void {
+  s.on('skip', (e) => void s.history({ since: e.since, limit: e.count }));
+}
 // @ts-expect-error: made by herald.subscribe(), not by applications
 export const made = new (Object as unknown as typeof Subscription)();
 `,

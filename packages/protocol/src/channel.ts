@@ -34,6 +34,21 @@ function utf8Length(s: string): number {
  * (first segment) when valid, else a reason for the error message.
  */
 export function checkChannel(name: unknown, opts: { allowSubtree?: boolean } = {}): ChannelCheck {
+  // Every publish checks its channel: one expression decides for a valid name (valid names are
+  // ASCII, so their length is their size in bytes); the segment walk below finds the reason.
+  if (typeof name === 'string' && name.length <= MAX_CHANNEL_BYTES && GRAMMAR.test(name)) {
+    const subtree = name.endsWith(SUBTREE_SUFFIX);
+    if (!subtree || opts.allowSubtree !== false) {
+      const dot = name.indexOf('.');
+      return {
+        ok: true,
+        channel: name,
+        subtree,
+        base: subtree ? name.slice(0, -SUBTREE_SUFFIX.length) : name,
+        namespace: dot === -1 ? name : name.slice(0, dot),
+      };
+    }
+  }
   if (typeof name !== 'string') return { ok: false, reason: 'channel must be a string' };
   if (name.length === 0) return { ok: false, reason: 'channel must not be empty' };
   if (utf8Length(name) > MAX_CHANNEL_BYTES) {

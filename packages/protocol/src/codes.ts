@@ -73,7 +73,7 @@ export const ErrorCodes = {
   HERALD_ERR_TOO_MANY_COMMANDS: {
     status: 429,
     description:
-      'Too many commands at once: limits.maxCommandsWaiting commands were already waiting for their turn on the connection (the extra ones were not run), or a `POST /send` body held more than limits.maxCommandsInFlight + limits.maxCommandsWaiting commands (none was run).',
+      'Too many commands at once: limits.maxCommandsWaiting commands were already waiting for their turn on the connection (the extra ones were not run), or a `POST /send` body held more than limits.maxCommandsInFlight + limits.maxCommandsWaiting commands (none was run), or 10,000 requests read on a `GET /api/ws` connection were waiting for one of its 1000 in-flight slots (the extra ones were not run).',
   },
   HERALD_ERR_REPLY_TOO_LARGE: {
     status: 413,

@@ -239,8 +239,29 @@ export interface LeavePush extends PresenceInfo {
   push: 'leave';
   channel: string;
 }
+/**
+ * `count` publications of `stream` right after `since` (offsets `since.offset + 1` to
+ * `since.offset + count`) were skipped: the subscriber read too slowly, and its namespace's
+ * `slowConsumer` policy (`drop-oldest`, `latest-only`) dropped them instead of disconnecting it.
+ * The publications that follow continue after them. They are in history while it keeps them:
+ * `history` with this `since` and `limit: count` reads exactly them.
+ */
+export interface SkipPush {
+  push: 'skip';
+  stream: string;
+  since: StreamPosition;
+  count: number;
+}
 export type Push =
-  PubPush | ConnectedPush | DisconnectPush | UnsubscribedPush | SubscribedPush | RefreshPush | JoinPush | LeavePush;
+  | PubPush
+  | ConnectedPush
+  | DisconnectPush
+  | UnsubscribedPush
+  | SubscribedPush
+  | RefreshPush
+  | JoinPush
+  | LeavePush
+  | SkipPush;
 
 export type DecodeResult =
   { ok: true; command: Command } | { ok: false; id: number | undefined; code: ErrorCode; message: string };

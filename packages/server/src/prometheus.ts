@@ -17,8 +17,22 @@ interface Values {
   help: string;
   type: string;
   values: Value[];
-  aggregator: 'sum';
+  aggregator: Aggregator;
 }
+
+type Aggregator = 'sum' | 'max' | 'min';
+
+/**
+ * How the supervisor of `--workers N` combines a family over its workers: a sum, except for the
+ * gauges a sum would make wrong (every worker is up since about the same time; the server is ready
+ * and reaches its store as well as its worst worker).
+ */
+const NOT_SUMMED: Readonly<Record<string, Aggregator>> = {
+  herald_uptime_seconds: 'max',
+  herald_ready: 'min',
+  herald_engine_parts: 'max',
+  herald_engine_parts_up: 'min',
+};
 
 /** One family of the tally as prom-client's registry reads a metric. */
 class TallyFamily {
@@ -32,8 +46,8 @@ class TallyFamily {
   get type(): string {
     return this.family.type;
   }
-  get aggregator(): 'sum' {
-    return 'sum';
+  get aggregator(): Aggregator {
+    return NOT_SUMMED[this.family.name] ?? 'sum';
   }
   get(): Values {
     const values: Value[] = [];
@@ -52,7 +66,7 @@ class TallyFamily {
       values.push({ metricName: `${name}_sum`, labels: { ...s.labels }, value: h.sum });
       values.push({ metricName: `${name}_count`, labels: { ...s.labels }, value: count });
     }
-    return { name, help: this.family.help, type: this.family.type, values, aggregator: 'sum' };
+    return { name, help: this.family.help, type: this.family.type, values, aggregator: this.aggregator };
   }
   reset(): void {}
 }
@@ -71,12 +85,22 @@ export class PrometheusExporter {
 
   /** The text Prometheus scrapes. Families made since the last scrape are added first. */
   async text(): Promise<string> {
+    this.register();
+    return this.registry.metrics();
+  }
+
+  /** The same as prom-client JSON, which `AggregatorRegistry.aggregate` sums over workers. */
+  async json(): Promise<unknown> {
+    this.register();
+    return this.registry.getMetricsAsJSON();
+  }
+
+  private register(): void {
     for (const f of this.tally.families()) {
       if (this.known.has(f.name)) continue;
       this.known.add(f.name);
       this.registry.registerMetric(new TallyFamily(f) as unknown as Parameters<Registry['registerMetric']>[0]);
     }
-    return this.registry.metrics();
   }
 
   /** Stops the event-loop monitor of the default metrics. */

@@ -59,6 +59,12 @@ export interface HeraldServerOptions {
    * admin page and the demos are served only at the root.
    */
   readonly basePath?: string;
+  /**
+   * This server is one worker of `herald serve --workers N` (docs/scaling.md): its slot (1..count)
+   * and the number of workers, for `/api/info`, and where `GET /metrics` gets the text of the whole
+   * server (the supervisor sums every worker's `metricsJson()`).
+   */
+  readonly worker?: { readonly slot: number; readonly count: number; readonly metrics: () => Promise<string> };
 }
 
 export type ServerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -96,6 +102,7 @@ export class HeraldServer {
   /** Publishing by Redis PUBLISH (redis.ingestChannel, redis.ingestPlain), when the Redis engine is used. */
   private ingest: EngineIngestion | undefined;
   private readonly demos: DemoHost | undefined;
+  private readonly worker: HeraldServerOptions['worker'];
   /** The `basePath` option: `''` (the root) or `/a/b`. */
   readonly basePath: string;
 
@@ -103,6 +110,7 @@ export class HeraldServer {
     this.config = config;
     this.basePath = checkBasePath(opts.basePath ?? '');
     this.demos = opts.demos;
+    this.worker = opts.worker;
     this.logger = opts.logger ?? silentLogger;
     this.engine = opts.engine ?? createEngine(config, this.logger);
     // The admin page's rate charts read the same counters, so they are kept while it is on.
@@ -187,6 +195,12 @@ export class HeraldServer {
       maxBodySize: config.limits.maxApiBodySize,
       info: () => this.info(),
       metrics: this.sink,
+      socket: {
+        pingInterval: config.heartbeat.pingInterval,
+        pingTimeout: config.heartbeat.pingTimeout,
+        maxQueueBytes: config.limits.maxQueueBytes,
+        shuttingDown: () => this.state === 'stopping' || this.state === 'stopped',
+      },
     });
     for (const t of [this.ws, this.sse, this.stream, this.poll]) this.hub.trackTransport(t.name);
     this.instrument(this.sink);
@@ -432,6 +446,7 @@ export class HeraldServer {
           '/poll',
           '/send',
           '/api/<method>',
+          '/api/ws',
           '/health',
           '/ready',
           '/metrics',
@@ -459,6 +474,11 @@ export class HeraldServer {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', destroySelf);
     const path = this.localPath(req);
+    if (path === '/api/ws') {
+      // The server API over a WebSocket (api/api-socket.ts): the API key decides, not transports.*.
+      this.api.handleUpgrade(req, socket, head);
+      return;
+    }
     if (path === '/ws' && this.config.transports.websocket) {
       this.ws.handleUpgrade(req, socket, head);
       return;
@@ -501,6 +521,7 @@ export class HeraldServer {
     return {
       version: VERSION,
       engine: this.engine.name,
+      ...(this.worker !== undefined ? { workers: this.worker.count, worker: this.worker.slot, pid: process.pid } : {}),
       uptimeSeconds: Math.round((Date.now() - this.hub.startedAt) / 1000),
       connections: this.hub.sessions.size,
       connectionsByTransport: this.connectionsByTransport(),
@@ -556,9 +577,10 @@ export class HeraldServer {
       return;
     }
     this.exporter ??= new PrometheusExporter(this.metrics);
-    this.exporter.text().then(
+    const contentType = this.exporter.contentType;
+    (this.worker !== undefined ? this.worker.metrics() : this.exporter.text()).then(
       (text) => {
-        res.writeHead(200, { 'Content-Type': this.exporter?.contentType ?? 'text/plain', 'Cache-Control': 'no-store' });
+        res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
         res.end(text);
       },
       (err: unknown) => {
@@ -567,6 +589,12 @@ export class HeraldServer {
           sendJsonError(res, 500, { code: 'HERALD_ERR_INTERNAL', message: 'metrics collection failed' });
       },
     );
+  }
+
+  /** This process's metrics as prom-client JSON, for a supervisor summing its workers' (`worker`). */
+  metricsJson(): Promise<unknown> {
+    this.exporter ??= new PrometheusExporter(this.metrics);
+    return this.exporter.json();
   }
 
   connectionsByTransport(): Record<string, number> {
@@ -591,14 +619,17 @@ export class HeraldServer {
     const server = this.listener;
     const closed = server !== undefined ? server.close() : Promise.resolve();
     this.hub.shutdown(this.config.shutdown.reconnectJitter);
+    // Backends on /api/ws get their running requests answered, then 3001.
+    const apiDrained = this.api.socket.shutdown();
     const deadline = Date.now() + this.config.shutdown.timeout;
     // Every transport's clients were told to go: wait until they have, or until the deadline.
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.all([this.ws.drained(), this.sse.drained(), this.stream.drained(), this.poll.drained()]),
+      Promise.all([this.ws.drained(), this.sse.drained(), this.stream.drained(), this.poll.drained(), apiDrained]),
       new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.shutdown.timeout))),
     ]);
     clearTimeout(timer);
+    this.api.socket.close();
     this.ws.close();
     this.sse.close();
     this.stream.close();

@@ -72,6 +72,7 @@ describe('defaults', () => {
       presence: false,
       joinLeave: false,
       maxPresence: 1000,
+      slowConsumer: { policy: 'disconnect', keep: 100 },
     });
     expect(Object.isFrozen(DEFAULT_CONFIG)).toBe(true);
     expect(Object.isFrozen(DEFAULT_CONFIG.limits)).toBe(true);

@@ -23,11 +23,12 @@ export interface ChildNode {
 
 export async function startChildNode(args: string[], env: Record<string, string> = {}): Promise<ChildNode> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first (npm test does it)`);
-  const proc = spawn(
-    process.execPath,
-    [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--api-key', API_KEY, '--log-level', 'warn', ...args],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  // One process per node (no --workers supervisor): a SIGKILL takes the whole node down.
+  const serve = ['serve', '--workers', '1', '--host', '127.0.0.1', '--port', '0', '--api-key', API_KEY];
+  const proc = spawn(process.execPath, [CLI, ...serve, '--log-level', 'warn', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (out += d.toString()));

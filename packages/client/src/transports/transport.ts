@@ -15,7 +15,10 @@ export type OutFrame = Command;
 export type InFrame = Reply | Push | { id?: undefined; error: ErrorBody };
 
 /** The WebSocket constructor: the browser's, Node's `ws`, or one given in the options. */
-export type WebSocketLike = new (url: string) => WebSocket;
+export type WebSocketLike = new (url: string, protocols?: string) => WebSocket;
+
+/** The wire format on WebSocket (the other transports always speak JSON). */
+export type WireFormat = 'json' | 'msgpack';
 
 export interface TransportContext {
   /** The server's base URL (`http(s)://host[:port][/prefix]`, no trailing slash). */
@@ -24,6 +27,7 @@ export interface TransportContext {
   readonly token: () => string | undefined;
   readonly fetch: typeof fetch;
   readonly WebSocket?: WebSocketLike | undefined;
+  readonly format?: WireFormat | undefined;
   readonly credentials: RequestCredentials;
   /** How long a long-poll may be held by the server, in ms. */
   readonly pollTimeout: number;

@@ -1,22 +1,29 @@
 /**
- * WebSocket (`GET /ws`): Herald's JSON protocol, several frames per message separated by `\n`.
- * Uses the WebSocket constructor from the options, else the global one (browsers, Node 22+), else
- * loads the `ws` package (Node 20; an optional peer dependency) on first use.
+ * WebSocket (`GET /ws`): Herald's JSON protocol, several frames per message separated by `\n`, or
+ * with `format: 'msgpack'` its MessagePack protocol (subprotocol `herald.msgpack`; the codec is
+ * imported on first use, see msgpack.ts). Uses the WebSocket constructor from the options, else the
+ * global one (browsers, Node 22+), else loads the `ws` package (Node 20; an optional peer
+ * dependency) on first use.
  */
 import { splitFrames } from '@herald/protocol';
-import type { HeraldTransport, InFrame, WebSocketLike } from './transport.js';
+import { buildUrl, type HeraldTransport, type InFrame, type OutFrame, type WebSocketLike } from './transport.js';
 
 // A variable keeps bundlers from pulling `ws` into the browser build.
 const WS_PACKAGE = 'ws';
 
-async function loadWebSocket(given: WebSocketLike | undefined): Promise<WebSocketLike> {
-  if (given !== undefined) return given;
-  if (typeof WebSocket === 'function') return WebSocket;
-  const mod = (await import(WS_PACKAGE)) as { WebSocket?: WebSocketLike; default?: WebSocketLike };
-  const ctor = mod.WebSocket ?? mod.default;
-  if (ctor === undefined) throw new Error('the ws package has no WebSocket export');
-  return ctor;
+const loadWebSocket = async (given: WebSocketLike | undefined): Promise<WebSocketLike> =>
+  given ?? globalThis.WebSocket ?? ((await import(WS_PACKAGE)) as { WebSocket: WebSocketLike }).WebSocket;
+
+/** How frames travel in messages: JSON here, MessagePack in msgpack.ts (loaded on first use). */
+interface Codec {
+  decode(data: unknown): unknown[];
+  encode(frames: readonly OutFrame[]): string | Uint8Array;
 }
+
+const json: Codec = {
+  decode: (data) => splitFrames(String(data)).map((l) => JSON.parse(l) as unknown),
+  encode: (frames) => frames.map((f) => JSON.stringify(f)).join('\n'),
+};
 
 export const websocket: HeraldTransport = {
   name: 'websocket',
@@ -28,17 +35,16 @@ export const websocket: HeraldTransport = {
       done = true;
       sink.closed(code, reason);
     };
-    const token = ctx.token();
-    const url =
-      ctx.base.replace(/^http/, 'ws') + '/ws' + (token === undefined ? '' : '?token=' + encodeURIComponent(token));
-    loadWebSocket(ctx.WebSocket).then(
-      (Ctor) => {
+    const url = buildUrl(ctx, '/ws').replace(/^http/, 'ws');
+    let codec: Codec = json;
+    Promise.all([loadWebSocket(ctx.WebSocket), ctx.format === 'msgpack' && import('./msgpack.js')]).then(
+      ([Ctor, mp]) => {
         if (done) return;
-        const socket = new Ctor(url);
+        const socket = mp ? (codec = mp).open(Ctor, url) : new Ctor(url);
         ws = socket;
         socket.onmessage = (e: MessageEvent) => {
           sink.alive();
-          for (const line of splitFrames(String(e.data))) sink.frame(JSON.parse(line) as InFrame);
+          for (const f of codec.decode(e.data)) sink.frame(f as InFrame);
         };
         // A close event follows an error. Browsers tell nothing more (1006); Node's `ws` says why.
         let why = '';
@@ -50,7 +56,7 @@ export const websocket: HeraldTransport = {
 
     return {
       send(frames) {
-        ws?.send(frames.map((f) => JSON.stringify(f)).join('\n'));
+        ws?.send(codec.encode(frames));
       },
       close() {
         done = true;

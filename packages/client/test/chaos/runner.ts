@@ -88,6 +88,9 @@ export class HeraldNode {
       [
         CLI,
         'serve',
+        // One process per node: the scenarios SIGKILL and SIGSTOP it.
+        '--workers',
+        '1',
         '--host',
         '127.0.0.1',
         '--port',

@@ -10,6 +10,7 @@ import { HeraldError, isValidStream, type ErrorBody, type PublishResult } from '
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
 import { toErrorBody } from '../core/errors.js';
+import { isBinary } from '../core/payload.js';
 import { nodeOfClientId } from '../core/node-control.js';
 import type { ChannelCount, NodeSample, NodeSeries, NodeStats } from '../core/node-stats.js';
 import type { Session } from '../core/session.js';
@@ -399,6 +400,8 @@ function bad(message: string): HeraldError {
 }
 
 function parseData(text: string): unknown {
+  // Bytes are shown as the JSON transports carry them.
+  if (isBinary(text)) return { b64data: text.slice(1) };
   try {
     return JSON.parse(text) as unknown;
   } catch {

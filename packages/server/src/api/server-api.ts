@@ -1,9 +1,11 @@
 /**
  * The server API for the application backend: `POST /api/<method>` with a JSON body and
  * `Authorization: apikey <key>`. Replies are JSON; errors are `{"error":{"code","message"}}` with
- * the code's HTTP status. `POST /api/batch` runs many methods in one request (see batch.ts).
+ * the code's HTTP status. `POST /api/batch` runs many methods in one request (see batch.ts);
+ * `GET /api/ws` runs them over one WebSocket (see api-socket.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import {
   ErrorCodes,
   HeraldError,
@@ -19,10 +21,12 @@ import type { Logger } from '../core/logger.js';
 import { noMetrics, type Counter, type Histogram, type Metrics } from '../core/metrics.js';
 import { withPublications } from '../core/encoder.js';
 import { toErrorBody } from '../core/errors.js';
+import { bytesOfBase64 } from '../core/payload.js';
 import { readBody } from '../http/body.js';
 import { sendJsonError } from '../http/admission.js';
 import { ApiKeys } from './api-keys.js';
 import { runBatch, type ApiMethod, type ApiParams } from './batch.js';
+import { ApiSocket } from './api-socket.js';
 
 export interface ServerApiOptions {
   readonly hub: Hub;
@@ -33,6 +37,14 @@ export interface ServerApiOptions {
   readonly info: () => Record<string, unknown>;
   /** Requests by method and status, and their latency (see core/metrics.ts). */
   readonly metrics?: Metrics;
+  /** `GET /api/ws` (api-socket.ts): the heartbeat, the answer bytes a connection may leave unread. */
+  readonly socket?: {
+    readonly pingInterval: number;
+    readonly pingTimeout: number;
+    readonly maxQueueBytes: number;
+    readonly maxInFlight?: number;
+    readonly shuttingDown: () => boolean;
+  };
 }
 
 /** Bounds of the API latency histogram, in seconds (0.5 ms to 10 s). */
@@ -43,18 +55,34 @@ type Body = ApiParams;
 export class ServerApi {
   private readonly keys: ApiKeys;
   private readonly methods: Record<string, ApiMethod>;
-  private readonly requests = new Map<string, Counter>();
+  private readonly requests = new Map<string, Map<number, Counter>>();
   private readonly latency = new Map<string, Histogram>();
+  /** `GET /api/ws`: the server API over a WebSocket. */
+  readonly socket: ApiSocket;
 
   constructor(private readonly opts: ServerApiOptions) {
     this.keys = new ApiKeys(opts.apiKeys);
+    const s = opts.socket;
+    this.socket = new ApiSocket({
+      methodOf: (name) => this.methodOf(name),
+      authorized: (header) => this.keys.check(header, true),
+      observe: (name, status, start) => this.observe(name, status, start),
+      shuttingDown: s?.shuttingDown ?? (() => false),
+      logger: opts.logger,
+      maxFrameSize: opts.maxBodySize,
+      maxQueueBytes: s?.maxQueueBytes ?? 4 << 20,
+      pingInterval: s?.pingInterval ?? 25_000,
+      pingTimeout: s?.pingTimeout ?? 10_000,
+      ...(s?.maxInFlight !== undefined ? { maxInFlight: s.maxInFlight } : {}),
+    });
     const hub = opts.hub;
     const methodOf = (name: string): ApiMethod | undefined => this.methodOf(name);
     const errorBody = (err: unknown) => toErrorBody(err, opts.logger);
     this.methods = {
       publish: async (b) => {
-        const r = await hub.publish(b['channel'], b['data'], { idempotencyKey: optKey(b) });
-        return JSON.stringify(r);
+        const r = await hub.publish(b['channel'], payloadOf(b), { idempotencyKey: optKey(b) });
+        // JSON.stringify(r) by hand, the field order kept: a checked channel needs no escaping.
+        return `{"channel":"${r.channel}","epoch":${JSON.stringify(r.epoch)},"offset":${r.offset},"duplicate":${r.duplicate}}`;
       },
       broadcast: async (b) => {
         const channels = b['channels'];
@@ -62,10 +90,11 @@ export class ServerApi {
           throw bad('"channels" must be an array of 1 to 1000 channel names');
         }
         const key = optKey(b);
+        const data = payloadOf(b);
         const results = await Promise.all(
           channels.map(async (channel: unknown) => {
             try {
-              return await hub.publish(channel, b['data'], { idempotencyKey: key });
+              return await hub.publish(channel, data, { idempotencyKey: key });
             } catch (err) {
               return { channel, error: toErrorBody(err, opts.logger) };
             }
@@ -112,7 +141,8 @@ export class ServerApi {
     };
   }
 
-  private methodOf(name: string): ApiMethod | undefined {
+  /** The server API method called `name` (`publish`, `batch`, ...), or undefined. */
+  methodOf(name: string): ApiMethod | undefined {
     return Object.prototype.hasOwnProperty.call(this.methods, name) ? this.methods[name] : undefined;
   }
 
@@ -133,18 +163,25 @@ export class ServerApi {
     );
   }
 
+  /** Serves the upgrade of `GET /api/ws`. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.socket.handleUpgrade(req, socket, head);
+  }
+
   /** Counts a request by method (`unknown` for a name that is none) and status, with its latency. */
   private observe(name: string, status: number, start: number): void {
     const m = this.opts.metrics ?? noMetrics;
     const method = this.methodOf(name) !== undefined ? name : 'unknown';
-    const key = `${method} ${status}`;
-    let c = this.requests.get(key);
+    // Per method, then per status: no key string is built per request.
+    let byStatus = this.requests.get(method);
+    if (byStatus === undefined) this.requests.set(method, (byStatus = new Map()));
+    let c = byStatus.get(status);
     if (c === undefined) {
       c = m.counter('herald_api_requests_total', 'Server API requests, by method and HTTP status', {
         method,
         status: String(status),
       });
-      this.requests.set(key, c);
+      byStatus.set(status, c);
     }
     c.inc();
     let h = this.latency.get(method);
@@ -173,6 +210,16 @@ export class ServerApi {
       return;
     }
     const method = this.methodOf(name);
+    if (method === undefined && name === 'ws') {
+      req.resume();
+      sendJsonError(
+        res,
+        426,
+        { code: 'HERALD_ERR_API_BAD_REQUEST', message: 'GET /api/ws must be a WebSocket upgrade' },
+        req.httpVersionMajor === 1 ? { Upgrade: 'websocket' } : {},
+      );
+      return;
+    }
     if (method === undefined) {
       req.resume();
       sendJsonError(res, 404, { code: 'HERALD_ERR_API_NOT_FOUND', message: `no API method "${name.slice(0, 64)}"` });
@@ -184,7 +231,7 @@ export class ServerApi {
       return;
     }
     const type = req.headers['content-type'];
-    if (type !== undefined && !/^application\/json\b/i.test(type)) {
+    if (type !== undefined && type !== 'application/json' && !/^application\/json\b/i.test(type)) {
       req.resume();
       // Say what came, so that `curl -d` (application/x-www-form-urlencoded) is recognized at once.
       throw new HeraldError(
@@ -269,6 +316,13 @@ function printable(value: string): string {
   if (value.trim() === '') return 'an empty value';
   const shown = value.replace(/[^\x20-\x7e]/g, '?');
   return shown.length > 100 ? `${shown.slice(0, 100)}...` : shown;
+}
+
+/** A publish's payload: `data` (any JSON), or `b64data` (bytes, in base64); not both. */
+function payloadOf(b: Body): unknown {
+  if (b['b64data'] === undefined) return b['data'];
+  if (b['data'] !== undefined) throw bad('give "data" or "b64data", not both');
+  return bytesOfBase64(b['b64data']);
 }
 
 function optKey(b: Body): string | undefined {

@@ -68,6 +68,8 @@ export interface SubscribeHookRequest extends HookCaller {
 export interface PublishHookRequest extends HookCaller {
   readonly channel: string;
   readonly data: unknown;
+  /** In place of `data` when the payload is bytes: their base64 (docs/protocol.md, binary payloads). */
+  readonly b64data?: string;
 }
 
 export interface RpcHookRequest extends HookCaller {
@@ -148,9 +150,11 @@ export class BackendHooks {
     return this.call('subscribe', req);
   }
 
-  /** An answer with `data` replaces the publication's data. */
+  /** An answer with `data` replaces the publication's data. Bytes (MessagePack) go as `b64data`. */
   publish(req: PublishHookRequest): Promise<HookAnswer> {
-    return this.call('publish', req);
+    if (!(req.data instanceof Uint8Array)) return this.call('publish', req);
+    const { data, ...rest } = req;
+    return this.call('publish', { ...rest, data: undefined, b64data: Buffer.from(data).toString('base64') });
   }
 
   /** The answer's `data` is the RPC result. */

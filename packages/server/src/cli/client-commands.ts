@@ -90,7 +90,9 @@ interface Position {
 interface Publication {
   channel: string;
   offset: number;
-  data: unknown;
+  data?: unknown;
+  /** In place of `data` for a payload of bytes (docs/protocol.md, binary payloads). */
+  b64data?: string;
 }
 
 /** How one connection ended. */
@@ -280,9 +282,11 @@ class Subscriber {
       const time = live ? clockTime(new Date()) : 'history     ';
       const head = `${time}  ${p.channel}  #${p.offset}  `;
       const width = isTerminal(process.stdout) ? columns(process.stdout) : Infinity;
-      this.status.print(head + truncate(compact(p.data), Math.max(20, width - head.length - 1)));
+      const shown = p.b64data !== undefined ? `bytes ${p.b64data}` : compact(p.data);
+      this.status.print(head + truncate(shown, Math.max(20, width - head.length - 1)));
     } else {
-      this.status.print(JSON.stringify({ channel: p.channel, offset: p.offset, data: p.data }));
+      const payload = p.b64data !== undefined ? { b64data: p.b64data } : { data: p.data };
+      this.status.print(JSON.stringify({ channel: p.channel, offset: p.offset, ...payload }));
     }
     return this.opts.count !== undefined && this.received >= this.opts.count;
   }

@@ -1,20 +1,26 @@
-/** `herald serve`: load the config, start the server, print how to use it, stop gracefully. */
-import { existsSync } from 'node:fs';
-import { relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ConfigError, loadConfig, parseServeFlags, type HeraldConfig } from '../config/index.js';
+/**
+ * `herald serve`: load the config, start the server, print how to use it, stop gracefully. With
+ * more than one worker (`--workers N`, `auto` on a machine with several cores) this process becomes
+ * the supervisor of N workers sharing the port (supervisor.ts); each worker comes back here and
+ * runs `runWorker` (worker.ts).
+ */
+import cluster from 'node:cluster';
+import { ConfigError, loadConfig, parseServeFlags } from '../config/index.js';
 import { HeraldServer } from '../server.js';
 import { prepareDemos } from '../demo/demos.js';
 import { createLogger } from '../logging.js';
 import { VERSION } from '../version.js';
+import { banner, workerCount } from './banner.js';
 
 export async function runServe(argv: string[]): Promise<number> {
+  // A worker is handed its config by the supervisor, which read it once for all of them.
+  if (cluster.isWorker) return (await import('./worker.js')).runWorker();
   let loaded;
   try {
     const { flags, help } = parseServeFlags(argv);
     if (help) {
       console.log(
-        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--log-level L] [--log-format auto|json|pretty] [--no-demos]',
+        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--workers N|auto] [--log-level L] [--log-format auto|json|pretty] [--no-demos]',
       );
       return 0;
     }
@@ -29,6 +35,8 @@ export async function runServe(argv: string[]): Promise<number> {
   const { config, generatedApiKey } = loaded;
   const logger = createLogger(config.logLevel, { format: config.logFormat });
   for (const w of loaded.warnings) logger.warn({ warning: w }, 'config warning');
+  const workers = workerCount(config.workers);
+  if (workers > 1) return (await import('./supervisor.js')).runSupervisor(loaded, workers, logger);
   const demos = await prepareDemos(config, { logger });
   const server = new HeraldServer(config, { logger, demos });
   // Signals are handled from here on, so a SIGTERM during start-up also stops cleanly.
@@ -63,57 +71,8 @@ export async function runServe(argv: string[]): Promise<number> {
     await server.close().catch(() => undefined);
     return 1;
   }
-  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
-  const secure = config.tls.cert !== '';
-  const base = `${secure ? 'https' : 'http'}://${host}:${address.port}`;
-  const key = generatedApiKey ?? '<your API key>';
-  const keyLine =
-    generatedApiKey !== undefined
-      ? `API key:     ${generatedApiKey}   (generated for this run; set HERALD_API_KEYS or apiKeys to keep one)`
-      : 'API key:     configured (apiKeys / HERALD_API_KEYS)';
-  console.log(`
-Herald ${VERSION} is running (engine: ${config.engine}, pid ${process.pid})
-  WebSocket   ${secure ? 'wss' : 'ws'}://${host}:${address.port}/ws
-  Server API  ${base}/api/{publish,batch,broadcast,history,channels,presence,presenceStats,info,disconnect}
-  Health      ${base}/health   (ready: ${base}/ready)
-${operatorLines(base, config)}${keyLine}
-
-Listen (in another terminal):
-  ${cliCommand()} subscribe 'chat.**' --url ${base}
-  curl -N '${base}/sse?channel=chat.room1'        (Server-Sent Events; /stream and /poll work too)
-Publish:
-  curl -s -X POST ${base}/api/publish -H 'Authorization: apikey ${key}' -H 'Content-Type: application/json' -d '{"channel":"chat.room1","data":{"text":"hello"}}'
-${demoLines(base, demos?.names ?? [])}`);
+  console.log(banner(config, address, generatedApiKey, demos?.names ?? []));
   logger.info({ port: address.port, host: config.host, engine: config.engine, version: VERSION }, 'listening');
 
   return exitCode;
-}
-
-/** The banner's metrics and admin page lines, for what is on. */
-function operatorLines(base: string, config: HeraldConfig): string {
-  let lines = '';
-  if (config.metrics.enabled) {
-    lines += `  Metrics     ${base}/metrics${config.metrics.requireApiKey ? '   (with the API key)' : ''}\n`;
-  }
-  if (config.admin.password !== '') lines += `  Admin       ${base}/admin/   (password: admin.password)\n`;
-  return lines;
-}
-
-/** The banner's demo URLs (docs/demos.md), or nothing when they are off. */
-function demoLines(base: string, names: readonly string[]): string {
-  if (names.length === 0) return '';
-  const width = Math.max(...names.map((n) => n.length));
-  const lines = names.map((n) => `  ${n.padEnd(width)}  ${base}/demo/${n}/`);
-  return `Demos (open in a browser; --no-demos or HERALD_DEMOS=false turns them off):
-  ${base}/demo/
-${lines.join('\n')}
-`;
-}
-
-/** How to run this CLI from the current directory: `./herald` in a checkout, else the script path. */
-function cliCommand(): string {
-  if (existsSync('herald') && existsSync('packages/server/dist/cli/main.js')) return './herald';
-  const main = fileURLToPath(new URL('./main.js', import.meta.url));
-  const rel = relative(process.cwd(), main);
-  return `node ${rel.startsWith('..') ? main : rel}`;
 }

@@ -4,6 +4,8 @@
  * variables and flags into this shape. docs/configuration.md documents each option.
  */
 
+import type { SlowConsumerOptions } from '../core/policy.js';
+
 /**
  * Engines this build can run. Adding one (for example `'nats'`) is one entry here, plus its
  * implementation.
@@ -46,6 +48,8 @@ export interface NamespaceOptions {
   joinLeave: boolean;
   /** Entries one channel's presence holds at most; subscriptions beyond it work but are not listed. */
   maxPresence: number;
+  /** What happens to a subscriber that reads too slowly: disconnected (SLOW), or its publications dropped with a `skip` push. */
+  slowConsumer: SlowConsumerOptions;
 }
 
 /** `GET /metrics` (Prometheus text format; docs/operations.md). */
@@ -278,6 +282,11 @@ export interface HeraldConfig {
   presence: PresenceSettings;
   /** `herald serve` mounts the demo apps at `/demo/` (docs/demos.md); an embedded `HeraldServer` never does by itself. */
   demos: boolean;
+  /**
+   * Worker processes `herald serve` runs on the one port (docs/scaling.md): `auto`, one per core; 1, a
+   * single process as before. An embedded `HeraldServer` is one process whatever this says.
+   */
+  workers: number | 'auto';
   metrics: MetricsOptions;
   admin: AdminOptions;
   /** Always has `default`; every other entry is `default` merged with that namespace's overrides. */
@@ -307,6 +316,7 @@ export const DEFAULT_NAMESPACE_OPTIONS: NamespaceOptions = deepFreeze({
   presence: false,
   joinLeave: false,
   maxPresence: 1000,
+  slowConsumer: { policy: 'disconnect', keep: 100 },
 });
 
 /** The defaults, deep-frozen: copy before changing (`structuredClone(DEFAULT_CONFIG)`). */
@@ -373,6 +383,7 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
   },
   presence: { refreshInterval: 10_000, ttl: 30_000 },
   demos: true,
+  workers: 'auto',
   metrics: { enabled: true, requireApiKey: false },
   admin: { password: '', secret: '', sampleInterval: 2_000 },
   namespaces: { [DEFAULT_NAMESPACE]: DEFAULT_NAMESPACE_OPTIONS },
@@ -406,6 +417,8 @@ export interface NamespaceInput {
   presence?: boolean | string;
   joinLeave?: boolean | string;
   maxPresence?: number | string;
+  /** A policy name, or `{ policy, keep }`. */
+  slowConsumer?: string | { policy?: string; keep?: number | string };
 }
 
 /**
@@ -493,6 +506,8 @@ export interface ConfigInput {
   } | null;
   presence?: { refreshInterval?: DurationInput; ttl?: DurationInput } | null;
   demos?: boolean | string;
+  /** `auto` or a number of worker processes (1 = a single process). */
+  workers?: number | string;
   metrics?: { enabled?: boolean | string; requireApiKey?: boolean | string } | null;
   admin?: { password?: string; secret?: string; sampleInterval?: DurationInput } | null;
   /** `null` entries (an empty `chat:` in YAML) mean "the defaults". */

@@ -48,6 +48,8 @@ export interface FlagValues {
   redis?: string[];
   /** `--no-demos` gives `false`: `demos`. */
   demos?: boolean;
+  /** `--workers N|auto`: `workers`. */
+  workers?: string;
 }
 
 export interface LoadConfigOptions {
@@ -208,6 +210,7 @@ const FLAG_SETTINGS = [
   ['logFormat', 'logFormat', '--log-format'],
   ['redis', 'redis.urls', '--redis'],
   ['demos', 'demos', '--no-demos'],
+  ['workers', 'workers', '--workers'],
 ] as const satisfies ReadonlyArray<readonly [keyof FlagValues, string, string]>;
 
 function readFlags(c: Collector, flags: Partial<FlagValues>): void {
@@ -492,6 +495,7 @@ const SERVE_OPTIONS = {
   'log-format': { type: 'string' },
   redis: { type: 'string', multiple: true },
   'no-demos': { type: 'boolean' },
+  workers: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -545,6 +549,7 @@ export function parseServeFlags(argv: string[]): { flags: Partial<FlagValues>; h
     else if (name === 'engine') flags.engine = value;
     else if (name === 'log-level') flags.logLevel = value;
     else if (name === 'log-format') flags.logFormat = value;
+    else if (name === 'workers') flags.workers = value;
     else if (name === 'redis') (flags.redis ??= []).push(...value.split(',').filter((u) => u.trim() !== ''));
     else (flags.apiKey ??= []).push(value);
   }

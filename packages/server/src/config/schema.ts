@@ -23,6 +23,7 @@ import {
 import { parseDuration, parseSize } from './duration.js';
 import { MIN_HMAC_SECRET_BYTES, parsePublicKey, readPem } from './pem.js';
 import { checkTlsFile, type TlsFileKind } from './tls-files.js';
+import { SLOW_CONSUMER_POLICIES, type SlowConsumerOptions } from '../core/policy.js';
 
 /** One wrong value. `path` is the setting (`limits.maxConnections`, `apiKeys[1]`); `source` where it came from. */
 export interface ConfigIssue {
@@ -507,6 +508,40 @@ const hookEvents: Check<NamespaceHookEvent[]> = (raw) => {
   return r.ok ? ok([...new Set(r.value)] as NamespaceHookEvent[]) : r;
 };
 
+/** `auto` (one worker per core) or a number of worker processes. */
+const workerCount: Check<number | 'auto'> = (raw) =>
+  typeof raw === 'string' && raw.trim().toLowerCase() === 'auto'
+    ? ok('auto')
+    : integer(1, 256, '"auto" (one per core) or an integer from 1 to 256')(raw);
+
+const slowPolicy = oneOf(SLOW_CONSUMER_POLICIES);
+const slowKeep = integer(1, 10_000, 'an integer from 1 to 10000');
+
+/**
+ * `slowConsumer`: a policy name, or `{ policy, keep }` with either left out (it is then the one the
+ * namespace inherits from `default`).
+ */
+const slowConsumer: Check<Partial<SlowConsumerOptions>> = (raw) => {
+  if (!isPlainObject(raw)) {
+    const r = slowPolicy(raw);
+    return r.ok ? ok({ policy: r.value }) : bad(`${r.problems[0]?.message ?? ''} (or { policy, keep })`);
+  }
+  const out: { policy?: SlowConsumerOptions['policy']; keep?: number } = {};
+  const problems: Problem[] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    if (key === 'policy') {
+      const r = slowPolicy(value);
+      if (r.ok) out.policy = r.value;
+      else problems.push(...r.problems.map((p) => ({ ...p, sub: '.policy' })));
+    } else if (key === 'keep') {
+      const r = slowKeep(value);
+      if (r.ok) out.keep = r.value;
+      else problems.push(...r.problems.map((p) => ({ ...p, sub: '.keep' })));
+    } else problems.push({ sub: `.${key}`, message: 'unknown option (the options here are: policy, keep)' });
+  }
+  return problems.length > 0 ? { ok: false, problems } : ok(out);
+};
+
 /** '' (none) or an API key (at least 16 characters). */
 const optionalKey: Check<string> = (raw) => (raw === '' ? ok('') : apiKey(raw));
 
@@ -669,6 +704,7 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
     (c, v) => void (c.presence.ttl = v),
   ),
   demos: setting(bool, (c, v) => void (c.demos = v)),
+  workers: setting(workerCount, (c, v) => void (c.workers = v)),
   'metrics.enabled': setting(bool, (c, v) => void (c.metrics.enabled = v)),
   'metrics.requireApiKey': setting(bool, (c, v) => void (c.metrics.requireApiKey = v)),
   'admin.password': setting(adminPassword, (c, v) => void (c.admin.password = v)),
@@ -692,6 +728,7 @@ const NAMESPACE_TABLE: Record<keyof NamespaceOptions, Field<NamespaceOptions>> =
   presence: option(bool, (o, v) => void (o.presence = v)),
   joinLeave: option(bool, (o, v) => void (o.joinLeave = v)),
   maxPresence: option(integer(1, 100_000, 'an integer from 1 to 100000'), (o, v) => void (o.maxPresence = v)),
+  slowConsumer: option(slowConsumer, (o, v) => void (o.slowConsumer = { ...o.slowConsumer, ...v })),
 };
 
 /** Every setting outside `namespaces`, by dotted path. */

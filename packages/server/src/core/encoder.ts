@@ -5,6 +5,7 @@
  */
 import type { ErrorBody, Push } from '@herald/protocol';
 import type { Publication } from './engine.js';
+import { jsonDataField } from './payload.js';
 
 /** One slot per wire format; filled lazily, shared by every session receiving the publication. */
 export interface EncodeCache {
@@ -16,6 +17,10 @@ export interface EncodeCache {
   sse?: Uint8Array;
   /** A whole SSE event (id line included) for connections that read this one stream only. */
   sseSingle?: Uint8Array;
+  /** The publication as one MessagePack map (`msgpack-encoder.ts`). */
+  msgpack?: Uint8Array;
+  /** `msgpack` framed as one WebSocket binary message. */
+  wsFrameMsgpack?: Uint8Array;
 }
 
 export type NonPubPush = Exclude<Push, { push: 'pub' }>;
@@ -30,13 +35,13 @@ export interface FrameEncoder {
   join(frames: readonly Uint8Array[]): Uint8Array;
 }
 
-/** `{"channel":..,"offset":..,"data":..}` for each publication, as a JSON array text. */
+/** `{"channel":..,"offset":..,"data":..}` for each publication (`b64data` for bytes), as a JSON array text. */
 export function publicationsJson(pubs: readonly Publication[]): string {
   let out = '[';
   for (let i = 0; i < pubs.length; i++) {
     const p = pubs[i] as Publication;
     if (i > 0) out += ',';
-    out += `{"channel":${JSON.stringify(p.channel)},"offset":${p.offset},"data":${p.data}}`;
+    out += `{"channel":${JSON.stringify(p.channel)},"offset":${p.offset},${jsonDataField(p.data)}}`;
   }
   return out + ']';
 }
@@ -57,7 +62,7 @@ export const jsonEncoder: FrameEncoder = {
     if (bytes === undefined) {
       bytes = Buffer.from(
         `{"push":"pub","stream":${JSON.stringify(pub.stream)},"channel":${JSON.stringify(pub.channel)},` +
-          `"epoch":"${pub.epoch}","offset":${pub.offset},"data":${pub.data}}`,
+          `"epoch":"${pub.epoch}","offset":${pub.offset},${jsonDataField(pub.data)}}`,
       );
       cache.json = bytes;
     }

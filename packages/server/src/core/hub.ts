@@ -43,6 +43,7 @@ import { Recovery, type Start } from './recovery.js';
 import { Subscription } from './subscription.js';
 import { WriteBatch } from './write-batch.js';
 import type { TransportConnection } from './transport.js';
+import { binaryPayload, payloadSize } from './payload.js';
 
 export interface HubOptions {
   readonly engine: Engine;
@@ -167,6 +168,10 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       connections: m.counter('herald_connections_total', 'Client connections opened'),
       badFrames: m.counter('herald_bad_frames_total', 'Client frames refused as malformed or invalid'),
       slowDisconnects: m.counter('herald_slow_disconnects_total', 'Clients disconnected for reading too slowly'),
+      slowSkipped: m.counter(
+        'herald_slow_skipped_total',
+        'Publications dropped for subscribers reading too slowly (slowConsumer drop-oldest, latest-only)',
+      ),
     };
     const timers = new Map<string, EngineTimer>();
     const transports = new Set<string>();
@@ -337,7 +342,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     const check = exactChannel(channel);
     const policy = this.policyOf(check.namespace);
     const json = encodeData(data);
-    const size = Buffer.byteLength(json);
+    const size = payloadSize(json);
     if (size > policy.maxMessageSize) {
       throw new HeraldError(
         'HERALD_ERR_MESSAGE_TOO_LARGE',
@@ -469,6 +474,9 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     }
     if (session.state !== 'open') throw new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the connection is closing');
     const sub = new Subscription(session, stream);
+    // Held publications are written from the session's queue; a stateless client reads from its cursor.
+    if (policy.slowConsumer.policy !== 'disconnect' && !session.transport.traits.stateless)
+      sub.slow = policy.slowConsumer;
     session.subscriptions.set(stream, sub);
     const st = this.attach(stream);
     st.subs.add(sub);
@@ -674,7 +682,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       if (sub.state === 'live') {
         if (pub.offset === sub.offset + 1 && pub.epoch === sub.epoch) {
           sub.offset = pub.offset;
-          sub.session.deliver(pub, cache);
+          sub.session.deliver(pub, cache, sub);
           delivered++;
         } else if (pub.epoch !== sub.epoch || pub.offset > sub.offset) {
           // A gap (the engine lost publications on the way) or a new epoch: read history.
@@ -731,6 +739,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
     if (sub.state === 'closed') return;
     sub.state = 'closed';
     sub.buffer = [];
+    sub.held = undefined;
     this.presence.ended(sub);
     if (sub.session.subscriptions.get(sub.stream) === sub) sub.session.subscriptions.delete(sub.stream);
     const st = this.streams.get(sub.stream);
@@ -794,9 +803,10 @@ function presenceEntry(session: Session, chanInfo: unknown): PresenceEntry {
   };
 }
 
-/** JSON text of a publication's data; rejects what JSON cannot carry. */
+/** Stored form of a publication's data (payload.ts): JSON text, or marked base64 for bytes; rejects what JSON cannot carry. */
 function encodeData(data: unknown): string {
   if (data === undefined) throw new HeraldError('HERALD_ERR_PROTOCOL_BAD_FIELD', '"data" is required');
+  if (data instanceof Uint8Array) return binaryPayload(data);
   let json: string | undefined;
   try {
     json = JSON.stringify(data);

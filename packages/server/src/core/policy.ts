@@ -1,3 +1,13 @@
+/** What a namespace does with a subscriber that reads too slowly (see slow-consumer.ts). */
+export const SLOW_CONSUMER_POLICIES = ['disconnect', 'drop-oldest', 'latest-only'] as const;
+export type SlowConsumerPolicy = (typeof SLOW_CONSUMER_POLICIES)[number];
+
+export interface SlowConsumerOptions {
+  readonly policy: SlowConsumerPolicy;
+  /** Publications held per subscription at most while its connection is behind. */
+  readonly keep: number;
+}
+
 /** What the hub needs to know of a namespace (the config's namespace options satisfy it). */
 export interface NamespacePolicy {
   readonly historySize: number;
@@ -13,6 +23,8 @@ export interface NamespacePolicy {
   readonly joinLeave: boolean;
   /** Entries one channel's presence holds at most; subscriptions beyond it are not listed. */
   readonly maxPresence: number;
+  /** What happens to a subscriber that reads too slowly (see slow-consumer.ts). */
+  readonly slowConsumer: SlowConsumerOptions;
 }
 
 /** How presence entries are kept alive (see presence.ts). */

@@ -146,7 +146,7 @@ export class Recovery {
 
   private deliver(sub: Subscription, pub: Publication): void {
     sub.offset = pub.offset;
-    sub.session.deliver(pub, {});
+    sub.session.deliver(pub, {}, sub);
     this.host.deliveries.inc();
   }
 }

@@ -27,14 +27,18 @@ import { disconnectChannel, reportDisconnect } from './diagnostics.js';
 import { ANONYMOUS_IDENTITY, type SessionIdentity } from './identity.js';
 import type { Logger } from './logger.js';
 import type { Counter } from './metrics.js';
-import type { HubLimits } from './policy.js';
+import type { HubLimits, SlowConsumerOptions } from './policy.js';
 import { replyTooLarge, type ReplyOut } from './replies.js';
 import { SmallMap } from './small-map.js';
+import { Held } from './slow-consumer.js';
 import type { DisconnectOptions, Subscriber, Subscription } from './subscription.js';
 import type { TransportConnection } from './transport.js';
 import type { WriteBatch } from './write-batch.js';
 
 export type SessionState = 'open' | 'closing' | 'closed';
+
+/** How soon held publications are looked at again when the transport reports no drain (ms). */
+const HELD_RECHECK_MS = 50;
 
 export interface SessionInit {
   readonly id: string;
@@ -52,6 +56,8 @@ export interface SessionInit {
 export interface SessionCounters {
   readonly badFrames: Counter;
   readonly slowDisconnects: Counter;
+  /** Publications dropped for subscribers behind, by the drop-oldest and latest-only policies. */
+  readonly slowSkipped: Counter;
   /** Writes and bytes written, for the sessions of one transport (one object per transport). */
   output(transport: string): OutputCounters;
   /** Sessions that ended, by why (a disconnect's name in lower case, or `closed` when the connection went). */
@@ -123,6 +129,10 @@ export class Session implements ReplyOut, Subscriber {
   private sentBacklog = 0;
   /** Commands on their way (made on the first command, dropped when none is left). */
   private cmds: CommandState | undefined;
+  /** Subscriptions holding publications while the output is behind (see slow-consumer.ts); mostly none. */
+  private holding: Subscription[] | undefined;
+  /** A wait for the output to drain, to write what `holding` holds, is set. */
+  private heldWatch: TimerHandle | boolean = false;
   /** Where its writes are counted (shared by the sessions of its transport). */
   private readonly output: OutputCounters;
 
@@ -194,6 +204,25 @@ export class Session implements ReplyOut, Subscriber {
     void this.dispatch(text, this, this.encoder);
   }
 
+  /** Handles the values of one message the transport decoded itself (MessagePack): each one command. */
+  handleValues(values: readonly unknown[]): void {
+    if (this.state !== 'open') return;
+    const running: Promise<void>[] = [];
+    for (const value of values) {
+      const cmd = this.check(value, this, this.encoder);
+      if (cmd !== undefined) running.push(this.admit(cmd, this, this.encoder));
+    }
+    void this.started(running);
+  }
+
+  /** A message the transport could not decode: answered HERALD_ERR_PROTOCOL_MALFORMED, counted, logged. */
+  malformed(message: string, out: ReplyOut = this, encoder: FrameEncoder = this.encoder): undefined {
+    this.host.counters.badFrames.inc();
+    this.logger.info({ code: 'HERALD_ERR_PROTOCOL_MALFORMED' }, 'malformed frame');
+    out.put(encoder.error(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message }));
+    return undefined;
+  }
+
   /**
    * Runs the commands of one message; each reply (or error) goes to `out`, encoded by `encoder`.
    * Resolves once every command has replied. Never rejects.
@@ -205,6 +234,11 @@ export class Session implements ReplyOut, Subscriber {
       const cmd = this.accept(frame, out, encoder);
       if (cmd !== undefined) running.push(this.admit(cmd, out, encoder));
     }
+    return this.started(running);
+  }
+
+  /** After the commands of one message were admitted: reading and the command state catch up. */
+  private started(running: Promise<void>[]): Promise<void> {
     const st = this.cmds;
     if (st !== undefined) {
       this.updateReading(st);
@@ -213,20 +247,23 @@ export class Session implements ReplyOut, Subscriber {
     return Promise.all(running).then(() => undefined);
   }
 
-  /** Parses and checks one frame; answers a bad one with an error (and returns undefined). */
+  /** Parses and checks one JSON frame; answers a bad one with an error (and returns undefined). */
   private accept(frame: string, out: ReplyOut, encoder: FrameEncoder): Command | undefined {
-    const fail = (id: number | undefined, error: ErrorBody): undefined => {
-      out.put(encoder.error(id, error));
-      return undefined;
-    };
     let value: unknown;
     try {
       value = JSON.parse(frame);
     } catch {
-      this.host.counters.badFrames.inc();
-      this.logger.info({ code: 'HERALD_ERR_PROTOCOL_MALFORMED' }, 'malformed frame');
-      return fail(undefined, { code: 'HERALD_ERR_PROTOCOL_MALFORMED', message: 'frame is not valid JSON' });
+      return this.malformed('frame is not valid JSON', out, encoder);
     }
+    return this.check(value, out, encoder);
+  }
+
+  /** Checks one decoded frame as a command; answers a bad one with an error (and returns undefined). */
+  private check(value: unknown, out: ReplyOut, encoder: FrameEncoder): Command | undefined {
+    const fail = (id: number | undefined, error: ErrorBody): undefined => {
+      out.put(encoder.error(id, error));
+      return undefined;
+    };
     const decoded = decodeCommand(value);
     if (!decoded.ok) {
       this.host.counters.badFrames.inc();
@@ -416,8 +453,80 @@ export class Session implements ReplyOut, Subscriber {
     this.enqueue(this.encoder.push(push));
   }
 
-  deliver(pub: Publication, cache: EncodeCache): void {
-    this.enqueue(this.encoder.publication(pub, cache));
+  deliver(pub: Publication, cache: EncodeCache, sub: Subscription): void {
+    const slow = sub.slow;
+    if (slow !== undefined && (sub.held !== undefined || this.behind())) this.hold(sub, slow, pub, cache);
+    else this.enqueue(this.encoder.publication(pub, cache));
+  }
+
+  /**
+   * Whether the output is over half its bound: publications of drop-oldest and latest-only
+   * subscriptions are then held, not queued. `sentBacklog` bounds what the transport holds (see
+   * there), so the transport is asked only when the answer can matter.
+   */
+  private behind(): boolean {
+    return this.queuedBytes + this.sentBacklog > this.host.limits.maxQueueBytes / 2 && !this.outputLow();
+  }
+
+  /** Holds `pub` of `sub` (a subscription with a slow-consumer policy) until the output has room. */
+  private hold(sub: Subscription, slow: SlowConsumerOptions, pub: Publication, cache: EncodeCache): void {
+    if (this.state !== 'open') return;
+    let held = sub.held;
+    if (held === undefined) {
+      held = sub.held = Held.create(slow, pub);
+      (this.holding ??= []).push(sub);
+      this.watchHeld();
+    }
+    const dropped = held.add(pub, cache);
+    if (dropped > 0) this.host.counters.slowSkipped.inc(dropped);
+  }
+
+  /**
+   * Queues what subscriptions held (each run of dropped offsets announced by a `skip` push) while
+   * the output is under half its bound, one subscription at a time, so that writing them cannot
+   * overflow it; the others hold on (they go first next time) until the output drains again.
+   */
+  private releaseHeld(): void {
+    const subs = this.holding;
+    if (subs === undefined || this.state !== 'open') return;
+    let rest: Subscription[] | undefined;
+    for (const sub of subs) {
+      // Writing may have overflowed the queue (a `keep` too large for it): the session is gone.
+      if (this.state !== 'open') return;
+      const held = sub.held;
+      if (held === undefined || sub.state === 'closed') continue;
+      if (rest !== undefined || !this.outputLow()) {
+        (rest ??= []).push(sub);
+        continue;
+      }
+      sub.held = undefined;
+      held.frames(sub.stream, this.encoder, (bytes) => this.enqueue(bytes));
+    }
+    if (this.state !== 'open') return;
+    this.holding = rest;
+    if (rest !== undefined) this.watchHeld();
+  }
+
+  /**
+   * Looks at the held publications again when the transport's buffer has drained, or (a transport
+   * that cannot tell, or a buffer below its high-water mark, which reports no drain) a little later.
+   */
+  private watchHeld(): void {
+    // A flush is on its way: it looks again once it has written.
+    if (this.heldWatch !== false || this.scheduled) return;
+    const again = (): void => {
+      this.heldWatch = false;
+      this.releaseHeld();
+    };
+    this.heldWatch = this.transport.onDrained?.(again) === true || this.host.clock.setTimeout(again, HELD_RECHECK_MS);
+  }
+
+  /** The session ended: what was held is dropped, and so is the wait for the output to drain. */
+  private dropHeld(): void {
+    for (const sub of this.holding ?? []) sub.held = undefined;
+    this.holding = undefined;
+    if (typeof this.heldWatch === 'object') this.heldWatch.cancel();
+    this.heldWatch = false;
   }
 
   /**
@@ -477,6 +586,7 @@ export class Session implements ReplyOut, Subscriber {
     this.sentBacklog = this.transport.bufferedAmount();
     const st = this.cmds;
     if (st !== undefined) this.outputMoved(st);
+    if (this.holding !== undefined && this.heldWatch === false) this.releaseHeld();
   }
 
   /** Tells the client why and closes the transport. Idempotent. */
@@ -485,6 +595,8 @@ export class Session implements ReplyOut, Subscriber {
     const info = DisconnectCodes[name];
     const reason = opts.reason ?? name.toLowerCase();
     if (opts.flushFirst !== true) this.clearQueue();
+    // Held publications are dropped, not written: the client recovers them from its cursor.
+    this.dropHeld();
     const push: NonPubPush = { push: 'disconnect', code: info.code, reason, reconnect: info.reconnect };
     if (opts.retryAfterMs !== undefined) push.retryAfterMs = opts.retryAfterMs;
     this.push(this.encoder.push(push));
@@ -511,6 +623,7 @@ export class Session implements ReplyOut, Subscriber {
     }
     this.state = 'closed';
     this.expiry?.cancel();
+    this.dropHeld();
     this.clearQueue();
     this.host.detach(this);
     this.abandonCommands();

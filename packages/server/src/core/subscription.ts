@@ -7,6 +7,8 @@ import type { DisconnectName } from '@herald/protocol';
 import type { EncodeCache, NonPubPush } from './encoder.js';
 import type { Publication } from './engine.js';
 import type { Logger } from './logger.js';
+import type { SlowConsumerOptions } from './policy.js';
+import type { Held } from './slow-consumer.js';
 import type { SmallMap } from './small-map.js';
 
 export interface DisconnectOptions {
@@ -23,8 +25,11 @@ export interface Subscriber {
   /** The owner's subscriptions, by stream. */
   readonly subscriptions: SmallMap<Subscription>;
   readonly logger: Logger;
-  /** Queues a publication for the client (the fan-out path: the hub calls it once per subscriber). */
-  deliver(pub: Publication, cache: EncodeCache): void;
+  /**
+   * Queues a publication of `sub` for the client (the fan-out path: the hub calls it once per
+   * subscriber), or holds it when the subscription has a slow-consumer policy and the client is behind.
+   */
+  deliver(pub: Publication, cache: EncodeCache, sub: Subscription): void;
   /** Queues a push that is not a publication (a presence join or leave). */
   sendPush(push: NonPubPush): void;
   /** Tells the client why and closes its connection; for a subscription that cannot go on. */
@@ -49,6 +54,13 @@ export class Subscription {
   buffer: Publication[] = [];
   /** The buffer hit its bound: the hub re-reads history after the current recovery. */
   overflowed = false;
+  /**
+   * Its namespace's slow-consumer policy when that holds publications (`drop-oldest`,
+   * `latest-only`) on a connection with a send queue; undefined otherwise (`disconnect`).
+   */
+  slow: SlowConsumerOptions | undefined = undefined;
+  /** Publications held while the connection is behind (see slow-consumer.ts). */
+  held: Held | undefined = undefined;
 
   constructor(
     readonly session: Subscriber,

@@ -44,7 +44,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on('end', () => {
       if (done) return;
       done = true;
-      resolve(Buffer.concat(chunks, size));
+      // A small body comes in one chunk: no copy.
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     });
     req.on('error', () => {
       if (done) return;

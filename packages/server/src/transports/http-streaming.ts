@@ -131,6 +131,12 @@ class SocketConnection extends StreamConnection {
     return this.socket.writableLength;
   }
 
+  onDrained(drained: () => void): boolean {
+    if (this.ended || !this.socket.writableNeedDrain) return false;
+    this.socket.once('drain', drained);
+    return true;
+  }
+
   /** Ends the body (last chunk) and the connection; a client that does not read it within closeTimeout is dropped. */
   close(): void {
     if (this.ended) return;
@@ -174,6 +180,14 @@ class ResponseConnection extends StreamConnection {
 
   bufferedAmount(): number {
     return this.res.writableLength;
+  }
+
+  onDrained(drained: () => void): boolean {
+    // Read as a property: an HTTP/2 response may not have it (the session then looks again later).
+    if (this.res.writableEnded || (this.res as { writableNeedDrain?: boolean }).writableNeedDrain !== true)
+      return false;
+    this.res.once('drain', drained);
+    return true;
   }
 
   /**

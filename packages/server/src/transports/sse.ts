@@ -9,6 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { StreamPosition } from '@herald/protocol';
 import type { EncodeCache, NonPubPush } from '../core/encoder.js';
 import { jsonEncoder } from '../core/encoder.js';
+import { jsonDataField } from '../core/payload.js';
 import type { Publication } from '../core/engine.js';
 import type { StreamEncoder, StreamFormat } from './http-streaming.js';
 import { StreamCursors } from './stream-cursors.js';
@@ -16,7 +17,7 @@ import { StreamCursors } from './stream-cursors.js';
 function pubData(pub: Publication): string {
   return (
     `{"stream":${JSON.stringify(pub.stream)},"channel":${JSON.stringify(pub.channel)},` +
-    `"epoch":"${pub.epoch}","offset":${pub.offset},"data":${pub.data}}`
+    `"epoch":"${pub.epoch}","offset":${pub.offset},${jsonDataField(pub.data)}}`
   );
 }
 

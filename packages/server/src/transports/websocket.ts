@@ -1,5 +1,6 @@
 /**
- * WebSocket transport (`GET /ws`): Herald's JSON protocol over `ws`. Reads frames and hands them to
+ * WebSocket transport (`GET /ws`): Herald's JSON protocol over `ws`, or its MessagePack protocol when
+ * the client asks for the `herald.msgpack` subprotocol (or `?format=msgpack`). Reads frames and hands them to
  * the session; writes the session's batches; pings every `pingInterval` and reaps connections that
  * did not answer within `pingTimeout`. Embeddable: `handleUpgrade` takes any http.Server's upgrade.
  */
@@ -10,7 +11,8 @@ import { PROTOCOL_VERSION, DisconnectCodes, ErrorCodes } from '@herald/protocol'
 import type { SessionIdentity } from '../core/identity.js';
 import { toErrorBody } from '../core/errors.js';
 import { requestToken } from '../http/token.js';
-import { wsFrameEncoder } from './ws-frame.js';
+import { decodeMsgpackCommands } from '../core/msgpack-encoder.js';
+import { wsFrameEncoder, wsMsgpackFrameEncoder } from './ws-frame.js';
 import { directFd, writeFrame } from './socket-write.js';
 import { DrainWaiters } from './drain-waiters.js';
 import type { Hub } from '../core/hub.js';
@@ -76,6 +78,33 @@ class HeraldWebSocket extends WebSocket {
   }
 }
 
+/** The subprotocol of Herald's MessagePack protocol (docs/protocol.md). */
+export const MSGPACK_PROTOCOL = 'herald.msgpack';
+
+/** Wire formats of a WebSocket connection. */
+export type WsFormat = 'json' | 'msgpack';
+
+/** The wire format a client asks for: the `herald.msgpack` subprotocol, else `?format=`, else JSON. */
+export function requestedFormat(req: IncomingMessage): WsFormat | undefined {
+  const offered = req.headers['sec-websocket-protocol'];
+  if (offered !== undefined && offered.split(',').some((p) => p.trim() === MSGPACK_PROTOCOL)) return 'msgpack';
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  const format = q === -1 ? null : new URLSearchParams(url.slice(q + 1)).get('format');
+  if (format === null || format === 'json') return 'json';
+  return format === 'msgpack' ? 'msgpack' : undefined;
+}
+
+/**
+ * The subprotocol answered: `herald.msgpack` when offered, else the first offered one (what `ws`
+ * answers by default, so clients that offer a protocol of their own keep working, on JSON).
+ */
+function selectProtocol(protocols: Set<string>): string | false {
+  if (protocols.has(MSGPACK_PROTOCOL)) return MSGPACK_PROTOCOL;
+  const first = protocols.values().next();
+  return first.done === true ? false : first.value;
+}
+
 /** A WebSocket reads its client's commands itself. */
 const WS_TRAITS: TransportTraits = { readsCommands: true, sendCommands: false, stateless: false };
 
@@ -101,6 +130,8 @@ class WsConnection implements TransportConnection {
     /** The upgraded socket: frames from `wsFrameEncoder` are complete, so they are written as is. */
     private readonly socket: Duplex,
     readonly transport: WebSocketTransport,
+    /** MessagePack: the client's messages are binary frames. */
+    private readonly binary: boolean,
   ) {
     this.fd = directFd(socket);
   }
@@ -157,12 +188,20 @@ class WsConnection implements TransportConnection {
     const session = this.session;
     this.awaitingRound = 0;
     if (session === undefined) return;
-    if (isBinary) {
-      session.logger.info({ code: DisconnectCodes.BAD_REQUEST.code }, 'binary frame on a JSON connection');
-      session.disconnect('BAD_REQUEST', { reason: 'binary frames are not supported' });
+    if (isBinary !== this.binary) {
+      const what = isBinary ? 'binary frame on a JSON connection' : 'text frame on a MessagePack connection';
+      session.logger.info({ code: DisconnectCodes.BAD_REQUEST.code }, what);
+      const reason = isBinary ? 'binary frames are not supported' : 'text frames are not supported on herald.msgpack';
+      session.disconnect('BAD_REQUEST', { reason });
       return;
     }
-    session.handleMessage(rawToString(data));
+    if (!isBinary) {
+      session.handleMessage(rawToString(data));
+      return;
+    }
+    const decoded = decodeMsgpackCommands(rawToBuffer(data));
+    if (decoded.ok) session.handleValues(decoded.values);
+    else session.malformed(decoded.message);
   }
 }
 
@@ -192,6 +231,7 @@ export class WebSocketTransport {
       perMessageDeflate: false,
       clientTracking: false,
       autoPong: false,
+      handleProtocols: selectProtocol,
       WebSocket: HeraldWebSocket,
     });
     this.ticks = Math.max(1, Math.min(MAX_TICKS, Math.round(opts.pingInterval / 1000)));
@@ -213,6 +253,13 @@ export class WebSocketTransport {
       rejectUpgrade(socket, refusal);
       return;
     }
+    const format = requestedFormat(req);
+    if (format === undefined) {
+      const error = { code: 'HERALD_ERR_PROTOCOL_BAD_FIELD', message: '"format" must be json or msgpack' } as const;
+      this.opts.hub.logger.info({ code: error.code, transport: 'websocket' }, 'connection refused');
+      rejectUpgrade(socket, { status: 400, error });
+      return;
+    }
     const hub = this.opts.hub;
     const clientId = hub.newClientId();
     const remoteAddress = req.socket.remoteAddress;
@@ -220,7 +267,7 @@ export class WebSocketTransport {
       (identity) => {
         if (socket.destroyed) return;
         this.wss.handleUpgrade(req, socket, head, (ws) =>
-          this.onConnection(ws as HeraldWebSocket, socket, clientId, identity, remoteAddress),
+          this.onConnection(ws as HeraldWebSocket, socket, clientId, identity, remoteAddress, format),
         );
       },
       (err: unknown) => {
@@ -237,10 +284,13 @@ export class WebSocketTransport {
     clientId: string,
     identity: SessionIdentity,
     remoteAddress: string | undefined,
+    format: WsFormat,
   ): void {
-    const conn = new WsConnection(ws, socket, this);
+    const binary = format === 'msgpack';
+    const conn = new WsConnection(ws, socket, this, binary);
     this.conns.add(conn);
-    const session = this.opts.hub.createSession(conn, wsFrameEncoder, { id: clientId, identity, remoteAddress });
+    const encoder = binary ? wsMsgpackFrameEncoder : wsFrameEncoder;
+    const session = this.opts.hub.createSession(conn, encoder, { id: clientId, identity, remoteAddress });
     conn.session = session;
     ws.conn = conn;
     session.sendPush({
@@ -335,7 +385,11 @@ export class WebSocketTransport {
 }
 
 function rawToString(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
+  return rawToBuffer(data).toString('utf8');
+}
+
+function rawToBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
 }

@@ -6,14 +6,25 @@
  */
 import type { EncodeCache, FrameEncoder, NonPubPush } from '../core/encoder.js';
 import { jsonEncoder } from '../core/encoder.js';
+import { msgpackEncoder } from '../core/msgpack-encoder.js';
 import type { Publication } from '../core/engine.js';
 
 /** Frames `payload` as one final text frame (opcode 1, FIN set, no mask). */
 export function textFrame(payload: Uint8Array): Buffer {
+  return wsFrame(payload, 0x81);
+}
+
+/** Frames `payload` as one final binary frame (opcode 2, FIN set, no mask). */
+export function binaryFrame(payload: Uint8Array): Buffer {
+  return wsFrame(payload, 0x82);
+}
+
+/** `first`: the header's first byte (FIN and opcode). */
+function wsFrame(payload: Uint8Array, first: number): Buffer {
   const len = payload.byteLength;
   const headerLen = len < 126 ? 2 : len < 65_536 ? 4 : 10;
   const frame = Buffer.allocUnsafe(headerLen + len);
-  frame[0] = 0x81;
+  frame[0] = first;
   if (len < 126) {
     frame[1] = len;
   } else if (len < 65_536) {
@@ -41,5 +52,21 @@ export const wsFrameEncoder: FrameEncoder = {
   reply: (id, result, publications) => textFrame(jsonEncoder.reply(id, result, publications)),
   error: (id, error) => textFrame(jsonEncoder.error(id, error)),
   push: (push: NonPubPush) => textFrame(jsonEncoder.push(push)),
+  join: (frames) => Buffer.concat(frames as Uint8Array[]),
+};
+
+/** Herald's MessagePack protocol (subprotocol `herald.msgpack`), each frame one binary WebSocket message. */
+export const wsMsgpackFrameEncoder: FrameEncoder = {
+  publication(pub: Publication, cache: EncodeCache) {
+    let frame = cache.wsFrameMsgpack;
+    if (frame === undefined) {
+      frame = binaryFrame(msgpackEncoder.publication(pub, cache));
+      cache.wsFrameMsgpack = frame;
+    }
+    return frame;
+  },
+  reply: (id, result, publications) => binaryFrame(msgpackEncoder.reply(id, result, publications)),
+  error: (id, error) => binaryFrame(msgpackEncoder.error(id, error)),
+  push: (push: NonPubPush) => binaryFrame(msgpackEncoder.push(push)),
   join: (frames) => Buffer.concat(frames as Uint8Array[]),
 };

@@ -1,0 +1,141 @@
+/**
+ * `npm run bench -- slow`: what slow subscribers cost the others, per `slowConsumer` policy. A ticker
+ * publishes 1,000/s round-robin over `channels` channels; N subscribers listen, 1 % of them
+ * "dashboards" subscribed to every channel (gen/slow-dashboards.ts), the rest one channel each (the
+ * usual subscriber process). One run with every dashboard reading at full speed, then one per
+ * policy with the dashboards reading at most `slowBytesPerSec`. Reported: the fast subscribers'
+ * latency (p50, p99) and losses, the server's RSS (at the end of the measured window, and its peak
+ * over the run), and whether the slow dashboards end up with the latest value of every channel.
+ */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { DashboardReply, DashboardRequest, DashboardStats } from './gen/slow-dashboards.js';
+import { IpcChild } from './ipc.js';
+import { spawnPinned, type Pinning } from './launch.js';
+import { rssBytes } from './proc.js';
+import { Session, sleep, type StepResult } from './run.js';
+import { target } from './targets.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export const SLOW_VARIANTS = ['none', 'disconnect', 'drop-oldest', 'latest-only'] as const;
+export type SlowVariant = (typeof SLOW_VARIANTS)[number];
+
+export interface SlowOptions {
+  readonly pin: Pinning;
+  readonly n: number;
+  /** Share of the subscribers that are slow dashboards, in % (at least one dashboard). */
+  readonly slowPct: number;
+  /** Publications per second over all channels. */
+  readonly rate: number;
+  readonly channels: number;
+  /** What a slow dashboard reads at most, in bytes per second. */
+  readonly slowBytesPerSec: number;
+  /** `slowConsumer.keep` of the namespace. */
+  readonly keep: number;
+  /** `limits.maxQueueBytes` of the server (its default when undefined). */
+  readonly maxQueueBytes?: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  readonly payloadBytes: number;
+  readonly variants: readonly SlowVariant[];
+  readonly nativeSubscriber?: string;
+}
+
+export interface SlowRow {
+  readonly variant: SlowVariant;
+  readonly fast: StepResult;
+  readonly rssPeakMiB: number;
+  readonly slow: DashboardStats;
+}
+
+export async function slowReport(o: SlowOptions, log: (line: string) => void): Promise<SlowRow[]> {
+  const rows: SlowRow[] = [];
+  const dashboards = Math.max(1, Math.round((o.n * o.slowPct) / 100));
+  const fastN = o.n - dashboards;
+  log(
+    `  ${fastN} subscribers on ${o.channels} channels (${o.rate / o.channels}/s each) + ${dashboards} dashboards on all ` +
+      `${o.channels} (${o.rate}/s each), slow ones reading ${Math.round(o.slowBytesPerSec / 1024)} KiB/s`,
+  );
+  for (const variant of o.variants) {
+    const policy = variant === 'none' ? 'disconnect' : variant;
+    const env: Record<string, string> = {
+      HERALD_NAMESPACES: JSON.stringify({ default: { slowConsumer: { policy, keep: o.keep } } }),
+    };
+    if (o.maxQueueBytes !== undefined) env['HERALD_LIMITS_MAX_QUEUE_BYTES'] = String(o.maxQueueBytes);
+    const base = target('herald-ws');
+    const def = { ...base, label: `Herald WS, ${variant === 'none' ? 'no slow reader' : variant}`, heraldEnv: env };
+    const session = await Session.open(def, {
+      pin: o.pin,
+      n: fastN,
+      channels: o.channels,
+      payloadBytes: o.payloadBytes,
+      log,
+      ...(o.nativeSubscriber !== undefined ? { nativeSubscriber: o.nativeSubscriber } : {}),
+    });
+    const dash = new IpcChild<DashboardRequest, DashboardReply>(
+      'dashboards',
+      spawnPinned(process.execPath, [join(here, 'gen', 'slow-dashboards.js')], { cpu: o.pin.generator, ipc: true }),
+    );
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(session.serverPids()))), 250);
+    try {
+      const c = await session.connect();
+      if (c.ok === 0) throw new Error(`no subscriber could subscribe: ${c.errors.join('; ')}`);
+      await session.publishAndWait(1);
+      const d = await dash.request<{ ok: number }>({
+        type: 'connect',
+        port: session.servers[0]!.port,
+        n: dashboards,
+        channels: o.channels,
+        bytesPerSec: variant === 'none' ? 0 : o.slowBytesPerSec,
+      });
+      log(`  ${def.label}: ${c.ok} subscribers and ${d.ok} dashboards subscribed`);
+      await sleep(500);
+      const fast = await session.step(o.rate, o.warmupMs, o.measureMs);
+      const { published } = await session.publishAndWait(1);
+      const slow = await dash.request<DashboardStats>({ type: 'final', final: published.final, timeoutMs: 30_000 });
+      const row: SlowRow = { variant, fast, rssPeakMiB: peak / 2 ** 20, slow };
+      rows.push(row);
+      log(
+        `    fast p50 ${fast.p50} ms, p99 ${fast.p99} ms, ${Math.round(fast.deliveriesPerSec)} deliveries/s, lost ${fast.lost} dup ${fast.dup}; ` +
+          `RSS ${fast.rssMiB.toFixed(0)} MiB (peak ${row.rssPeakMiB.toFixed(0)}); dashboards: ${slow.withLatest}/${slow.dashboards} ` +
+          `with the latest values, ${slow.disconnects} disconnects, ${slow.skipped} skipped in ${slow.skipPushes} skip pushes` +
+          (fast.notes.length > 0 ? ` [${fast.notes.join('; ')}]` : ''),
+      );
+    } finally {
+      clearInterval(sampler);
+      await dash.stop({ type: 'close' });
+      await session.close();
+    }
+  }
+  return rows;
+}
+
+export function slowMarkdown(rows: readonly SlowRow[], o: SlowOptions): string {
+  const none = rows.find((r) => r.variant === 'none');
+  const vs = (r: SlowRow): string =>
+    none === undefined || r === none || none.fast.p99 === 0
+      ? ''
+      : ` (${r.fast.p99 >= none.fast.p99 ? '+' : ''}${(((r.fast.p99 - none.fast.p99) / none.fast.p99) * 100).toFixed(0)} %)`;
+  const dashboards = rows[0]?.slow.dashboards ?? 0;
+  const lines = [
+    `## Slow consumers: ${o.rate.toLocaleString('en-US')} publications/s over ${o.channels} channels, N = ${o.n.toLocaleString('en-US')}, ` +
+      `${dashboards} dashboards on every channel reading ${Math.round(o.slowBytesPerSec / 1024)} KiB/s`,
+    '',
+    `Measured ${o.measureMs / 1000} s after ${o.warmupMs / 1000} s of warm-up; \`slowConsumer.keep\` ${o.keep}` +
+      (o.maxQueueBytes !== undefined ? `, \`limits.maxQueueBytes\` ${o.maxQueueBytes}` : '') +
+      '. "none": the same dashboards reading at full speed.',
+    '',
+    '| policy | fast p50 ms | fast p99 ms | fast deliveries/s | fast lost / dup | server CPU % | RSS MiB (peak) | dashboards with the latest values | disconnects | skipped (pushes) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map(
+      (r) =>
+        `| ${r.variant} | ${r.fast.p50} | ${r.fast.p99}${vs(r)} | ${Math.round(r.fast.deliveriesPerSec).toLocaleString('en-US')} | ` +
+        `${r.fast.lost} / ${r.fast.dup} | ${r.fast.serverCpuPct.toFixed(0)} | ${r.fast.rssMiB.toFixed(0)} (${r.rssPeakMiB.toFixed(0)}) | ` +
+        `${r.slow.withLatest} / ${r.slow.dashboards} | ${r.slow.disconnects} | ${r.slow.skipped.toLocaleString('en-US')} (${r.slow.skipPushes.toLocaleString('en-US')}) |`,
+    ),
+  ];
+  const notes = rows.flatMap((r) => r.fast.notes.map((n) => `- ${r.variant}: ${n}`));
+  return `${[...lines, ...(notes.length > 0 ? ['', ...notes] : [])].join('\n')}\n`;
+}
