@@ -37,6 +37,7 @@ import { namespaceOptions, type HeraldConfig } from './config/config.js';
 import { VERSION } from './version.js';
 import { loopbackUrl, type DemoHost } from './demo/demos.js';
 import { AdminHandler } from './admin/admin.js';
+import { AdminQueries } from './admin/admin-queries.js';
 
 export interface HeraldServerOptions {
   readonly logger?: Logger;
@@ -95,6 +96,7 @@ export class HeraldServer {
   readonly nodeStats: NodeStats | undefined;
   /** `/admin` (admin/admin.ts): only while `admin.password` is set. */
   private readonly admin: AdminHandler | undefined;
+  private readonly queries: AdminQueries;
   private readonly cors: Cors;
   state: ServerState = 'created';
   private listener: HttpListener | undefined;
@@ -195,6 +197,7 @@ export class HeraldServer {
       maxBodySize: config.limits.maxApiBodySize,
       info: () => this.info(),
       metrics: this.sink,
+      disconnect: this.engine.control === undefined ? undefined : (target) => this.queries.disconnect(target),
       socket: {
         pingInterval: config.heartbeat.pingInterval,
         pingTimeout: config.heartbeat.pingTimeout,
@@ -204,8 +207,11 @@ export class HeraldServer {
     });
     for (const t of [this.ws, this.sse, this.stream, this.poll]) this.hub.trackTransport(t.name);
     this.instrument(this.sink);
+    // Every node keeps a list of the others (their latest figures) when the admin page is on, and
+    // when the engine spans several nodes or workers: the server API's `disconnect` of a user asks
+    // each node on that list.
     this.nodeStats =
-      config.admin.password !== ''
+      config.admin.password !== '' || (this.engine.nodes !== undefined && this.engine.control !== undefined)
         ? new NodeStats({
             nodeId: this.hub.nodeId,
             intervalMs: config.admin.sampleInterval,
@@ -221,6 +227,9 @@ export class HeraldServer {
             },
           })
         : undefined;
+    // Serves the other nodes' requests about this node's connections (admin page, API disconnect).
+    this.queries = new AdminQueries(this);
+    this.queries.serveOtherNodes();
     this.admin = config.admin.password !== '' ? new AdminHandler(this) : undefined;
   }
 

@@ -252,6 +252,18 @@ describe('herald serve --workers 2', () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it('disconnects a client through the server API whichever worker takes the request', async () => {
+    const [a, b] = await onBothWorkers();
+    // Requests are spread over the workers: of these four, some land on the other client's worker.
+    const done = new Set<WsClient>();
+    for (const c of [a, b, a, b]) {
+      const r = await call(base, 'disconnect', { client: c.clientId, reconnect: true });
+      expect(r.body).toEqual({ disconnected: done.has(c) ? 0 : 1 });
+      done.add(c);
+      expect((await c.closed).code).toBe(3004);
+    }
+  });
+
   it('serves the demos, run once by the supervisor, through every worker', async () => {
     const demo = new CliProcess(['serve', '--workers', '2', '--port', '0', '--host', '127.0.0.1'], {
       env: { HERALD_LOG_LEVEL: 'warn' },

@@ -102,8 +102,8 @@ export class AdminHandler {
     const { password, secret } = host.config.admin;
     this.sessions = new AdminSessions({ password, secret });
     this.logger = host.logger.child({ component: 'admin' });
+    // The server serves the other nodes' requests (serveOtherNodes) whether or not the page is on.
     this.queries = new AdminQueries(host);
-    this.queries.serveOtherNodes();
     if (secret === '') {
       this.logger.info(
         'admin page on; admin.secret is empty: logins last as long as this process and work on this node only ' +

@@ -14,6 +14,7 @@ import {
   isValidChannel,
   isStreamPosition,
   parseCursor,
+  type ErrorBody,
   type StreamPosition,
 } from '@herald/protocol';
 import type { Hub } from '../core/hub.js';
@@ -37,6 +38,15 @@ export interface ServerApiOptions {
   readonly info: () => Record<string, unknown>;
   /** Requests by method and status, and their latency (see core/metrics.ts). */
   readonly metrics?: Metrics;
+  /**
+   * `disconnect` on every node (the client's own node, or every node for a user); this node alone
+   * when absent.
+   */
+  readonly disconnect?: (target: {
+    client?: string | undefined;
+    user?: string | undefined;
+    reconnect: boolean;
+  }) => Promise<{ disconnected: number; nodeErrors: readonly { node: string; error: ErrorBody }[] }>;
   /** `GET /api/ws` (api-socket.ts): the heartbeat, the answer bytes a connection may leave unread. */
   readonly socket?: {
     readonly pingInterval: number;
@@ -134,8 +144,15 @@ export class ServerApi {
         }
         if (client === undefined && user === undefined) throw bad('give "client" or "user"');
         if (typeof reconnect !== 'boolean') throw bad('"reconnect" must be a boolean');
-        const n = hub.disconnect({ client, user }, reconnect);
-        return Promise.resolve(JSON.stringify({ disconnected: n }));
+        if (opts.disconnect === undefined) {
+          return Promise.resolve(JSON.stringify({ disconnected: hub.disconnect({ client, user }, reconnect) }));
+        }
+        // Nodes that did not answer are named, so the caller knows the count may be short.
+        return opts
+          .disconnect({ client, user, reconnect })
+          .then(({ disconnected, nodeErrors }) =>
+            JSON.stringify(nodeErrors.length === 0 ? { disconnected } : { disconnected, nodeErrors }),
+          );
       },
       batch: (b) => runBatch(b, methodOf, errorBody),
     };
