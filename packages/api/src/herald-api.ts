@@ -9,8 +9,9 @@
  * without risking a second copy. Reads are retried freely; `disconnect` too (closing the same
  * connections twice leaves them closed; the second answer may count 0).
  *
- * With `publishOver: 'websocket'`, `publish` goes over one `GET /api/ws` WebSocket instead
- * (socket-caller.ts): the same answers, keys and retries, at a fraction of the server's cost.
+ * `publish` goes over one `GET /api/ws` WebSocket by default (socket-caller.ts): the same answers,
+ * keys and retries, at a fraction of the server's cost; over HTTP with `publishOver: 'http'`, or
+ * when the server (or a proxy) has no `/api/ws`.
  */
 import { randomUUID } from 'node:crypto';
 import type { RequestOptions } from 'node:https';
@@ -64,7 +65,7 @@ interface Pending {
  */
 export class HeraldApi {
   private readonly caller: Caller;
-  /** `publishOver: 'websocket'`: where `publish` goes. */
+  /** `publishOver: 'websocket'` (the default): where `publish` goes. */
   private readonly socket: SocketCaller | undefined;
   private readonly batchSize: number;
   private readonly maxBatchBytes: number;
@@ -92,7 +93,7 @@ export class HeraldApi {
       pool: options.pool ?? {},
       onRetry: options.onRetry,
     });
-    const over = options.publishOver ?? 'http';
+    const over = options.publishOver ?? 'websocket';
     if (over !== 'http' && over !== 'websocket') {
       throw new TypeError(`publishOver must be "http" or "websocket", got ${JSON.stringify(over)}`);
     }

@@ -1,6 +1,7 @@
 /**
  * Publishing over Herald's `GET /api/ws` (the server API over one WebSocket, checked once at the
- * upgrade) instead of one HTTP request per publication: what `publishOver: 'websocket'` uses.
+ * upgrade) instead of one HTTP request per publication: what `publishOver: 'websocket'` (the
+ * default) uses.
  *
  * - **One connection**, opened on the first call and again after it drops. Requests made in one
  *   turn of the event loop leave as one frame (a JSON array), at most `window` unanswered; more
@@ -10,8 +11,8 @@
  *   succeed later (5xx code, dropped connection, timeout) is retried with backoff, with the same
  *   bytes and so the same idempotency key. When the connection drops, the requests in flight on it
  *   are sent again on the next connection; the server applies each key once.
- * - **Falls back to HTTP** for good when the server refuses the upgrade with 404 or 426 (a server
- *   or proxy without `/api/ws`), and for a single request too large for one frame.
+ * - **Falls back to HTTP** for good when the upgrade shows there is no `/api/ws` (see `noApiSocket`:
+ *   an older server, a proxy without WebSocket), and for a single request too large for one frame.
  */
 import type { RequestOptions } from 'node:https';
 import { ErrorCodes, isErrorCode } from '@herald/protocol';
@@ -208,7 +209,8 @@ export class SocketCaller {
           // 1009: a frame was over the server's limits.maxApiBodySize; send smaller ones from now on
           // (a single request too big for them goes over HTTP, which answers 413).
           if (code === 1009) this.frameBytes = Math.max(MIN_FRAME_BYTES, Math.floor(this.frameBytes / 2));
-          this.dropped(ws, reason);
+          // Closed inside the 101's own bytes: `ws` is not set yet and the `then` below sees it closed.
+          if (ws !== undefined) this.dropped(ws, reason);
         },
       },
     ).then(
@@ -217,6 +219,12 @@ export class SocketCaller {
         ws = socket;
         if (this.state !== 'open') {
           socket.close();
+          return;
+        }
+        if (!socket.open) {
+          // Closed by the server as it opened: fail the queue as unsent (retried with backoff), not
+          // reconnect at once, which would spin against a server that closes every connection.
+          this.refused(new Error('the connection closed as it opened'));
           return;
         }
         this.ws = socket;
@@ -235,7 +243,7 @@ export class SocketCaller {
   /** The upgrade failed: the queued requests fail (not sent), or go over HTTP. */
   private refused(err: unknown): void {
     const queued = this.queue.splice(0);
-    if (err instanceof UpgradeRefused && (err.status === 404 || err.status === 426)) {
+    if (noApiSocket(err)) {
       this.state = 'http';
       for (const a of queued) this.settle(a, { http: true });
       return;
@@ -303,10 +311,37 @@ export class SocketCaller {
   /** Takes `a` out of the queue or the window (its answer, if any comes, is ignored). */
   private forget(a: Attempt): void {
     clearTimeout(a.timer);
-    if (this.inFlight.delete(a.id)) return;
+    if (this.inFlight.delete(a.id)) {
+      // A timed-out or aborted publish frees its place: let a waiting one go, and let the process
+      // exit if none is left (the socket stays referenced while answers are awaited).
+      if (this.queue.length > 0) this.schedule();
+      else this.ws?.ref(this.inFlight.size > 0);
+      return;
+    }
     const i = this.queue.indexOf(a);
     if (i !== -1) this.queue.splice(i, 1);
   }
+}
+
+/**
+ * Whether a failed upgrade means "no `/api/ws` here", so HTTP takes over for good: 404 (an older
+ * Herald), 426 (a proxy that drops the `Upgrade` header, so Herald saw a plain GET), or another
+ * refusal below 500 without a Herald error body (a proxy or server that is not Herald answered:
+ * HTTP then gets its own answer, and its own error). A Herald error (401 wrong key, 503 shutting
+ * down) and a 5xx from a proxy (Herald down) are errors of the request, not a missing endpoint.
+ */
+function noApiSocket(err: unknown): boolean {
+  if (!(err instanceof UpgradeRefused)) return false;
+  if (err.status === 404 || err.status === 426) return true;
+  if (err.status >= 500) return false;
+  let body: unknown;
+  try {
+    body = JSON.parse(err.body);
+  } catch {
+    return true;
+  }
+  const herald = errorBodyOf(body);
+  return herald === undefined || !isErrorCode(herald.code);
 }
 
 function closed(method: string): HeraldApiError {

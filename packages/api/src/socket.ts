@@ -60,6 +60,8 @@ export function openSocket(opts: OpenOptions, events: SocketEvents): Promise<Api
       },
     });
     req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+      // The request's `timeout` stays set on the socket after the upgrade: an idle connection is fine.
+      socket.setTimeout(0);
       socket.setNoDelay(true);
       const limits = {
         maxFrameBytes: positive(res.headers['herald-max-frame-bytes']),

@@ -41,11 +41,12 @@ export interface HeraldApiOptions {
   /** Most bytes of JSON per `publishMany` request. Default 1000000 (below the server's default `maxApiBodySize`, 1 MiB). */
   readonly maxBatchBytes?: number;
   /**
-   * How `publish` reaches the server. `'http'` (default): one `POST /api/publish` per call over the
-   * keep-alive pool. `'websocket'`: one `GET /api/ws` WebSocket that carries every publish (those
-   * made in one turn of the event loop in one frame), at a fraction of the server's CPU per
-   * publication, with the same keys and retries; in-flight publishes are sent again on a new
-   * connection when it drops. Falls back to HTTP against a server without `/api/ws`. Other methods
+   * How `publish` reaches the server. `'websocket'` (default): one `GET /api/ws` WebSocket that
+   * carries every publish (those made in one turn of the event loop in one frame), at a fraction of
+   * the server's CPU per publication, with the same keys and retries; in-flight publishes are sent
+   * again on a new connection when it drops. Falls back to HTTP for good when the upgrade is
+   * answered 404 or 426 (an older server, a proxy without WebSocket). `'http'`: one
+   * `POST /api/publish` per call over the keep-alive pool. Other methods
    * always use HTTP. TLS options given as `pool.connect` (`ca`, ...) apply to the WebSocket too.
    */
   readonly publishOver?: 'http' | 'websocket';

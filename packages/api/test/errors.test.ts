@@ -20,7 +20,8 @@ const retries: RetryEvent[] = [];
 beforeAll(async () => {
   ts = await startServer({ namespaces: { nohist: { historySize: 0 }, small: { maxMessageSize: 100 } } });
   conns = countConnections(ts.server.httpServer);
-  client = new HeraldApi({ url: ts.url, apiKey: API_KEY, onRetry: (e) => retries.push(e) });
+  // Over HTTP: these tests count requests (socket.test.ts covers the WebSocket path's errors).
+  client = new HeraldApi({ url: ts.url, apiKey: API_KEY, publishOver: 'http', onRetry: (e) => retries.push(e) });
 });
 afterAll(async () => {
   await client.close();
@@ -42,7 +43,12 @@ async function rejection(p: Promise<unknown>): Promise<HeraldApiError> {
 describe('errors the server answers', () => {
   it('a wrong API key: HERALD_ERR_API_UNAUTHORIZED (401), one request, not retried', async () => {
     const before = conns.requests;
-    const wrong = new HeraldApi({ url: ts.url, apiKey: 'not-the-key', onRetry: (e) => retries.push(e) });
+    const wrong = new HeraldApi({
+      url: ts.url,
+      apiKey: 'not-the-key',
+      publishOver: 'http',
+      onRetry: (e) => retries.push(e),
+    });
     const err = await rejection(wrong.publish('a.b', 1));
     expect(err).toMatchObject({
       name: 'HeraldApiError',
@@ -142,7 +148,7 @@ describe('errors of the network', () => {
     });
     await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
     const port = (other.address() as { port: number }).port;
-    const c = new HeraldApi({ url: `http://127.0.0.1:${port}`, apiKey: API_KEY });
+    const c = new HeraldApi({ url: `http://127.0.0.1:${port}`, apiKey: API_KEY, publishOver: 'http' });
     const err = await rejection(c.publish('a.b', 1));
     expect(err).toMatchObject({ code: 'HERALD_ERR_API_NOT_FOUND', status: 200, retriable: false, attempts: 1 });
     expect(err.message).toMatch(/not JSON/);

@@ -26,6 +26,8 @@ describe('a pool of 4 connections', () => {
       url: ts.url,
       apiKey: API_KEY,
       connections: 4,
+      // The pool is what is tested: publish over it, not over /api/ws.
+      publishOver: 'http',
       timeout: 60_000,
       onRetry: (e) => retries.push(e),
     });
@@ -79,7 +81,13 @@ describe('connections the server closes while the client idles', () => {
     const conns = countConnections(ts.server.httpServer);
     proxy = await startFaultProxy(ts.server.address?.port ?? 0, { stripKeepAlive: true });
     const retries: RetryEvent[] = [];
-    client = new HeraldApi({ url: proxy.url, apiKey: API_KEY, connections: 1, onRetry: (e) => retries.push(e) });
+    client = new HeraldApi({
+      url: proxy.url,
+      apiKey: API_KEY,
+      connections: 1,
+      publishOver: 'http',
+      onRetry: (e) => retries.push(e),
+    });
 
     const first = await client.publish('idle.a', 'first');
     expect(first.offset).toBe(1);
@@ -107,7 +115,7 @@ describe('connections the server closes while the client idles', () => {
   it('publishes once when the server closed every idle connection (as at a shutdown), even right after', async () => {
     ts = await startServer();
     const conns = countConnections(ts.server.httpServer);
-    client = new HeraldApi({ url: ts.url, apiKey: API_KEY, connections: 4 });
+    client = new HeraldApi({ url: ts.url, apiKey: API_KEY, connections: 4, publishOver: 'http' });
     const http = ts.server.httpServer as HttpServer;
 
     for (let round = 1; round <= 20; round++) {

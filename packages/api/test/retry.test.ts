@@ -48,6 +48,8 @@ async function through(
   const client = new HeraldApi({
     url: proxy.url,
     apiKey: API_KEY,
+    // The fault proxy acts on HTTP requests (socket.test.ts covers the WebSocket path's retries).
+    publishOver: 'http',
     backoff: { initial: 10, max: 50 },
     onRetry: (e) => retries.push(e),
     ...options,
