@@ -33,6 +33,7 @@ export function banner(
 Herald ${VERSION} is running (engine: ${config.engine}, ${processes})
   WebSocket   ${secure ? 'wss' : 'ws'}://${host}:${address.port}/ws
   Server API  ${base}/api/{publish,batch,broadcast,history,channels,presence,presenceStats,info,disconnect}
+              ${secure ? 'wss' : 'ws'}://${host}:${address.port}/api/ws   (the same methods over one WebSocket)
   Health      ${base}/health   (ready: ${base}/ready)
 ${operatorLines(base, config)}${keyLine}
 
