@@ -133,6 +133,8 @@ export class Session implements ReplyOut, Subscriber {
   private holding: Subscription[] | undefined;
   /** A wait for the output to drain, to write what `holding` holds, is set. */
   private heldWatch: TimerHandle | boolean = false;
+  /** Bytes `holding` holds, kept at most half of maxQueueBytes (see `hold`). */
+  private holdingBytes = 0;
   /** Where its writes are counted (shared by the sessions of its transport). */
   private readonly output: OutputCounters;
 
@@ -383,6 +385,11 @@ export class Session implements ReplyOut, Subscriber {
     (st.turns.shift() as () => void)();
   }
 
+  /** Bytes of publications held for slow-consumer policies (at most half of maxQueueBytes). */
+  heldBytes(): number {
+    return this.holdingBytes;
+  }
+
   /** Bytes queued here and not yet handed to the operating system by the transport. */
   outputBytes(): number {
     return this.queuedBytes + this.transport.bufferedAmount();
@@ -477,30 +484,58 @@ export class Session implements ReplyOut, Subscriber {
       (this.holding ??= []).push(sub);
       this.watchHeld();
     }
-    const dropped = held.add(pub, cache);
+    const before = held.bytes;
+    let dropped = held.add(pub, this.encoder.publication(pub, cache));
+    this.holdingBytes += held.bytes - before;
+    // What the connection holds is bounded by its own bound, whatever its subscriptions and `keep`:
+    // past half of it, the subscription holding the most loses its oldest publication.
+    const bound = this.host.limits.maxQueueBytes / 2;
+    while (this.holdingBytes > bound) {
+      let most: Held | undefined;
+      for (const s of this.holding ?? [])
+        if (s.held !== undefined && (most === undefined || s.held.bytes > most.bytes)) most = s.held;
+      if (most === undefined) break;
+      const size = most.bytes;
+      if (!most.dropOldest()) break;
+      this.holdingBytes -= size - most.bytes;
+      dropped++;
+    }
     if (dropped > 0) this.host.counters.slowSkipped.inc(dropped);
   }
 
   /**
-   * Queues what subscriptions held (each run of dropped offsets announced by a `skip` push) while
-   * the output is under half its bound, one subscription at a time, so that writing them cannot
-   * overflow it; the others hold on (they go first next time) until the output drains again.
+   * Queues what subscriptions held (each run of dropped offsets announced by a `skip` push), only
+   * as much as keeps the output under half its bound, so that writing them can never overflow it;
+   * what does not fit holds on (it goes first next time) until the output drains again.
    */
   private releaseHeld(): void {
     const subs = this.holding;
     if (subs === undefined || this.state !== 'open') return;
+    const half = this.host.limits.maxQueueBytes / 2;
+    const output = this.outputBytes();
+    // An empty output takes anything held (one frame is at most half the bound, see `hold`), so a
+    // frame near that size cannot wait forever for room it would never get.
+    let room = output === 0 ? 2 * half : half - output;
     let rest: Subscription[] | undefined;
+    const out = (bytes: Uint8Array): void => this.enqueue(bytes);
     for (const sub of subs) {
-      // Writing may have overflowed the queue (a `keep` too large for it): the session is gone.
-      if (this.state !== 'open') return;
       const held = sub.held;
-      if (held === undefined || sub.state === 'closed') continue;
-      if (rest !== undefined || !this.outputLow()) {
-        (rest ??= []).push(sub);
+      if (held === undefined) continue;
+      if (sub.state === 'closed') {
+        this.holdingBytes -= held.bytes;
+        sub.held = undefined;
         continue;
       }
-      sub.held = undefined;
-      held.frames(sub.stream, this.encoder, (bytes) => this.enqueue(bytes));
+      if (rest === undefined && room > 0) {
+        const before = held.bytes;
+        room -= held.release(sub.stream, this.encoder, room, out);
+        this.holdingBytes -= before - held.bytes;
+        if (held.empty) {
+          sub.held = undefined;
+          continue;
+        }
+      }
+      (rest ??= []).push(sub);
     }
     if (this.state !== 'open') return;
     this.holding = rest;
@@ -525,6 +560,7 @@ export class Session implements ReplyOut, Subscriber {
   private dropHeld(): void {
     for (const sub of this.holding ?? []) sub.held = undefined;
     this.holding = undefined;
+    this.holdingBytes = 0;
     if (typeof this.heldWatch === 'object') this.heldWatch.cancel();
     this.heldWatch = false;
   }

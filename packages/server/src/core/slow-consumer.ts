@@ -7,81 +7,141 @@
  * channel (`latest-only`). When the output has drained they are written in offset order, and every
  * run of offsets dropped in between is announced first by a `skip` push, so the client's cursor
  * moves on knowingly and it can read what it missed from history.
+ *
+ * What one connection holds is bounded in bytes by the session, across all its subscriptions (half
+ * its `maxQueueBytes`; `keep` bounds the count per subscription): past it the oldest publication of
+ * the subscription holding the most is dropped. Held publications are kept encoded (the fan-out's
+ * shared bytes, so holding them costs no copy) and written back only as far as the output has room,
+ * so releasing them can never overflow the send queue: a held subscription is never disconnected.
  */
 import type { SkipPush } from '@herald/protocol';
-import type { EncodeCache, FrameEncoder } from './encoder.js';
+import type { FrameEncoder } from './encoder.js';
 import type { Publication } from './engine.js';
 import type { SlowConsumerOptions } from './policy.js';
 
 interface Entry {
   readonly pub: Publication;
-  /** The fan-out's shared encodings (encoded once for every subscriber, held ones included). */
-  readonly cache: EncodeCache;
+  /** Its encoded frame: the fan-out's shared bytes (see EncodeCache), not a copy. */
+  readonly bytes: Uint8Array;
 }
 
 /** The publications one subscription holds while its connection is behind. */
 export abstract class Held {
-  /** Offset of the last publication that went out before holding began. */
-  private readonly base: number;
+  /** Offset of the last publication that went out (or was announced skipped). */
+  private last: number;
+  /** Offset of the newest publication held or dropped. */
+  private top: number;
+  private epoch: string;
+  /** Bytes of the frames held. */
+  bytes = 0;
 
   constructor(
     first: Publication,
     protected readonly keep: number,
   ) {
-    this.base = first.offset - 1;
+    this.last = first.offset - 1;
+    this.top = this.last;
+    this.epoch = first.epoch;
   }
 
-  /** Holds `pub` (the next offset of the stream); returns how many held ones it pushed out (0 or 1). */
-  abstract add(pub: Publication, cache: EncodeCache): number;
+  /** Holds `pub` (the next offset of the stream) encoded as `bytes`; returns how many held ones it pushed out. */
+  add(pub: Publication, bytes: Uint8Array): number {
+    this.top = pub.offset;
+    this.epoch = pub.epoch;
+    this.bytes += bytes.byteLength;
+    const out = this.put({ pub, bytes });
+    for (const e of out) this.bytes -= e.bytes.byteLength;
+    return out.length;
+  }
 
-  /** What is held, in offset order. */
-  protected abstract entries(): Iterable<Entry>;
+  /** Drops the oldest publication held (its offset is announced skipped on release); false when none is. */
+  dropOldest(): boolean {
+    const e = this.shift();
+    if (e === undefined) return false;
+    this.bytes -= e.bytes.byteLength;
+    return true;
+  }
+
+  /** Whether nothing is left to write (no publication, no skip owed). */
+  get empty(): boolean {
+    return this.peek() === undefined && this.top === this.last;
+  }
 
   /**
-   * Encodes what is held, in offset order, each run of offsets that was dropped announced by a
-   * `skip` push before the publication that follows it.
+   * Writes what is held, in offset order, as long as it fits in `room` bytes, each run of offsets
+   * that was dropped announced by a `skip` push before what follows it (or at the end, when the
+   * newest ones were dropped). What does not fit stays held. Returns the bytes written.
    */
-  frames(stream: string, encoder: FrameEncoder, out: (bytes: Uint8Array) => void): void {
-    let last = this.base;
-    for (const { pub, cache } of this.entries()) {
-      if (pub.offset > last + 1) {
-        const skip: SkipPush = {
+  release(stream: string, encoder: FrameEncoder, room: number, out: (bytes: Uint8Array) => void): number {
+    let written = 0;
+    for (;;) {
+      const e = this.peek();
+      const next = e === undefined ? this.top + 1 : e.pub.offset;
+      let skip: Uint8Array | undefined;
+      if (next > this.last + 1) {
+        const push: SkipPush = {
           push: 'skip',
           stream,
-          since: { epoch: pub.epoch, offset: last },
-          count: pub.offset - last - 1,
+          since: { epoch: e?.pub.epoch ?? this.epoch, offset: this.last },
+          count: next - this.last - 1,
         };
-        out(encoder.push(skip));
+        skip = encoder.push(push);
       }
-      out(encoder.publication(pub, cache));
-      last = pub.offset;
+      const size = (skip?.byteLength ?? 0) + (e?.bytes.byteLength ?? 0);
+      if (size === 0 || written + size > room) return written;
+      if (skip !== undefined) out(skip);
+      if (e !== undefined) {
+        out(e.bytes);
+        this.shift();
+        this.bytes -= e.bytes.byteLength;
+      }
+      written += size;
+      this.last = next - (e === undefined ? 1 : 0);
     }
   }
+
+  /** Adds an entry; returns the ones it pushed out. */
+  protected abstract put(e: Entry): readonly Entry[];
+  /** The oldest entry. */
+  protected abstract peek(): Entry | undefined;
+  /** Removes and returns the oldest entry. */
+  protected abstract shift(): Entry | undefined;
 
   static create(opts: SlowConsumerOptions, first: Publication): Held {
     return opts.policy === 'latest-only' ? new LatestPerChannel(first, opts.keep) : new Newest(first, opts.keep);
   }
 }
 
-/** `drop-oldest`: a ring of the newest `keep` publications. */
-class Newest extends Held {
-  private readonly ring: Entry[] = [];
-  private start = 0;
+const NONE: readonly Entry[] = [];
 
-  add(pub: Publication, cache: EncodeCache): number {
-    const entry = { pub, cache };
-    if (this.ring.length < this.keep) {
-      this.ring.push(entry);
-      return 0;
-    }
-    this.ring[this.start] = entry;
-    this.start = (this.start + 1) % this.keep;
-    return 1;
+/** `drop-oldest`: the newest `keep` publications, a queue (an array and the index of its head). */
+class Newest extends Held {
+  private list: Entry[] = [];
+  private head = 0;
+
+  protected put(e: Entry): readonly Entry[] {
+    this.list.push(e);
+    if (this.list.length - this.head <= this.keep) return NONE;
+    return [this.shift() as Entry];
   }
 
-  protected *entries(): Iterable<Entry> {
-    const n = this.ring.length;
-    for (let i = 0; i < n; i++) yield this.ring[(this.start + i) % n] as Entry;
+  protected peek(): Entry | undefined {
+    return this.list[this.head];
+  }
+
+  protected shift(): Entry | undefined {
+    const e = this.list[this.head];
+    if (e === undefined) return undefined;
+    this.head++;
+    // Compacted now and then, so the array does not grow with what went out.
+    if (this.head === this.list.length) {
+      this.list = [];
+      this.head = 0;
+    } else if (this.head >= 64 && this.head * 2 >= this.list.length) {
+      this.list = this.list.slice(this.head);
+      this.head = 0;
+    }
+    return e;
   }
 }
 
@@ -93,18 +153,26 @@ class Newest extends Held {
 class LatestPerChannel extends Held {
   private readonly byChannel = new Map<string, Entry>();
 
-  add(pub: Publication, cache: EncodeCache): number {
+  protected put(e: Entry): readonly Entry[] {
     const m = this.byChannel;
-    let dropped = m.delete(pub.channel) ? 1 : 0;
-    m.set(pub.channel, { pub, cache });
-    if (m.size > this.keep) {
-      m.delete(m.keys().next().value as string);
-      dropped++;
+    const out: Entry[] = [];
+    const prev = m.get(e.pub.channel);
+    if (prev !== undefined) {
+      m.delete(e.pub.channel);
+      out.push(prev);
     }
-    return dropped;
+    m.set(e.pub.channel, e);
+    if (m.size > this.keep) out.push(this.shift() as Entry);
+    return out;
   }
 
-  protected entries(): Iterable<Entry> {
-    return this.byChannel.values();
+  protected peek(): Entry | undefined {
+    return this.byChannel.values().next().value;
+  }
+
+  protected shift(): Entry | undefined {
+    const e = this.peek();
+    if (e !== undefined) this.byChannel.delete(e.pub.channel);
+    return e;
   }
 }
