@@ -165,8 +165,10 @@ export interface DisconnectTarget {
 }
 
 export interface DisconnectResult {
-  /** Connections closed on the node that answered. */
+  /** Connections closed, on every node that answered. */
   readonly disconnected: number;
+  /** Nodes that did not answer (their connections are not counted); absent when every node did. */
+  readonly nodeErrors?: readonly { readonly node: string; readonly error: { code: string; message: string } }[];
 }
 
 /** The body of each server API method, as sent (see docs/protocol.md). */
