@@ -390,12 +390,7 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
           duplicate: outcome.duplicate,
         };
       },
-      (err: unknown) => {
-        timer.errors.inc();
-        if (err instanceof HeraldError) throw err;
-        this.logger.error({ err, op: 'publish' }, 'engine call failed');
-        throw new HeraldError('HERALD_ERR_ENGINE_UNAVAILABLE', 'engine publish failed');
-      },
+      (err: unknown) => this.engineFailed('publish', timer, err),
     );
   }
 
@@ -805,11 +800,16 @@ export class Hub implements PublicationSink, SessionHost, CommandHost, NodeContr
       timer.latency.observe((performance.now() - start) / 1000);
       return result;
     } catch (err) {
-      timer.errors.inc();
-      if (err instanceof HeraldError) throw err;
-      this.logger.error({ err, op: what }, 'engine call failed');
-      throw new HeraldError('HERALD_ERR_ENGINE_UNAVAILABLE', `engine ${what} failed`);
+      this.engineFailed(what, timer, err);
     }
+  }
+
+  /** Counts an engine call's failure and rethrows it: a HeraldError as is, anything else as ENGINE_UNAVAILABLE (logged). */
+  private engineFailed(what: string, timer: { readonly errors: Counter }, err: unknown): never {
+    timer.errors.inc();
+    if (err instanceof HeraldError) throw err;
+    this.logger.error({ err, op: what }, 'engine call failed');
+    throw new HeraldError('HERALD_ERR_ENGINE_UNAVAILABLE', `engine ${what} failed`);
   }
 }
 
