@@ -167,10 +167,12 @@ export class SocketCaller {
   /** Sends what the window allows, the requests of one frame at most `frameBytes` together. */
   private pump(): void {
     const ws = this.ws;
-    if (ws === undefined || !ws.open) {
+    if (ws === undefined) {
       if (this.queue.length > 0) this.connect();
       return;
     }
+    // Closing: its `closed` fails what is in flight on it, then the next connection opens.
+    if (!ws.open) return;
     let batch: string[] = [];
     let bytes = 2;
     const send = (): void => {

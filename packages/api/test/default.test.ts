@@ -4,6 +4,7 @@
  * an esbuild bundle of the sources in a child process for the last.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http, { type Server } from 'node:http';
 import type { Socket } from 'node:net';
@@ -14,7 +15,7 @@ import { API_KEY, startServer, type TestServer } from '@herald/test-support/serv
 import { HeraldApi, HeraldApiError } from '@herald/api';
 import { countConnections, type ConnectionCounter } from './support/servers.js';
 
-// Inside node_modules so that the child resolves undici and jose like an installed package would.
+// Inside node_modules so that the child resolves undici, jose and ws like an installed package would.
 const dir = fileURLToPath(new URL('../../../node_modules/.cache/herald-api-default-test/', import.meta.url));
 
 const CHILD = `
@@ -114,7 +115,7 @@ beforeAll(async () => {
     format: 'esm',
     platform: 'node',
     conditions: ['herald-source'],
-    external: ['undici', 'jose'],
+    external: ['undici', 'jose', 'ws'],
     outfile: dir + 'api.mjs',
     logLevel: 'silent',
   });
@@ -200,9 +201,14 @@ describe('the process exits by itself', () => {
     // Upgrades every connection, then never answers a frame.
     const sockets = new Set<Socket>();
     const silent = http.createServer();
-    silent.on('upgrade', (_req, socket: Socket) => {
+    silent.on('upgrade', (req, socket: Socket) => {
       sockets.add(socket);
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n');
+      const accept = createHash('sha1')
+        .update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
+      );
     });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     try {
