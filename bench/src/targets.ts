@@ -290,7 +290,8 @@ export async function startServer(kind: ServerKind, opts: ServerOptions): Promis
     case 'herald': {
       const prof = opts.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.profileDir];
       const args = [...flags, ...prof, HERALD_MAIN, 'serve', '--port', String(port), '--host', '127.0.0.1'];
-      args.push('--api-key', API_KEY, '--log-level', 'warn');
+      // No demo apps: the Ticker's backend would publish 20 times a second and scan the channels.
+      args.push('--api-key', API_KEY, '--log-level', 'warn', '--no-demos');
       // One process unless the target asks for workers (`auto` would follow the machine's cores).
       child = spawnPinned(node, args, {
         cpu: opts.cpu,

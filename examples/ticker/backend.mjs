@@ -4,7 +4,7 @@
  * each to the symbol's channel (`ticker.HRLD`, ...) through Herald's server API. Pages subscribe to
  * the subtree `ticker.**`, so one subscription gets every symbol, however many pages watch: the
  * backend publishes once and Herald fans out. Every second it also asks Herald how many subscribers
- * `ticker.**` has, and sends that number along ("viewers").
+ * `ticker.**` has, and sends that number along ("viewers"); with none, it publishes nothing.
  */
 import { heraldApi } from '../shared/herald-api.mjs';
 import { pageHeraldUrl, sendJson } from '../shared/http.mjs';
@@ -69,7 +69,8 @@ export function createBackend({ heraldUrl, publicUrl = '', apiKey }) {
   let closed = false;
 
   function tick() {
-    if (inFlight >= MAX_IN_FLIGHT) return;
+    // Nobody watching (as of the last count): nothing to publish; an idle server stays idle.
+    if (viewers === 0 || inFlight >= MAX_IN_FLIGHT) return;
     const q = /** @type {Quote} */ (quotes[Math.floor(Math.random() * quotes.length)]);
     q.price = move(q);
     const data = { symbol: q.symbol, price: q.price, open: q.open, viewers, time: Date.now() };

@@ -190,18 +190,31 @@ describe('the demos of the repository', () => {
     expect(srv.config.auth.anonymousConnect).toBe(true);
   });
 
-  it("runs the Ticker backend: about 20 publications a second under ticker.**, and the page's config", async () => {
+  it("runs the Ticker backend: about 20 publications a second under ticker.** while someone watches, and the page's config", async () => {
     const cfg = (await (await fetch(`${srv.url}/demo/ticker/api/config`)).json()) as Record<string, any>;
     expect(cfg).toMatchObject({ heraldUrl: srv.url, channel: 'ticker.**', rate: 20 });
     expect(cfg['quotes']).toHaveLength(10);
     const top = async (): Promise<number> =>
       (await api(srv.url, 'history', { channel: 'ticker.**', limit: 0 }, { key: API_KEY })).body.offset as number;
-    const first = await untilValue(async () => ((await top()) > 0 ? top() : undefined), 'ticker publications');
-    const t0 = Date.now();
-    const later = await untilValue(async () => ((await top()) >= first + 10 ? top() : undefined), 'ten more', 5000, 20);
-    const rate = ((later - first) * 1000) / (Date.now() - t0);
-    expect(rate).toBeGreaterThan(5); // 20 a second, with room for a busy machine
-    expect(rate).toBeLessThan(40);
+    // Nobody has watched yet: the backend has published nothing (its first count of viewers was 0).
+    expect(await top()).toBe(0);
+    const viewer = await WsClient.subscribed(`ws://127.0.0.1:${srv.port}/ws`, 'ticker.**');
+    try {
+      const first = await untilValue(async () => ((await top()) > 0 ? top() : undefined), 'ticker publications');
+      const t0 = Date.now();
+      const later = await untilValue(
+        async () => ((await top()) >= first + 10 ? top() : undefined),
+        'ten more',
+        5000,
+        20,
+      );
+      const rate = ((later - first) * 1000) / (Date.now() - t0);
+      expect(rate).toBeGreaterThan(5); // 20 a second, with room for a busy machine
+      expect(rate).toBeLessThan(40);
+      expect(viewer.pubs('ticker.**').length).toBeGreaterThan(0);
+    } finally {
+      await viewer.close();
+    }
   });
 
   it('runs the Progress backend: POST api/start answers a job whose state is already in Herald', async () => {

@@ -117,6 +117,9 @@ const MAX_TICKS = 60;
 /** Bytes of unsent output beyond which a client's pings are no longer answered but end the connection. */
 const MAX_PONG_BACKLOG = 1 << 20;
 
+/** A ping frame with no payload (FIN, opcode 9, unmasked, length 0): the same bytes for every connection. */
+const PING_FRAME = Buffer.from([0x89, 0x00]);
+
 class WsConnection implements TransportConnection {
   /** The heartbeat round whose ping this connection has not answered yet; 0 when none is pending. */
   awaitingRound = 0;
@@ -149,6 +152,11 @@ class WsConnection implements TransportConnection {
     // ws writes its own frames (pings, close) synchronously and whole (no compression is
     // negotiated), so frames written here never interleave with them.
     writeFrame(this.socket, data, this.fd);
+  }
+
+  /** A heartbeat ping: one prebuilt frame through `writeFrame` (ws.ping() costs a header, two writes and a writev). */
+  ping(): void {
+    if (this.ws.readyState === 1) writeFrame(this.socket, PING_FRAME, this.fd);
   }
 
   bufferedAmount(): number {
@@ -347,8 +355,7 @@ export class WebSocketTransport {
   private sendPings(conns: readonly WsConnection[], from: number): void {
     const end = Math.min(conns.length, from + PING_BATCH);
     for (let i = from; i < end; i++) {
-      const ws = (conns[i] as WsConnection).ws;
-      if (ws.readyState === 1) ws.ping();
+      (conns[i] as WsConnection).ping();
     }
     if (end < conns.length) setImmediate(() => this.sendPings(conns, end));
   }

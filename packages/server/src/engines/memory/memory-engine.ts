@@ -6,7 +6,7 @@
  * forgotten) is told `recovered: false` instead of being handed the wrong publications.
  */
 import { randomBytes } from 'node:crypto';
-import { namespaceOf, streamsOf } from '@herald/protocol';
+import { namespaceOf, streamsOf, type StreamPosition } from '@herald/protocol';
 import type {
   Engine,
   HistoryOutcome,
@@ -26,11 +26,23 @@ import type {
   PresenceOptions,
 } from '../../core/presence.js';
 
+/**
+ * What the history keeps of one publication, shared by every stream it went to: a stream's log knows
+ * its own name and epoch, and each kept publication's offset follows from its place in the log. So a
+ * publication costs one small object for as long as it is kept, however many streams hold it, and a
+ * `Publication` is made only for a delivery or a history read (short-lived, cheap to collect).
+ */
+interface Kept {
+  readonly channel: string;
+  readonly data: string;
+  readonly time: number;
+}
+
 interface StreamLog {
   readonly epoch: string;
   top: number;
   /** Kept publications, oldest first; offsets are contiguous and end at `top`. */
-  pubs: Publication[];
+  pubs: Kept[];
   /** Index of the first live element in `pubs` (amortised shifting). */
   head: number;
   lastPublishAt: number;
@@ -105,40 +117,44 @@ export class MemoryEngine implements Engine {
       }
     }
     const streams = streamsOf(req.channel);
-    const created: Publication[] = [];
+    const kept: Kept = { channel: req.channel, data: req.data, time: now };
+    const size = req.history.size;
+    let position: { epoch: string; offset: number } | undefined;
+    // Every log is written before anything is delivered (a sink may read history as it is handed a publication).
+    let live: Publication[] | undefined;
     for (const stream of streams) {
       const log = this.logFor(stream, now);
       log.top += 1;
       log.lastPublishAt = now;
       log.ttlMs = req.history.ttlMs;
       log.metaTtlMs = req.history.metaTtlMs;
-      const pub: Publication = {
-        stream,
-        channel: req.channel,
-        epoch: log.epoch,
-        offset: log.top,
-        data: req.data,
-        time: now,
-      };
-      if (req.history.size > 0) {
-        log.pubs.push(pub);
-        const excess = log.pubs.length - log.head - req.history.size;
+      if (size > 0) {
+        log.pubs.push(kept);
+        const excess = log.pubs.length - log.head - size;
         if (excess > 0) log.head += excess;
         this.compact(log);
       } else {
         this.dropAll(log);
       }
-      created.push(pub);
+      position ??= { epoch: log.epoch, offset: log.top };
+      if (this.sink !== undefined && this.subscribed.has(stream)) {
+        const pub: Publication = {
+          stream,
+          channel: req.channel,
+          epoch: log.epoch,
+          offset: log.top,
+          data: req.data,
+          time: now,
+        };
+        (live ??= []).push(pub);
+      }
     }
-    const first = created[0] as Publication;
-    const outcome: PublishOutcome = { position: { epoch: first.epoch, offset: first.offset }, duplicate: false };
+    const outcome: PublishOutcome = { position: position as StreamPosition, duplicate: false };
     if (idemKey !== undefined) {
       this.idempotency.set(idemKey, { outcome, expiresAt: now + req.idempotencyWindowMs });
     }
     const sink = this.sink;
-    if (sink !== undefined) {
-      for (const pub of created) if (this.subscribed.has(pub.stream)) sink.onPublication(pub);
-    }
+    if (sink !== undefined && live !== undefined) for (const pub of live) sink.onPublication(pub);
     return Promise.resolve(outcome);
   }
 
@@ -156,10 +172,17 @@ export class MemoryEngine implements Engine {
     }
     const available = log.pubs.length - from;
     const n = Math.max(0, Math.min(req.limit, available));
-    let publications: Publication[];
-    if (n === 0) publications = [];
-    else if (req.reverse === true) publications = log.pubs.slice(log.pubs.length - n).reverse();
-    else publications = log.pubs.slice(from, from + n);
+    const publications: Publication[] = [];
+    if (n > 0) {
+      const at = (i: number): Publication => {
+        const k = log.pubs[i] as Kept;
+        const offset = log.top - (log.pubs.length - 1 - i);
+        return { stream: req.stream, channel: k.channel, epoch: log.epoch, offset, data: k.data, time: k.time };
+      };
+      if (req.reverse === true)
+        for (let i = log.pubs.length - 1; i >= log.pubs.length - n; i--) publications.push(at(i));
+      else for (let i = from; i < from + n; i++) publications.push(at(i));
+    }
     return Promise.resolve({ position, oldest, publications });
   }
 
@@ -198,7 +221,7 @@ export class MemoryEngine implements Engine {
 
   private expire(log: StreamLog, now: number): void {
     const cutoff = now - log.ttlMs;
-    while (log.head < log.pubs.length && (log.pubs[log.head] as Publication).time <= cutoff) log.head += 1;
+    while (log.head < log.pubs.length && (log.pubs[log.head] as Kept).time <= cutoff) log.head += 1;
     this.compact(log);
   }
 
