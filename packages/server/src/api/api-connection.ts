@@ -9,6 +9,7 @@ import { DisconnectCodes, ErrorCodes, type ErrorBody, type ErrorCode } from '@he
 import { toErrorBody } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { directFd, writeFrame } from '../transports/socket-write.js';
+import { textFrameOfString } from '../transports/ws-frame.js';
 import type { ApiMethod, ApiParams } from './batch.js';
 
 /** Requests already read, waiting for an in-flight slot, beyond which more are refused. */
@@ -272,7 +273,7 @@ export class ApiConnection {
         continue;
       }
       const text = i - from === 1 ? (replies[from] as string) : `[${replies.slice(from, i).join(',')}]`;
-      writeFrame(this.socket, textFrameOf(text), this.fd);
+      writeFrame(this.socket, textFrameOfString(text), this.fd);
       if (this.socket.writableLength > this.owner.maxQueueBytes) {
         this.owner.logger.info(
           { code: DisconnectCodes.SLOW.code, queued: this.socket.writableLength },
@@ -331,25 +332,6 @@ export class ApiConnection {
 
 function flushConnection(conn: ApiConnection): void {
   conn.flush();
-}
-
-/** `text` as one final text frame (server frames are not masked), encoded straight into the frame. */
-function textFrameOf(text: string): Buffer {
-  const len = Buffer.byteLength(text);
-  const headerLen = len < 126 ? 2 : len < 65_536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(headerLen + len);
-  frame[0] = 0x81;
-  if (len < 126) frame[1] = len;
-  else if (len < 65_536) {
-    frame[1] = 126;
-    frame.writeUInt16BE(len, 2);
-  } else {
-    frame[1] = 127;
-    frame.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
-    frame.writeUInt32BE(len >>> 0, 6);
-  }
-  frame.write(text, headerLen, 'utf8');
-  return frame;
 }
 
 function errorReply(id: string, body: ErrorBody): string {

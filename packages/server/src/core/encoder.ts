@@ -9,6 +9,8 @@ import { jsonDataField } from './payload.js';
 
 /** One slot per wire format; filled lazily, shared by every session receiving the publication. */
 export interface EncodeCache {
+  /** The JSON text of the `pub` push (`publicationText`). */
+  text?: string;
   json?: Uint8Array;
   /** `json` framed as one WebSocket text message (header + payload), written as is to sockets. */
   wsFrame?: Uint8Array;
@@ -53,6 +55,13 @@ export function withPublications(result: object, pubs: readonly Publication[]): 
   return `${text.slice(0, -1)}${sep}"publications":${publicationsJson(pubs)}}`;
 }
 
+/** The `pub` push of `pub` as JSON text, made once per publication (`cache.text`). */
+export function publicationText(pub: Publication, cache: EncodeCache): string {
+  return (cache.text ??=
+    `{"push":"pub","stream":${JSON.stringify(pub.stream)},"channel":${JSON.stringify(pub.channel)},` +
+    `"epoch":"${pub.epoch}","offset":${pub.offset},${jsonDataField(pub.data)}}`);
+}
+
 const NEWLINE = Buffer.from('\n');
 
 /** Herald's JSON protocol: one JSON object per frame, frames of one message joined by `\n`. */
@@ -60,10 +69,7 @@ export const jsonEncoder: FrameEncoder = {
   publication(pub, cache) {
     let bytes = cache.json;
     if (bytes === undefined) {
-      bytes = Buffer.from(
-        `{"push":"pub","stream":${JSON.stringify(pub.stream)},"channel":${JSON.stringify(pub.channel)},` +
-          `"epoch":"${pub.epoch}","offset":${pub.offset},${jsonDataField(pub.data)}}`,
-      );
+      bytes = Buffer.from(publicationText(pub, cache));
       cache.json = bytes;
     }
     return bytes;

@@ -5,7 +5,7 @@
  * every connection. Frames queued for one connection in the same tick go out in one socket write.
  */
 import type { EncodeCache, FrameEncoder, NonPubPush } from '../core/encoder.js';
-import { jsonEncoder } from '../core/encoder.js';
+import { jsonEncoder, publicationText } from '../core/encoder.js';
 import { msgpackEncoder } from '../core/msgpack-encoder.js';
 import type { Publication } from '../core/engine.js';
 
@@ -19,9 +19,23 @@ export function binaryFrame(payload: Uint8Array): Buffer {
   return wsFrame(payload, 0x82);
 }
 
+/** `text` as one final text frame, its UTF-8 encoded straight into the frame (no separate payload buffer). */
+export function textFrameOfString(text: string): Buffer {
+  const len = Buffer.byteLength(text);
+  const frame = frameWithHeader(len, 0x81);
+  frame.write(text, frame.length - len, 'utf8');
+  return frame;
+}
+
 /** `first`: the header's first byte (FIN and opcode). */
 function wsFrame(payload: Uint8Array, first: number): Buffer {
-  const len = payload.byteLength;
+  const frame = frameWithHeader(payload.byteLength, first);
+  frame.set(payload, frame.length - payload.byteLength);
+  return frame;
+}
+
+/** A frame of `len` payload bytes with its header written; the payload is the caller's to fill. */
+function frameWithHeader(len: number, first: number): Buffer {
   const headerLen = len < 126 ? 2 : len < 65_536 ? 4 : 10;
   const frame = Buffer.allocUnsafe(headerLen + len);
   frame[0] = first;
@@ -35,7 +49,6 @@ function wsFrame(payload: Uint8Array, first: number): Buffer {
     frame.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
     frame.writeUInt32BE(len >>> 0, 6);
   }
-  frame.set(payload, headerLen);
   return frame;
 }
 
@@ -44,7 +57,8 @@ export const wsFrameEncoder: FrameEncoder = {
   publication(pub: Publication, cache: EncodeCache) {
     let frame = cache.wsFrame;
     if (frame === undefined) {
-      frame = textFrame(jsonEncoder.publication(pub, cache));
+      // Another transport may have encoded the JSON already; otherwise the text goes straight into the frame.
+      frame = cache.json !== undefined ? textFrame(cache.json) : textFrameOfString(publicationText(pub, cache));
       cache.wsFrame = frame;
     }
     return frame;

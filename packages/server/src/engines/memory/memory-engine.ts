@@ -63,6 +63,9 @@ export interface MemoryEngineOptions {
   idleStreamTtl?: number;
 }
 
+/** Channels whose stream names are remembered at most (then forgotten all at once, and remembered again as used). */
+const MAX_REMEMBERED_CHANNELS = 100_000;
+
 export class MemoryEngine implements Engine {
   readonly name = 'memory';
   private readonly clock: Clock;
@@ -73,6 +76,8 @@ export class MemoryEngine implements Engine {
   private readonly logs = new Map<string, StreamLog>();
   private readonly idempotency = new Map<string, IdempotencyEntry>();
   private readonly subscribed = new Set<string>();
+  /** See `streamsOf`. */
+  private readonly streamNames = new Map<string, readonly string[]>();
   private sink: PublicationSink | undefined;
   private sweeper: TimerHandle | undefined;
   /** Who is subscribed where (one node: this one). */
@@ -98,6 +103,7 @@ export class MemoryEngine implements Engine {
     this.logs.clear();
     this.idempotency.clear();
     this.subscribed.clear();
+    this.streamNames.clear();
     this.presence.clear();
     return Promise.resolve();
   }
@@ -116,7 +122,7 @@ export class MemoryEngine implements Engine {
         return Promise.resolve({ position: seen.outcome.position, duplicate: true });
       }
     }
-    const streams = streamsOf(req.channel);
+    const streams = this.streamsOf(req.channel);
     const kept: Kept = { channel: req.channel, data: req.data, time: now };
     const size = req.history.size;
     let position: { epoch: string; offset: number } | undefined;
@@ -194,6 +200,20 @@ export class MemoryEngine implements Engine {
   unsubscribe(stream: string): Promise<void> {
     this.subscribed.delete(stream);
     return Promise.resolve();
+  }
+
+  /**
+   * `streamsOf(channel)`, remembered: the same strings every time, whose hashes V8 keeps, so that the
+   * logs are found without building and hashing `a.b.**`, `a.**` again for every publication.
+   */
+  private streamsOf(channel: string): readonly string[] {
+    let streams = this.streamNames.get(channel);
+    if (streams === undefined) {
+      if (this.streamNames.size >= MAX_REMEMBERED_CHANNELS) this.streamNames.clear();
+      streams = streamsOf(channel);
+      this.streamNames.set(channel, streams);
+    }
+    return streams;
   }
 
   /** Number of streams whose state is held (for tests and `info`). */
