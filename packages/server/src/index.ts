@@ -35,6 +35,7 @@ export type { Clock, TimerHandle } from './core/clock.js';
 export { systemClock } from './core/clock.js';
 export { MemoryEngine, type MemoryEngineOptions } from './engines/memory/memory-engine.js';
 export { RedisEngine, type RedisEngineOptions, type RedisEngineStats } from './engines/redis/redis-engine.js';
+export { NatsEngine, type NatsEngineOptions, type NatsEngineStats } from './engines/nats/nats-engine.js';
 export * from './config/index.js';
 export { createLogger, type LoggerOptions } from './logging.js';
 export {

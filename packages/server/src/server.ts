@@ -20,6 +20,7 @@ import { PrometheusExporter } from './prometheus.js';
 import { ApiKeys } from './api/api-keys.js';
 import { silentLogger } from './core/logger.js';
 import { MemoryEngine } from './engines/memory/memory-engine.js';
+import { NatsEngine } from './engines/nats/nats-engine.js';
 import { RedisEngine } from './engines/redis/redis-engine.js';
 import { WebSocketTransport } from './transports/websocket.js';
 import { ServerApi } from './api/server-api.js';
@@ -38,6 +39,7 @@ import { VERSION } from './version.js';
 import { loopbackUrl, type DemoHost } from './demo/demos.js';
 import { AdminHandler } from './admin/admin.js';
 import { AdminQueries } from './admin/admin-queries.js';
+import { AmqpIngest } from './ingest/amqp.js';
 
 export interface HeraldServerOptions {
   readonly logger?: Logger;
@@ -103,6 +105,8 @@ export class HeraldServer {
   private stopping: Promise<void> | undefined;
   /** Publishing by Redis PUBLISH (redis.ingestChannel, redis.ingestPlain), when the Redis engine is used. */
   private ingest: EngineIngestion | undefined;
+  /** Publishing from a RabbitMQ queue (`amqp.url`), with any engine. */
+  private amqp: AmqpIngest | undefined;
   private readonly demos: DemoHost | undefined;
   private readonly worker: HeraldServerOptions['worker'];
   /** The `basePath` option: `''` (the root) or `/a/b`. */
@@ -267,6 +271,17 @@ export class HeraldServer {
         logger: this.logger.child({ component: 'ingest' }),
       });
       await this.ingest.start();
+    }
+    if (this.config.amqp.url !== '') {
+      this.amqp = new AmqpIngest({
+        config: this.config.amqp,
+        publish: (channel, data, idempotencyKey) => this.hub.publish(channel, data, { idempotencyKey }),
+        logger: this.logger.child({ component: 'amqp' }),
+        metrics: this.sink,
+        connectionName: `herald ${this.hub.nodeId}`,
+        drainTimeout: this.config.shutdown.timeout,
+      });
+      await this.amqp.start();
     }
     this.nodeStats?.start();
     this.state = 'running';
@@ -563,6 +578,7 @@ export class HeraldServer {
         : {}),
       ...(this.engine.status !== undefined ? { [this.engine.name]: this.engine.status() } : {}),
       ...(this.ingest !== undefined ? { ingest: { ...this.ingest.stats } } : {}),
+      ...(this.amqp !== undefined ? { amqp: { ...this.amqp.stats } } : {}),
     };
   }
 
@@ -648,6 +664,7 @@ export class HeraldServer {
     await closed;
     clearTimeout(forced);
     await this.ingest?.close();
+    await this.amqp?.close();
     await this.nodeStats?.close();
     this.exporter?.close();
     await this.hub.close();
@@ -671,6 +688,31 @@ function createEngine(config: HeraldConfig, logger: Logger): Engine {
         commandTimeout: config.redis.commandTimeout,
         logger: logger.child({ component: 'redis' }),
       });
+    case 'nats': {
+      const n = config.nats;
+      const tls = n.tls || n.tlsCaFile !== '' || n.tlsCertFile !== '' || n.tlsKeyFile !== '';
+      return new NatsEngine({
+        servers: n.servers,
+        prefix: n.prefix,
+        connectTimeout: n.connectTimeout,
+        commandTimeout: n.commandTimeout,
+        replicas: n.replicas,
+        storage: n.storage,
+        ...(n.user !== '' ? { user: n.user, pass: n.pass } : {}),
+        ...(n.token !== '' ? { token: n.token } : {}),
+        ...(n.credsFile !== '' ? { credsFile: n.credsFile } : {}),
+        ...(tls
+          ? {
+              tls: {
+                ...(n.tlsCaFile !== '' ? { caFile: n.tlsCaFile } : {}),
+                ...(n.tlsCertFile !== '' ? { certFile: n.tlsCertFile } : {}),
+                ...(n.tlsKeyFile !== '' ? { keyFile: n.tlsKeyFile } : {}),
+              },
+            }
+          : {}),
+        logger: logger.child({ component: 'nats' }),
+      });
+    }
     default: {
       const never: never = config.engine;
       throw new Error(`unknown engine ${String(never)}`);

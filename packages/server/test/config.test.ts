@@ -366,12 +366,27 @@ describe('validation', () => {
     expect(ok.config.namespaces['default']?.historyMetaTtl).toBe(172_800_000);
   });
 
-  it('gives a clear message for the nats engine, which is not available yet', async () => {
-    const err = await configError(loadConfig({ env: { HERALD_ENGINE: 'nats' } }));
-    expect(err.message).toContain('engine "nats" is not available yet');
-    expect(err.issues).toEqual([expect.objectContaining({ path: 'engine', source: 'HERALD_ENGINE' })]);
+  it('takes the nats engine with its settings, and names the engines it has', async () => {
+    const { config } = await loadConfig({
+      env: {
+        HERALD_ENGINE: 'nats',
+        HERALD_NATS_PREFIX: 'h1',
+        HERALD_NATS_REPLICAS: '3',
+        HERALD_NATS_STORAGE: 'memory',
+      },
+      flags: { nats: ['nats://a:4222', 'tls://b:4222'] },
+    });
+    expect(config.engine).toBe('nats');
+    expect(config.nats).toMatchObject({
+      servers: ['nats://a:4222', 'tls://b:4222'],
+      prefix: 'h1',
+      replicas: 3,
+      storage: 'memory',
+    });
+    const bad = await configError(loadConfig({ env: { HERALD_ENGINE: 'nats', HERALD_NATS_PREFIX: 'a.b' } }));
+    expect(bad.message).toContain('nats.prefix: must be 1-32 letters, digits, "_" or "-", got "a.b"');
     const other = await configError(loadConfig({ env: {}, flags: { engine: 'postgres' } }));
-    expect(other.message).toBe('engine: must be one of "memory", "redis", got "postgres" (from --engine)');
+    expect(other.message).toBe('engine: must be one of "memory", "redis", "nats", got "postgres" (from --engine)');
   });
 
   it('accepts port 0 (ephemeral) and numbers written as strings', () => {

@@ -9,9 +9,11 @@ import type { Engine } from '../src/core/engine.js';
 import type { EnginePresence, PresenceEntry, PresenceEvent } from '../src/core/presence.js';
 import { MemoryEngine } from '../src/engines/memory/memory-engine.js';
 import { RedisEngine } from '../src/engines/redis/redis-engine.js';
+import { NatsEngine } from '../src/engines/nats/nats-engine.js';
 import { until } from '@herald/test-support';
 import { FakeClock } from './support/fake-clock.js';
 import { adminClient, dropPrefix, REDIS_URL, skipRedis, testPrefix } from './support/redis.js';
+import * as natsSupport from './support/nats.js';
 
 interface Fixture {
   engine: Engine & { readonly presence: EnginePresence };
@@ -242,5 +244,18 @@ describe.skipIf(skipRedis)('redis', () => {
       admin.disconnect();
       await engine.close();
     }
+  });
+});
+
+const natsPrefix = natsSupport.testPrefix();
+afterAll(async () => {
+  if (!natsSupport.skipNats) await natsSupport.dropPrefix(natsPrefix);
+});
+
+describe.skipIf(natsSupport.skipNats)('nats', () => {
+  suite('nats', () => {
+    const engine = new NatsEngine({ servers: [natsSupport.NATS_URL], prefix: natsPrefix });
+    // Deadlines are real time: `until` waits for them.
+    return { engine, advance: () => undefined };
   });
 });

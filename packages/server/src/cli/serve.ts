@@ -20,7 +20,7 @@ export async function runServe(argv: string[]): Promise<number> {
     const { flags, help } = parseServeFlags(argv);
     if (help) {
       console.log(
-        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis] [--redis URL] [--api-key KEY] [--workers N|auto] [--log-level L] [--log-format auto|json|pretty] [--no-demos]',
+        'usage: herald serve [--config file] [--port N] [--host H] [--engine memory|redis|nats] [--redis URL] [--nats URL] [--api-key KEY] [--workers N|auto] [--log-level L] [--log-format auto|json|pretty] [--no-demos]',
       );
       return 0;
     }

@@ -10,11 +10,11 @@ import type { SlowConsumerOptions } from '../core/policy.js';
  * Engines this build can run. Adding one (for example `'nats'`) is one entry here, plus its
  * implementation.
  */
-export const ENGINES = ['memory', 'redis'] as const;
+export const ENGINES = ['memory', 'redis', 'nats'] as const;
 export type EngineName = (typeof ENGINES)[number];
 
 /** Engines that are designed but not built yet: naming one gives a clear "not available yet" error. */
-export const PLANNED_ENGINES: readonly string[] = ['nats'];
+export const PLANNED_ENGINES: readonly string[] = [];
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -84,6 +84,43 @@ export interface PlainIngestRule {
   redisChannel: string;
   /** The Herald channel; with a `*` rule, a prefix ending in `*`, replaced by the rest of the Redis channel's name. */
   channel: string;
+}
+
+/** Formats of AMQP message bodies (`amqp.format`). */
+export const AMQP_FORMATS = ['json', 'plain'] as const;
+export type AmqpFormat = (typeof AMQP_FORMATS)[number];
+
+/** An exchange bound to the AMQP queue, and how its routing keys name Herald channels (`amqp.bindings`). */
+export interface AmqpBinding {
+  /** The exchange (not the default exchange `""`). */
+  exchange: string;
+  /** The binding key: a routing key, or a topic pattern with `*` (one word) and `#` (zero or more words). */
+  routingKey: string;
+  /**
+   * The Herald channel of the messages that came through this binding: `""`, the routing key itself;
+   * an exact channel; or a prefix ending in `*`, followed by the routing key without the binding
+   * key's literal start (`rooms.#` → `chat.*`: routing key `rooms.42` goes to `chat.42`).
+   */
+  channel: string;
+}
+
+/** Publishing from RabbitMQ (or any AMQP 0-9-1 broker): Herald consumes a queue (docs/backend.md). */
+export interface AmqpOptions {
+  /** `amqp://user:password@host:5672/vhost` (`amqps://` for TLS); '' = off. */
+  url: string;
+  /** The queue Herald consumes. */
+  queue: string;
+  /** Declare the queue (durable), its bindings and missing exchanges (durable topic); off: they must exist. */
+  declare: boolean;
+  /** With `declare`: the queue's dead-letter exchange, where rejected messages go; '' = none. */
+  deadLetterExchange: string;
+  bindings: AmqpBinding[];
+  /** `json`: the body is `{data, channel?, idempotencyKey?}`; `plain`: the body is the data. */
+  format: AmqpFormat;
+  /** Messages delivered to Herald and not yet acknowledged, at most (per worker). */
+  prefetch: number;
+  /** How long a message whose publish failed (engine unavailable) is held before it is requeued, in ms; as long as the outage has lasted if longer, up to 30 s. */
+  retryDelay: number;
 }
 
 export interface LimitsOptions {
@@ -257,6 +294,40 @@ export interface RedisOptions {
   commandTimeout: number;
 }
 
+/** JetStream storage of the streams the NATS engine creates (`nats.storage`). */
+export const NATS_STORAGES = ['file', 'memory'] as const;
+export type NatsStorage = (typeof NATS_STORAGES)[number];
+
+/** The NATS engine (`engine: nats`): where NATS is and how Herald uses it (docs/scaling.md). */
+export interface NatsOptions {
+  /** NATS server URLs (`nats://host:4222`, `tls://host:4222`): a server, or several of one cluster. */
+  servers: string[];
+  /** User and password; '' = none. */
+  user: string;
+  pass: string;
+  /** Token; '' = none. */
+  token: string;
+  /** Path of a `.creds` file (JWT and NKey seed, NATS decentralized auth); '' = none. */
+  credsFile: string;
+  /** Connect with TLS (also implied by `tls://` URLs and by any of the TLS files). */
+  tls: boolean;
+  /** Path of the PEM CA certificate(s) that sign the NATS servers' certificates; '' = the system's. */
+  tlsCaFile: string;
+  /** Path of the PEM client certificate and key (servers that verify clients); '' = none. */
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  /** Prefix of every subject, JetStream stream and bucket Herald uses, so several deployments can share a NATS. */
+  prefix: string;
+  /** How long connecting to NATS may take, in ms. */
+  connectTimeout: number;
+  /** How long a JetStream request may wait for its answer before the operation fails, in ms. */
+  commandTimeout: number;
+  /** JetStream replicas of the streams Herald creates (1, or 3 or 5 on a NATS cluster). */
+  replicas: number;
+  /** JetStream storage of the streams Herald creates: `file` survives a NATS restart, `memory` does not. */
+  storage: NatsStorage;
+}
+
 export interface HeraldConfig {
   host: string;
   /** 0 picks an ephemeral port (tests). */
@@ -279,6 +350,8 @@ export interface HeraldConfig {
   tls: TlsOptions;
   auth: AuthOptions;
   redis: RedisOptions;
+  nats: NatsOptions;
+  amqp: AmqpOptions;
   presence: PresenceSettings;
   /** `herald serve` mounts the demo apps at `/demo/` (docs/demos.md); an embedded `HeraldServer` never does by itself. */
   demos: boolean;
@@ -380,6 +453,32 @@ export const DEFAULT_CONFIG: HeraldConfig = deepFreeze({
     ingestPlain: [],
     connectTimeout: 5_000,
     commandTimeout: 5_000,
+  },
+  nats: {
+    servers: ['nats://127.0.0.1:4222'],
+    user: '',
+    pass: '',
+    token: '',
+    credsFile: '',
+    tls: false,
+    tlsCaFile: '',
+    tlsCertFile: '',
+    tlsKeyFile: '',
+    prefix: 'herald',
+    connectTimeout: 5_000,
+    commandTimeout: 5_000,
+    replicas: 1,
+    storage: 'file',
+  },
+  amqp: {
+    url: '',
+    queue: 'herald',
+    declare: true,
+    deadLetterExchange: '',
+    bindings: [],
+    format: 'json',
+    prefetch: 100,
+    retryDelay: 1_000,
   },
   presence: { refreshInterval: 10_000, ttl: 30_000 },
   demos: true,
@@ -503,6 +602,34 @@ export interface ConfigInput {
     ingestPlain?: Array<string | { redisChannel: string; channel: string }> | string;
     connectTimeout?: DurationInput;
     commandTimeout?: DurationInput;
+  } | null;
+  nats?: {
+    /** A list, or one comma-separated string. */
+    servers?: string[] | string;
+    user?: string;
+    pass?: string;
+    token?: string;
+    credsFile?: string;
+    tls?: boolean | string;
+    tlsCaFile?: string;
+    tlsCertFile?: string;
+    tlsKeyFile?: string;
+    prefix?: string;
+    connectTimeout?: DurationInput;
+    commandTimeout?: DurationInput;
+    replicas?: number | string;
+    storage?: string;
+  } | null;
+  amqp?: {
+    url?: string;
+    queue?: string;
+    declare?: boolean | string;
+    deadLetterExchange?: string;
+    /** A list of `{exchange, routingKey, channel?}`, or of `"<exchange>/<routing key>[=<channel>]"` (one comma-separated string too). */
+    bindings?: Array<string | { exchange: string; routingKey: string; channel?: string }> | string;
+    format?: string;
+    prefetch?: number | string;
+    retryDelay?: DurationInput;
   } | null;
   presence?: { refreshInterval?: DurationInput; ttl?: DurationInput } | null;
   demos?: boolean | string;

@@ -46,6 +46,8 @@ export interface FlagValues {
   config?: string;
   /** `--redis <url>`, repeatable (or comma-separated): `redis.urls`. */
   redis?: string[];
+  /** `--nats <url>`, repeatable (or comma-separated): `nats.servers`. */
+  nats?: string[];
   /** `--no-demos` gives `false`: `demos`. */
   demos?: boolean;
   /** `--workers N|auto`: `workers`. */
@@ -209,6 +211,7 @@ const FLAG_SETTINGS = [
   ['logLevel', 'logLevel', '--log-level'],
   ['logFormat', 'logFormat', '--log-format'],
   ['redis', 'redis.urls', '--redis'],
+  ['nats', 'nats.servers', '--nats'],
   ['demos', 'demos', '--no-demos'],
   ['workers', 'workers', '--workers'],
 ] as const satisfies ReadonlyArray<readonly [keyof FlagValues, string, string]>;
@@ -311,6 +314,7 @@ function finish(c: Collector): LoadedConfig {
   checkHttpTimeouts(c, config);
   checkPresence(c, config);
   checkPlainIngest(c, config);
+  checkAmqp(c, config);
 
   if (c.issues.length > 0) throw new ConfigError(c.issues);
   if (config.engine !== 'redis') {
@@ -319,6 +323,15 @@ function finish(c: Collector): LoadedConfig {
       const from = [...new Set(redis.map(([, a]) => a.source))].join(', ');
       c.warnings.push(
         `redis settings (from ${from}) are ignored: the engine is "${config.engine}" (set engine to "redis")`,
+      );
+    }
+  }
+  if (config.engine !== 'nats') {
+    const nats = [...c.settings].filter(([p]) => p.startsWith('nats.'));
+    if (nats.length > 0) {
+      const from = [...new Set(nats.map(([, a]) => a.source))].join(', ');
+      c.warnings.push(
+        `nats settings (from ${from}) are ignored: the engine is "${config.engine}" (set engine to "nats")`,
       );
     }
   }
@@ -409,6 +422,19 @@ function checkPlainIngest(c: Collector, config: HeraldConfig): void {
   });
 }
 
+/** AMQP options that would do nothing are worth a warning: without `amqp.url`, or without `declare`. */
+function checkAmqp(c: Collector, config: HeraldConfig): void {
+  const set = [...c.settings].filter(([p]) => p.startsWith('amqp.') && p !== 'amqp.url');
+  if (config.amqp.url === '' && set.length > 0) {
+    const from = [...new Set(set.map(([, a]) => a.source))].join(', ');
+    c.warnings.push(`amqp settings (from ${from}) are ignored: amqp.url is empty (set it to consume from RabbitMQ)`);
+  } else if (!config.amqp.declare && config.amqp.deadLetterExchange !== '') {
+    c.warnings.push(
+      'amqp.deadLetterExchange is ignored with amqp.declare off: set it on the queue where you declare it',
+    );
+  }
+}
+
 /** Hooks need a URL: an event switched on without `auth.hooks.url` would have nowhere to go. */
 function checkAuth(c: Collector, config: HeraldConfig): void {
   if (config.auth.hooks.url !== '') return;
@@ -494,6 +520,7 @@ const SERVE_OPTIONS = {
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
   redis: { type: 'string', multiple: true },
+  nats: { type: 'string', multiple: true },
   'no-demos': { type: 'boolean' },
   workers: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -551,6 +578,7 @@ export function parseServeFlags(argv: string[]): { flags: Partial<FlagValues>; h
     else if (name === 'log-format') flags.logFormat = value;
     else if (name === 'workers') flags.workers = value;
     else if (name === 'redis') (flags.redis ??= []).push(...value.split(',').filter((u) => u.trim() !== ''));
+    else if (name === 'nats') (flags.nats ??= []).push(...value.split(',').filter((u) => u.trim() !== ''));
     else (flags.apiKey ??= []).push(value);
   }
   if (issues.length > 0) throw new ConfigError(issues);

@@ -3,15 +3,20 @@
  * value; from the environment or flags: a string) into the typed value, or into problems for the
  * error message. Also the error type, and the "did you mean" helper.
  */
+import { readFileSync } from 'node:fs';
 import { checkChannel } from '@herald/protocol';
+import { bindingKeyPrefix } from '../ingest/amqp-message.js';
 import {
+  AMQP_FORMATS,
   DEFAULT_CONFIG,
+  NATS_STORAGES,
   ENGINES,
   JWT_ALGORITHMS,
   LOG_FORMATS,
   LOG_LEVELS,
   NAMESPACE_HOOK_EVENTS,
   PLANNED_ENGINES,
+  type AmqpBinding,
   type EngineName,
   type HeraldConfig,
   type JwtAlgorithm,
@@ -380,6 +385,137 @@ const plainRules: Check<PlainIngestRule[]> = list(
   },
 );
 
+/** `nats://host[:port]` (`tls://` for TLS; credentials in the URL are allowed). Never quotes a password. */
+const natsUrl: Check<string> = (raw) => {
+  const expected = 'must be a URL like "nats://127.0.0.1:4222" or "tls://nats.example.com:4222"';
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || !['nats:', 'tls:'].includes(url.protocol) || url.hostname === '') {
+    return bad(`${expected}, got ${url === undefined ? show(raw) : `a ${url.protocol} URL`}`);
+  }
+  return ok(text);
+};
+
+/** One token of NATS subjects and part of JetStream stream names. */
+const natsPrefix: Check<string> = (raw) => {
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  if (/^[A-Za-z0-9_-]{1,32}$/.test(text)) return ok(text);
+  return bad(`must be 1-32 letters, digits, "_" or "-", got ${show(raw)}`);
+};
+
+/** A readable file, or '' (none). */
+function optionalFile(what: string): Check<string> {
+  return (raw) => {
+    if (raw === '') return ok('');
+    if (typeof raw !== 'string' || raw.trim() === '') return bad(`must be the path of ${what}, got ${show(raw)}`);
+    try {
+      readFileSync(raw.trim());
+    } catch (err) {
+      return bad(`cannot read ${what} ${raw.trim()}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return ok(raw.trim());
+  };
+}
+
+/** A secret (never quoted). */
+const secret: Check<string> = (raw) =>
+  typeof raw === 'string' ? ok(raw) : bad(`must be a string, got ${typeName(raw)}`);
+
+/** `amqp://[user:password@]host[:port][/vhost]`, `amqps://` for TLS, or '' (off). Never quotes a password. */
+const amqpUrl: Check<string> = (raw) => {
+  if (raw === '') return ok('');
+  const expected =
+    'must be a URL like "amqp://guest:guest@127.0.0.1:5672" or "amqps://user:password@host/vhost", or "" (off)';
+  const text = typeof raw === 'string' ? raw.trim() : '';
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') || url.hostname === '') {
+    return bad(`${expected}, got ${redactUrl(raw)}`);
+  }
+  if (url.hash !== '') return bad(`${expected} (no #fragment), got ${redactUrl(raw)}`);
+  return ok(text);
+};
+
+/** An AMQP queue or exchange name (a short string: at most 255 bytes, printable). */
+function amqpName(what: string, allowEmpty: boolean): Check<string> {
+  return (raw) => {
+    const text = typeof raw === 'string' ? raw.trim() : undefined;
+    if (text !== undefined && (allowEmpty || text !== '') && /^[\x21-\x7e]{0,255}$/.test(text)) return ok(text);
+    return bad(`must be ${what} (printable, no spaces, at most 255 characters), got ${show(raw)}`);
+  };
+}
+
+const AMQP_BINDING_HINT = '{exchange, routingKey, channel?} or "<exchange>/<routing key>[=<channel>]"';
+
+/**
+ * One AMQP binding: an exchange, a binding key, and the Herald channel its messages go to: `""` (the
+ * routing key), an exact channel, or a prefix ending in `*` (the rest of the routing key after the
+ * binding key's literal start replaces it).
+ */
+function amqpBinding(raw: unknown): Checked<AmqpBinding> {
+  let exchange: unknown;
+  let routingKey: unknown;
+  let channel: unknown = '';
+  if (isPlainObject(raw)) {
+    const extra = Object.keys(raw).filter((k) => k !== 'exchange' && k !== 'routingKey' && k !== 'channel');
+    if (extra.length > 0) return bad(`has unknown key ${JSON.stringify(extra[0])}; a binding is ${AMQP_BINDING_HINT}`);
+    exchange = raw['exchange'];
+    routingKey = raw['routingKey'];
+    channel = raw['channel'] ?? '';
+  } else if (typeof raw === 'string' && raw.includes('/')) {
+    const slash = raw.indexOf('/');
+    const rest = raw.slice(slash + 1);
+    const eq = rest.indexOf('=');
+    exchange = raw.slice(0, slash).trim();
+    routingKey = (eq === -1 ? rest : rest.slice(0, eq)).trim();
+    channel = eq === -1 ? '' : rest.slice(eq + 1).trim();
+  } else {
+    return bad(`must be ${AMQP_BINDING_HINT}, got ${show(raw)}`);
+  }
+  const ex = amqpName('an exchange name (not the default exchange "")', false)(exchange);
+  if (!ex.ok) return { ok: false, problems: ex.problems.map((p) => ({ ...p, sub: '.exchange' })) };
+  if (typeof routingKey !== 'string' || Buffer.byteLength(routingKey) > 255) {
+    const message = `must be a routing key or topic pattern of at most 255 bytes, like "orders.#", got ${show(routingKey)}`;
+    return { ok: false, problems: [{ sub: '.routingKey', message }] };
+  }
+  if (typeof channel !== 'string') {
+    return { ok: false, problems: [{ sub: '.channel', message: `must be a Herald channel, got ${show(channel)}` }] };
+  }
+  const prefix = channel.endsWith('*');
+  if (prefix && bindingKeyPrefix(routingKey) === routingKey) {
+    const message = `can end in "*" only when routingKey is a pattern with "*" or "#" (the rest of each routing key replaces it), got ${show(channel)}`;
+    return { ok: false, problems: [{ sub: '.channel', message }] };
+  }
+  if (channel !== '') {
+    // A prefix is checked as the channel it makes with a one-word rest.
+    const check = checkChannel(prefix ? `${channel.slice(0, -1)}x` : channel, { allowSubtree: false });
+    if (!check.ok) {
+      const message = `${check.reason} ("" for the routing key itself, or a prefix ending in "*"), got ${show(channel)}`;
+      return { ok: false, problems: [{ sub: '.channel', message }] };
+    }
+  }
+  return ok({ exchange: ex.value, routingKey, channel });
+}
+
+/** A list of AMQP bindings; from the environment, one comma-separated string of `exchange/key=channel`. */
+const amqpBindings: Check<AmqpBinding[]> = list(
+  amqpBinding,
+  (raw) => `must be a list of ${AMQP_BINDING_HINT} (or a comma-separated string), got ${show(raw)}`,
+  (values) => {
+    const twice = repeated(values.map((v) => `${v.exchange}/${v.routingKey}`));
+    return twice === undefined ? undefined : `binding ${JSON.stringify(twice)} is listed twice`;
+  },
+);
+
 /** The first name that appears twice in `names`. */
 function repeated(names: readonly string[]): string | undefined {
   return names.find((n, i) => names.indexOf(n) !== i);
@@ -695,6 +831,40 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
   'redis.ingestPlain': setting(plainRules, (c, v) => void (c.redis.ingestPlain = v)),
   'redis.connectTimeout': setting(timer, (c, v) => void (c.redis.connectTimeout = v)),
   'redis.commandTimeout': setting(timer, (c, v) => void (c.redis.commandTimeout = v)),
+  'nats.servers': setting(
+    (raw) => {
+      const r = list(natsUrl)(raw);
+      return r.ok && r.value.length === 0 ? bad('must list at least one NATS URL') : r;
+    },
+    (c, v) => void (c.nats.servers = v),
+  ),
+  'nats.user': setting(secret, (c, v) => void (c.nats.user = v)),
+  'nats.pass': setting(secret, (c, v) => void (c.nats.pass = v)),
+  'nats.token': setting(secret, (c, v) => void (c.nats.token = v)),
+  'nats.credsFile': setting(optionalFile('a NATS .creds file'), (c, v) => void (c.nats.credsFile = v)),
+  'nats.tls': setting(bool, (c, v) => void (c.nats.tls = v)),
+  'nats.tlsCaFile': setting(optionalFile('a PEM CA file'), (c, v) => void (c.nats.tlsCaFile = v)),
+  'nats.tlsCertFile': setting(optionalFile('a PEM certificate'), (c, v) => void (c.nats.tlsCertFile = v)),
+  'nats.tlsKeyFile': setting(optionalFile('a PEM private key'), (c, v) => void (c.nats.tlsKeyFile = v)),
+  'nats.prefix': setting(natsPrefix, (c, v) => void (c.nats.prefix = v)),
+  'nats.connectTimeout': setting(timer, (c, v) => void (c.nats.connectTimeout = v)),
+  'nats.commandTimeout': setting(timer, (c, v) => void (c.nats.commandTimeout = v)),
+  'nats.replicas': setting(integer(1, 5, 'an integer from 1 to 5'), (c, v) => void (c.nats.replicas = v)),
+  'nats.storage': setting(oneOf(NATS_STORAGES), (c, v) => void (c.nats.storage = v)),
+  'amqp.url': setting(amqpUrl, (c, v) => void (c.amqp.url = v)),
+  'amqp.queue': setting(amqpName('a queue name', false), (c, v) => void (c.amqp.queue = v)),
+  'amqp.declare': setting(bool, (c, v) => void (c.amqp.declare = v)),
+  'amqp.deadLetterExchange': setting(
+    amqpName('an exchange name, or "" for none', true),
+    (c, v) => void (c.amqp.deadLetterExchange = v),
+  ),
+  'amqp.bindings': setting(amqpBindings, (c, v) => void (c.amqp.bindings = v)),
+  'amqp.format': setting(oneOf(AMQP_FORMATS), (c, v) => void (c.amqp.format = v)),
+  'amqp.prefetch': setting(integer(1, 65_535, 'an integer from 1 to 65535'), (c, v) => void (c.amqp.prefetch = v)),
+  'amqp.retryDelay': setting(
+    duration(10, 30_000, 'a duration from 10ms to 30s'),
+    (c, v) => void (c.amqp.retryDelay = v),
+  ),
   'presence.refreshInterval': setting(
     duration(50, 3_600_000, 'a duration from 50ms to 1h'),
     (c, v) => void (c.presence.refreshInterval = v),
