@@ -2,11 +2,11 @@
  * The scenarios (S1–S7 and `quick`): which targets, how many subscribers on how many channels,
  * which publish rates, and what is read.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Pinning } from './launch.js';
-import { freePort, spawnPinned, stopChild, waitPort } from './launch.js';
+import { freePort, spawnPinned, stopChild, waitPort, workDir } from './launch.js';
 import { cpuSeconds, rssBytes, waitQuiet } from './proc.js';
 import { NATIVE_PROTOCOLS } from './native.js';
 import { Session, sleep, type StepResult } from './run.js';
@@ -229,7 +229,7 @@ export function scenario(id: string, n: number, targetsOverride?: readonly strin
       return {
         ...base,
         id,
-        title: 'S7 three Herald nodes on Redis vs one node',
+        title: 'S7 three Herald nodes on Redis and on NATS vs one node',
         kind: 'nodes',
         targets: ['herald-ws'],
         channels: 1,
@@ -619,7 +619,7 @@ async function runStorm(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Pr
   }
 }
 
-// -- S7: several Herald nodes on Redis ----------------------------------------------------------------
+// -- S7: several Herald nodes on Redis and on NATS ----------------------------------------------------------------
 
 async function startRedis(ctx: RunContext): Promise<RunningServer | string> {
   const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
@@ -638,44 +638,83 @@ async function startRedis(ctx: RunContext): Promise<RunningServer | string> {
   return new RunningServer('redis', port, child);
 }
 
+/** A nats-server with JetStream on file storage (a fresh folder in the run's folder), pinned like Redis. */
+async function startNats(ctx: RunContext): Promise<RunningServer | string> {
+  const bin = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) =>
+    existsSync(p),
+  );
+  if (bin === undefined) return 'nats-server is not installed';
+  const port = await freePort();
+  const dir = mkdtempSync(join(workDir(), 'nats-'));
+  const child = spawnPinned(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], {
+    cpu: ctx.pin.server,
+    log: `nats-${port}.log`,
+  });
+  try {
+    await waitPort(port, 10_000, child);
+  } catch (err) {
+    await stopChild(child, 2000, 'SIGKILL');
+    return `nats-server did not start: ${(err as Error).message}`;
+  }
+  return new RunningServer('nats', port, child);
+}
+
+/** The stores S7 runs Herald nodes on, and each one's environment for a node. */
+const NODE_ENGINES = [
+  {
+    name: 'Redis',
+    engine: 'redis',
+    start: startRedis,
+    env: (port: number) => ({ HERALD_ENGINE: 'redis', HERALD_REDIS_URLS: `redis://127.0.0.1:${port}` }),
+  },
+  {
+    name: 'NATS',
+    engine: 'nats',
+    start: startNats,
+    env: (port: number) => ({ HERALD_ENGINE: 'nats', HERALD_NATS_SERVERS: `nats://127.0.0.1:${port}` }),
+  },
+] as const;
+
 async function runNodes(spec: ScenarioSpec, ctx: RunContext, result: ScenarioResult): Promise<void> {
-  const skip = (reason: string): void => {
-    ctx.log(`  S7 skipped: ${reason}`);
-    result.skipped.push({ target: 'herald-redis', reason });
-  };
   const def = target('herald-ws');
-  for (const nodes of [1, 3]) {
-    const redis = await startRedis(ctx);
-    if (typeof redis === 'string') return skip(redis);
-    const env = { HERALD_ENGINE: 'redis', HERALD_REDIS_URLS: `redis://127.0.0.1:${redis.port}` };
-    const servers: RunningServer[] = [];
-    try {
-      for (let i = 0; i < nodes; i++)
-        servers.push(await startServer('herald', { cpu: ctx.pin.server, heraldEnv: env }));
-      const session = await Session.open(def, { ...sessionOptions(spec, def, ctx), server: {} }, servers, [redis]);
-      try {
-        await connectOrThrow(session, ctx);
-        await session.publishAndWait(1);
-        await sleep(1000);
-        for (const rate of spec.rates) {
-          const s = await session.step(rate, spec.warmupMs, spec.measureMs);
-          const id = `herald-${nodes}-redis`;
-          result.steps.push({ ...s, target: id, label: `Herald ×${nodes} Redis` });
-          ctx.log(
-            `    ${nodes} node(s): ${Math.round(s.deliveriesPerSec)} deliveries/s, p99 ${s.p99} ms, ${s.usPerDelivery.toFixed(2)} µs/delivery (nodes + Redis)`,
-          );
-        }
-      } finally {
-        await session.close(false);
+  for (const store of NODE_ENGINES) {
+    const skip = (reason: string): void => {
+      ctx.log(`  S7 on ${store.name} skipped: ${reason}`);
+      result.skipped.push({ target: `herald-${store.engine}`, reason });
+    };
+    for (const nodes of [1, 3]) {
+      const backend = await store.start(ctx);
+      if (typeof backend === 'string') {
+        skip(backend);
+        break;
       }
-    } catch (err) {
-      skip(
-        `${nodes} node(s) on Redis failed (is \`--engine redis\` available in this build?): ${(err as Error).message}`,
-      );
-      return;
-    } finally {
-      for (const s of servers) await s.stop();
-      await redis.stop();
+      const servers: RunningServer[] = [];
+      try {
+        for (let i = 0; i < nodes; i++)
+          servers.push(await startServer('herald', { cpu: ctx.pin.server, heraldEnv: store.env(backend.port) }));
+        const session = await Session.open(def, { ...sessionOptions(spec, def, ctx), server: {} }, servers, [backend]);
+        try {
+          await connectOrThrow(session, ctx);
+          await session.publishAndWait(1);
+          await sleep(1000);
+          for (const rate of spec.rates) {
+            const s = await session.step(rate, spec.warmupMs, spec.measureMs);
+            const id = `herald-${nodes}-${store.engine}`;
+            result.steps.push({ ...s, target: id, label: `Herald ×${nodes} ${store.name}` });
+            ctx.log(
+              `    ${nodes} node(s) on ${store.name}: ${Math.round(s.deliveriesPerSec)} deliveries/s, p99 ${s.p99} ms, ${s.usPerDelivery.toFixed(2)} µs/delivery (nodes + ${store.name})`,
+            );
+          }
+        } finally {
+          await session.close(false);
+        }
+      } catch (err) {
+        skip(`${nodes} node(s) on ${store.name} failed: ${(err as Error).message}`);
+        break;
+      } finally {
+        for (const srv of servers) await srv.stop();
+        await backend.stop();
+      }
     }
   }
   // One node on the memory engine, for reference.

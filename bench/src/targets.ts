@@ -251,7 +251,7 @@ export interface ServerOptions {
 
 export class RunningServer {
   constructor(
-    readonly kind: ServerKind | 'redis',
+    readonly kind: ServerKind | 'redis' | 'nats',
     readonly port: number,
     readonly child: ChildProcess,
   ) {}
