@@ -385,6 +385,12 @@ describe('validation', () => {
     });
     const bad = await configError(loadConfig({ env: { HERALD_ENGINE: 'nats', HERALD_NATS_PREFIX: 'a.b' } }));
     expect(bad.message).toContain('nats.prefix: must be 1-32 letters, digits, "_" or "-", got "a.b"');
+    // A URL that does not parse is quoted with its password hidden.
+    const url = await configError(
+      loadConfig({ env: { HERALD_ENGINE: 'nats', HERALD_NATS_SERVERS: 'nats://u:s3cret@' } }),
+    );
+    expect(url.message).toContain('got "nats://u:***@"');
+    expect(url.message).not.toContain('s3cret');
     const other = await configError(loadConfig({ env: {}, flags: { engine: 'postgres' } }));
     expect(other.message).toBe('engine: must be one of "memory", "redis", "nats", got "postgres" (from --engine)');
   });

@@ -266,18 +266,36 @@ const origin: Check<string> = (raw) => {
   const expected = 'must be "*" or an origin like "https://app.example.com" (scheme://host[:port], no path)';
   const text = typeof raw === 'string' ? raw.trim() : '';
   if (text.includes('*')) return bad(`cannot hold a wildcard: list each origin, or use "*" alone; got ${show(raw)}`);
-  let url: URL | undefined;
-  try {
-    url = new URL(text);
-  } catch {
-    url = undefined;
-  }
+  const url = parseUrl(text);
   const bare = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]+$/i.test(text);
   if (url === undefined || !bare || url.host === '' || url.username !== '' || url.password !== '') {
     return bad(`${expected}, got ${show(raw)}`);
   }
   return ok(`${url.protocol}//${url.host}`);
 };
+
+/** `text` as a URL, or undefined when it is not one. */
+function parseUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `text` as a URL of one of `protocols` (`redis:`, ...) with a host, or undefined. */
+function serverUrl(text: string, protocols: readonly string[]): URL | undefined {
+  const url = parseUrl(text);
+  return url !== undefined && protocols.includes(url.protocol) && url.hostname !== '' ? url : undefined;
+}
+
+/** A list of at least one `what`. */
+function atLeastOne<T>(item: Check<T>, what: string): Check<T[]> {
+  return (raw) => {
+    const r = list(item)(raw);
+    return r.ok && r.value.length === 0 ? bad(`must list at least one ${what}`) : r;
+  };
+}
 
 /** A Redis URL as quoted in messages: the password replaced by `***`. */
 function redactUrl(raw: unknown): string {
@@ -289,15 +307,8 @@ const redisUrl: Check<string> = (raw) => {
   const expected =
     'must be a URL like "redis://127.0.0.1:6379", "redis://:password@host:6379/0" or "rediss://host:6380"';
   const text = typeof raw === 'string' ? raw.trim() : '';
-  let url: URL | undefined;
-  try {
-    url = new URL(text);
-  } catch {
-    url = undefined;
-  }
-  if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') {
-    return bad(`${expected}, got ${redactUrl(raw)}`);
-  }
+  const url = serverUrl(text, ['redis:', 'rediss:']);
+  if (url === undefined) return bad(`${expected}, got ${redactUrl(raw)}`);
   if (!/^\/?(\d{1,2})?$/.test(url.pathname) || url.search !== '' || url.hash !== '') {
     return bad(`${expected} (the path may only be a database number), got ${redactUrl(raw)}`);
   }
@@ -389,14 +400,9 @@ const plainRules: Check<PlainIngestRule[]> = list(
 const natsUrl: Check<string> = (raw) => {
   const expected = 'must be a URL like "nats://127.0.0.1:4222" or "tls://nats.example.com:4222"';
   const text = typeof raw === 'string' ? raw.trim() : '';
-  let url: URL | undefined;
-  try {
-    url = new URL(text);
-  } catch {
-    url = undefined;
-  }
-  if (url === undefined || !['nats:', 'tls:'].includes(url.protocol) || url.hostname === '') {
-    return bad(`${expected}, got ${url === undefined ? show(raw) : `a ${url.protocol} URL`}`);
+  if (serverUrl(text, ['nats:', 'tls:']) === undefined) {
+    const url = parseUrl(text);
+    return bad(`${expected}, got ${url === undefined ? redactUrl(raw) : `a ${url.protocol} URL`}`);
   }
   return ok(text);
 };
@@ -432,15 +438,8 @@ const amqpUrl: Check<string> = (raw) => {
   const expected =
     'must be a URL like "amqp://guest:guest@127.0.0.1:5672" or "amqps://user:password@host/vhost", or "" (off)';
   const text = typeof raw === 'string' ? raw.trim() : '';
-  let url: URL | undefined;
-  try {
-    url = new URL(text);
-  } catch {
-    url = undefined;
-  }
-  if (url === undefined || (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') || url.hostname === '') {
-    return bad(`${expected}, got ${redactUrl(raw)}`);
-  }
+  const url = serverUrl(text, ['amqp:', 'amqps:']);
+  if (url === undefined) return bad(`${expected}, got ${redactUrl(raw)}`);
   if (url.hash !== '') return bad(`${expected} (no #fragment), got ${redactUrl(raw)}`);
   return ok(text);
 };
@@ -597,13 +596,7 @@ const publicKeys: Check<PublicKeyOption[]> = list(
 function httpUrl(what: string): Check<string> {
   return (raw) => {
     if (raw === '') return ok('');
-    const text = typeof raw === 'string' ? raw.trim() : '';
-    let url: URL | undefined;
-    try {
-      url = new URL(text);
-    } catch {
-      url = undefined;
-    }
+    const url = parseUrl(typeof raw === 'string' ? raw.trim() : '');
     if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
       return bad(`must be an http(s) URL (${what}), got ${show(raw)}`);
     }
@@ -818,26 +811,14 @@ const SETTING_TABLE: Record<SettingPath, Field<HeraldConfig>> = {
   ),
   'auth.hooks.connect': setting(bool, (c, v) => void (c.auth.hooks.connect = v)),
   'auth.hooks.rpc': setting(bool, (c, v) => void (c.auth.hooks.rpc = v)),
-  'redis.urls': setting(
-    (raw) => {
-      const r = list(redisUrl)(raw);
-      return r.ok && r.value.length === 0 ? bad('must list at least one Redis URL') : r;
-    },
-    (c, v) => void (c.redis.urls = v),
-  ),
+  'redis.urls': setting(atLeastOne(redisUrl, 'Redis URL'), (c, v) => void (c.redis.urls = v)),
   'redis.cluster': setting(bool, (c, v) => void (c.redis.cluster = v)),
   'redis.prefix': setting(redisPrefix, (c, v) => void (c.redis.prefix = v)),
   'redis.ingestChannel': setting(ingestChannel, (c, v) => void (c.redis.ingestChannel = v)),
   'redis.ingestPlain': setting(plainRules, (c, v) => void (c.redis.ingestPlain = v)),
   'redis.connectTimeout': setting(timer, (c, v) => void (c.redis.connectTimeout = v)),
   'redis.commandTimeout': setting(timer, (c, v) => void (c.redis.commandTimeout = v)),
-  'nats.servers': setting(
-    (raw) => {
-      const r = list(natsUrl)(raw);
-      return r.ok && r.value.length === 0 ? bad('must list at least one NATS URL') : r;
-    },
-    (c, v) => void (c.nats.servers = v),
-  ),
+  'nats.servers': setting(atLeastOne(natsUrl, 'NATS URL'), (c, v) => void (c.nats.servers = v)),
   'nats.user': setting(secret, (c, v) => void (c.nats.user = v)),
   'nats.pass': setting(secret, (c, v) => void (c.nats.pass = v)),
   'nats.token': setting(secret, (c, v) => void (c.nats.token = v)),

@@ -89,6 +89,11 @@ export function parsePresenceEntry(text: string): PresenceEntry | undefined {
   } catch {
     return undefined;
   }
+  return presenceEntryOf(value);
+}
+
+/** A parsed JSON value as a `PresenceEntry`; undefined when it is not one. */
+export function presenceEntryOf(value: unknown): PresenceEntry | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const v = value as Record<string, unknown>;
   const client = v['client'];

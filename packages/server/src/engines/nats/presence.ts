@@ -22,7 +22,7 @@ import type {
   PresenceJoin,
   PresenceOptions,
 } from '../../core/presence.js';
-import { parsePresenceEntry } from '../../core/presence.js';
+import { presenceEntryOf } from '../../core/presence.js';
 
 export interface NatsPresenceHost {
   readonly connection: () => NatsConnection;
@@ -158,16 +158,10 @@ export class NatsPresence implements EnginePresence {
   }
 
   private onMessage(text: string): void {
-    let v: unknown;
-    try {
-      v = JSON.parse(text);
-    } catch {
-      return;
-    }
-    if (typeof v !== 'object' || v === null) return;
-    const o = v as Record<string, unknown>;
+    const o = jsonObject(text);
+    if (o === undefined) return;
     const kind = o['k'] === 'join' || o['k'] === 'leave' ? o['k'] : undefined;
-    const entry = parsePresenceEntry(JSON.stringify(o['e']));
+    const entry = presenceEntryOf(o['e']);
     if (kind === undefined || typeof o['s'] !== 'string' || entry === undefined) return;
     this.handler?.({ kind, stream: o['s'], entry });
   }
@@ -200,16 +194,19 @@ export class NatsPresence implements EnginePresence {
 }
 
 function parse(key: string, revision: number, text: string): Stored | undefined {
-  let v: unknown;
+  const o = jsonObject(text);
+  const entry = presenceEntryOf(o?.['e']);
+  const deadline = o?.['d'];
+  if (entry === undefined || typeof deadline !== 'number') return undefined;
+  return { key, revision, entry, deadline };
+}
+
+/** `text` as a JSON object (an array too), or undefined. */
+function jsonObject(text: string): Record<string, unknown> | undefined {
   try {
-    v = JSON.parse(text);
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const o = v as Record<string, unknown>;
-  const entry = parsePresenceEntry(JSON.stringify(o['e']));
-  const deadline = o['d'];
-  if (entry === undefined || typeof deadline !== 'number') return undefined;
-  return { key, revision, entry, deadline };
 }
