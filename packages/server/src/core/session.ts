@@ -39,6 +39,13 @@ export type SessionState = 'open' | 'closing' | 'closed';
 
 /** How soon held publications are looked at again when the transport reports no drain (ms). */
 const HELD_RECHECK_MS = 50;
+/**
+ * Unsent bytes (beyond what the kernel's socket buffer took) past which publications of drop-oldest
+ * and latest-only subscriptions are held rather than queued; at most half of maxQueueBytes. Small:
+ * a reader this far behind gets the newest values next, not a backlog of stale ones, and a slow
+ * connection costs the server little memory.
+ */
+const SLOW_OUTPUT_BYTES = 64 * 1024;
 
 export interface SessionInit {
   readonly id: string;
@@ -467,12 +474,18 @@ export class Session implements ReplyOut, Subscriber {
   }
 
   /**
-   * Whether the output is over half its bound: publications of drop-oldest and latest-only
+   * Whether the output is past `slowOutputBytes`: publications of drop-oldest and latest-only
    * subscriptions are then held, not queued. `sentBacklog` bounds what the transport holds (see
    * there), so the transport is asked only when the answer can matter.
    */
   private behind(): boolean {
-    return this.queuedBytes + this.sentBacklog > this.host.limits.maxQueueBytes / 2 && !this.outputLow();
+    const bound = this.slowOutputBytes();
+    return this.queuedBytes + this.sentBacklog > bound && this.outputBytes() > bound;
+  }
+
+  /** See SLOW_OUTPUT_BYTES. */
+  private slowOutputBytes(): number {
+    return Math.min(SLOW_OUTPUT_BYTES, this.host.limits.maxQueueBytes / 2);
   }
 
   /** Holds `pub` of `sub` (a subscription with a slow-consumer policy) until the output has room. */
@@ -505,17 +518,16 @@ export class Session implements ReplyOut, Subscriber {
 
   /**
    * Queues what subscriptions held (each run of dropped offsets announced by a `skip` push), only
-   * as much as keeps the output under half its bound, so that writing them can never overflow it;
-   * what does not fit holds on (it goes first next time) until the output drains again.
+   * as much as keeps the output under `slowOutputBytes`, so that writing them can never overflow
+   * its bound; what does not fit holds on (it goes first next time) until the output drains again.
    */
   private releaseHeld(): void {
     const subs = this.holding;
     if (subs === undefined || this.state !== 'open') return;
-    const half = this.host.limits.maxQueueBytes / 2;
     const output = this.outputBytes();
-    // An empty output takes anything held (one frame is at most half the bound, see `hold`), so a
-    // frame near that size cannot wait forever for room it would never get.
-    let room = output === 0 ? 2 * half : half - output;
+    // An empty output takes anything held (at most half the bound, see `hold`), so a frame bigger
+    // than the slow output's room cannot wait forever for room it would never get.
+    let room = output === 0 ? this.host.limits.maxQueueBytes : this.slowOutputBytes() - output;
     let rest: Subscription[] | undefined;
     const out = (bytes: Uint8Array): void => this.enqueue(bytes);
     for (const sub of subs) {
