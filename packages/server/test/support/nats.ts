@@ -76,6 +76,8 @@ export interface NatsServerOptions {
   readonly cluster?: { readonly name: string; readonly port: number; readonly routes: readonly string[] };
   /** Server name (unique in a cluster). */
   readonly name?: string;
+  /** More command-line flags (auth, TLS: `--user u --pass p`, `--tls --tlscert f --tlskey f`). */
+  readonly args?: readonly string[];
 }
 
 /** A `nats-server` of the test's own; `restart()` keeps its port (and, with file storage, its data). */
@@ -101,6 +103,7 @@ export class NatsServerProcess {
   private async run(): Promise<void> {
     const args = ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.dir];
     if (this.opts.name !== undefined) args.push('-n', this.opts.name);
+    if (this.opts.args !== undefined) args.push(...this.opts.args);
     if (this.opts.cluster !== undefined) {
       const c = this.opts.cluster;
       args.push('--cluster_name', c.name, '--cluster', `nats://127.0.0.1:${c.port}`, '--routes', c.routes.join(','));

@@ -84,7 +84,7 @@ export interface NatsEngineOptions {
   readonly token?: string;
   /** A `.creds` file (JWT and NKey seed). */
   readonly credsFile?: string;
-  /** TLS: CA, client certificate and key files; `true`/an object turns TLS on. */
+  /** TLS: CA, client certificate and key files; an object (even empty), or a `tls://` URL, turns TLS on. */
   readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
   /** Prefix of every subject, stream and bucket Herald uses (letters, digits, `-`, `_`). */
   readonly prefix?: string;
@@ -498,11 +498,12 @@ export class NatsEngine implements Engine {
       ...(o.token !== undefined ? { token: o.token } : {}),
       ...(o.credsFile !== undefined ? { authenticator: credsAuthenticator(readFileSync(o.credsFile)) } : {}),
     };
-    if (o.tls !== undefined) {
+    // nats.js ignores the scheme of a URL: a `tls://` server would be used in clear if it offers no TLS.
+    if (o.tls !== undefined || this.servers.some((s) => /^tls:\/\//i.test(s))) {
       options.tls = {
-        ...(o.tls.caFile !== undefined ? { caFile: o.tls.caFile } : {}),
-        ...(o.tls.certFile !== undefined ? { certFile: o.tls.certFile } : {}),
-        ...(o.tls.keyFile !== undefined ? { keyFile: o.tls.keyFile } : {}),
+        ...(o.tls?.caFile !== undefined ? { caFile: o.tls.caFile } : {}),
+        ...(o.tls?.certFile !== undefined ? { certFile: o.tls.certFile } : {}),
+        ...(o.tls?.keyFile !== undefined ? { keyFile: o.tls.keyFile } : {}),
       };
     }
     return options;
