@@ -35,6 +35,8 @@ export interface FrameEncoder {
   push(push: NonPubPush): Uint8Array;
   /** Joins several encoded frames into one write (one WebSocket message). */
   join(frames: readonly Uint8Array[]): Uint8Array;
+  /** `join` is plain concatenation (each frame a whole message), so frames may be written as they are. */
+  readonly concatenates?: boolean;
 }
 
 /** `{"channel":..,"offset":..,"data":..}` for each publication (`b64data` for bytes), as a JSON array text. */

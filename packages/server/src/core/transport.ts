@@ -28,6 +28,12 @@ export interface TransportConnection {
   readonly traits: TransportTraits;
   /** Writes one batch of encoded frames (the encoder's `join` output). */
   write(data: Uint8Array): void;
+  /**
+   * Optional: writes several frames, each a complete message of the wire format, as one write
+   * (`writev`), without joining them into one buffer first. Used only with an encoder whose `join`
+   * is plain concatenation (`FrameEncoder.concatenates`).
+   */
+  writeFrames?(frames: readonly Uint8Array[]): void;
   /** Bytes accepted by `write` but not yet handed to the operating system. */
   bufferedAmount(): number;
   /**

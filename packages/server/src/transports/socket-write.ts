@@ -10,7 +10,7 @@
  * (`writableLength`) and error reporting are unchanged. Only for plain TCP sockets: a TLS socket's
  * descriptor carries encrypted records.
  */
-import { writeSync } from 'node:fs';
+import { writeSync, writevSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 
 interface StreamHandle {
@@ -55,4 +55,28 @@ export function writeFrame(socket: Duplex, data: Uint8Array, fd: number): boolea
   }
   socket.write(data);
   return false;
+}
+
+/**
+ * Writes `frames` to `socket` in order, as `writeFrame` does one: one `writev()` straight to the
+ * descriptor when nothing is queued, whatever the kernel did not take through `socket.write`.
+ */
+export function writeFrames(socket: Duplex, frames: readonly Uint8Array[], fd: number): void {
+  let written = 0;
+  if (fd >= 0 && (socket as HandleSocket)._handle != null && socket.writableLength === 0 && !socket.writableEnded) {
+    try {
+      written = writevSync(fd, frames as Uint8Array[]);
+    } catch {
+      // EAGAIN or a dead peer: socket.write queues or reports it.
+    }
+  }
+  let i = 0;
+  for (; i < frames.length && written >= (frames[i] as Uint8Array).byteLength; i++) {
+    written -= (frames[i] as Uint8Array).byteLength;
+  }
+  if (i === frames.length) return;
+  socket.cork();
+  socket.write(written > 0 ? (frames[i] as Uint8Array).subarray(written) : (frames[i] as Uint8Array));
+  for (i++; i < frames.length; i++) socket.write(frames[i] as Uint8Array);
+  socket.uncork();
 }

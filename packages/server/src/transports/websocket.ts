@@ -13,7 +13,7 @@ import { toErrorBody } from '../core/errors.js';
 import { requestToken } from '../http/token.js';
 import { decodeMsgpackCommands } from '../core/msgpack-encoder.js';
 import { wsFrameEncoder, wsMsgpackFrameEncoder } from './ws-frame.js';
-import { directFd, writeFrame } from './socket-write.js';
+import { directFd, writeFrame, writeFrames } from './socket-write.js';
 import { DrainWaiters } from './drain-waiters.js';
 import type { Hub } from '../core/hub.js';
 import type { Logger } from '../core/logger.js';
@@ -152,6 +152,11 @@ class WsConnection implements TransportConnection {
     // ws writes its own frames (pings, close) synchronously and whole (no compression is
     // negotiated), so frames written here never interleave with them.
     writeFrame(this.socket, data, this.fd);
+  }
+
+  writeFrames(frames: readonly Uint8Array[]): void {
+    if (this.ws.readyState !== 1) return;
+    writeFrames(this.socket, frames, this.fd);
   }
 
   /** A heartbeat ping: one prebuilt frame through `writeFrame` (ws.ping() costs a header, two writes and a writev). */

@@ -67,6 +67,7 @@ export const wsFrameEncoder: FrameEncoder = {
   error: (id, error) => textFrame(jsonEncoder.error(id, error)),
   push: (push: NonPubPush) => textFrame(jsonEncoder.push(push)),
   join: (frames) => Buffer.concat(frames as Uint8Array[]),
+  concatenates: true,
 };
 
 /** Herald's MessagePack protocol (subprotocol `herald.msgpack`), each frame one binary WebSocket message. */
@@ -83,4 +84,5 @@ export const wsMsgpackFrameEncoder: FrameEncoder = {
   error: (id, error) => binaryFrame(msgpackEncoder.error(id, error)),
   push: (push: NonPubPush) => binaryFrame(msgpackEncoder.push(push)),
   join: (frames) => Buffer.concat(frames as Uint8Array[]),
+  concatenates: true,
 };
