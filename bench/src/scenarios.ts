@@ -621,42 +621,52 @@ async function runStorm(spec: ScenarioSpec, def: TargetDef, ctx: RunContext): Pr
 
 // -- S7: several Herald nodes on Redis and on NATS ----------------------------------------------------------------
 
-async function startRedis(ctx: RunContext): Promise<RunningServer | string> {
-  const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
-  if (bin === undefined) return 'redis-server is not installed';
+/** Starts a store S7's nodes share (`kind`: its name, whose first installed binary runs) on the server core. */
+async function startStore(
+  ctx: RunContext,
+  kind: 'redis' | 'nats',
+  bins: readonly string[],
+  args: (port: number) => string[],
+): Promise<RunningServer | string> {
+  const name = `${kind}-server`;
+  const bin = bins.find((p) => existsSync(p));
+  if (bin === undefined) return `${name} is not installed`;
   const port = await freePort();
-  const child = spawnPinned(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    cpu: ctx.pin.server,
-    log: `redis-${port}.log`,
-  });
+  const child = spawnPinned(bin, args(port), { cpu: ctx.pin.server, log: `${kind}-${port}.log` });
   try {
     await waitPort(port, 10_000, child);
   } catch (err) {
     await stopChild(child, 2000, 'SIGKILL');
-    return `redis-server did not start: ${(err as Error).message}`;
+    return `${name} did not start: ${(err as Error).message}`;
   }
-  return new RunningServer('redis', port, child);
+  return new RunningServer(kind, port, child);
 }
 
-/** A nats-server with JetStream on file storage (a fresh folder in the run's folder), pinned like Redis. */
-async function startNats(ctx: RunContext): Promise<RunningServer | string> {
-  const bin = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) =>
-    existsSync(p),
-  );
-  if (bin === undefined) return 'nats-server is not installed';
-  const port = await freePort();
-  const dir = mkdtempSync(join(workDir(), 'nats-'));
-  const child = spawnPinned(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], {
-    cpu: ctx.pin.server,
-    log: `nats-${port}.log`,
-  });
-  try {
-    await waitPort(port, 10_000, child);
-  } catch (err) {
-    await stopChild(child, 2000, 'SIGKILL');
-    return `nats-server did not start: ${(err as Error).message}`;
-  }
-  return new RunningServer('nats', port, child);
+function startRedis(ctx: RunContext): Promise<RunningServer | string> {
+  return startStore(ctx, 'redis', ['/usr/bin/redis-server', '/usr/local/bin/redis-server'], (port) => [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+  ]);
+}
+
+/** A nats-server with JetStream on file storage (a fresh folder in the run's folder). */
+function startNats(ctx: RunContext): Promise<RunningServer | string> {
+  const bins = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+  return startStore(ctx, 'nats', bins, (port) => [
+    '-a',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-js',
+    '-sd',
+    mkdtempSync(join(workDir(), 'nats-')),
+  ]);
 }
 
 /** The stores S7 runs Herald nodes on, and each one's environment for a node. */

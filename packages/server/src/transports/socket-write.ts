@@ -43,7 +43,7 @@ export function writeFrame(socket: Duplex, data: Uint8Array, fd: number): boolea
   // so while the handle is there, `fd` is still this socket's descriptor.
   // Nothing queued (so these bytes come after every earlier one: the stream counts a write until
   // libuv has finished it), and the stream not ended (no bytes after a FIN it is about to send).
-  if (fd >= 0 && (socket as HandleSocket)._handle != null && socket.writableLength === 0 && !socket.writableEnded) {
+  if (direct(socket, fd)) {
     let written = 0;
     try {
       written = writeSync(fd, data);
@@ -63,7 +63,7 @@ export function writeFrame(socket: Duplex, data: Uint8Array, fd: number): boolea
  */
 export function writeFrames(socket: Duplex, frames: readonly Uint8Array[], fd: number): void {
   let written = 0;
-  if (fd >= 0 && (socket as HandleSocket)._handle != null && socket.writableLength === 0 && !socket.writableEnded) {
+  if (direct(socket, fd)) {
     try {
       written = writevSync(fd, frames as Uint8Array[]);
     } catch {
@@ -79,4 +79,9 @@ export function writeFrames(socket: Duplex, frames: readonly Uint8Array[], fd: n
   socket.write(written > 0 ? (frames[i] as Uint8Array).subarray(written) : (frames[i] as Uint8Array));
   for (i++; i < frames.length; i++) socket.write(frames[i] as Uint8Array);
   socket.uncork();
+}
+
+/** Whether bytes may go straight to `fd` now (see `writeFrame`: the handle, nothing queued, not ended). */
+function direct(socket: Duplex, fd: number): boolean {
+  return fd >= 0 && (socket as HandleSocket)._handle != null && socket.writableLength === 0 && !socket.writableEnded;
 }
