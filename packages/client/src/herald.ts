@@ -282,7 +282,7 @@ export class Herald extends Emitter<HeraldEvents> {
     this.#base = new URL(url, env.location?.href).href.replace(/\/+$/, '').replace(/^ws/, 'http');
     this.#o = resolveOptions(options);
     if (this.#o.upgrade && this.#find('long-poll') === undefined)
-      throw new TypeError('upgrade starts on long-polling: list the long-poll transport');
+      throw new TypeError('upgrade needs the long-poll transport');
     this.#token = options.token;
     if (typeof env.addEventListener === 'function' && env.navigator?.onLine !== undefined) {
       const net = (this.#net = (e: Event) => (e.type === 'online' ? this.#online() : this.#offline()));

@@ -60,8 +60,7 @@ export function resolveOptions(o: HeraldOptions): ResolvedOptions {
     if (typeof t !== 'string') return t;
     throw new TypeError(`transport '${t}' given by name: import it from @herald/client/core and pass it`);
   });
-  if (transports.length === 0)
-    throw new TypeError('no transports: new Herald(url, { transports: [websocket] }) (from @herald/client/core)');
+  if (transports.length === 0) throw new TypeError('no transports: give @herald/client/core the ones to use');
   return {
     upgrade: false,
     connectTimeout: 5000,

@@ -182,6 +182,29 @@ describe.each(['websocket', 'http-stream', 'sse', 'long-poll'] as const)('over %
     expect(subscribedEvents).toEqual([undefined, true]);
   });
 
+  it('applies publishes in call order, even when a request is slow to reach the server', async () => {
+    // The first POST /send takes 150 ms to leave; the publishes made meanwhile, each in its own turn,
+    // must not overtake it (they go together in the next request).
+    let delayed = 0;
+    const slowFirst: typeof fetch = async (input, init) => {
+      if (String(input).includes('/send') && delayed++ === 0) await new Promise((r) => setTimeout(r, 150));
+      return fetch(input, init);
+    };
+    const h = new Herald(srv.url, { transports: [transport], timeout: 5000, fetch: slowFirst });
+    clients.push(h);
+    await h.subscribe(ch('order-ready')).ready();
+    delayed = 0;
+    const sent: Promise<unknown>[] = [];
+    for (let n = 1; n <= 4; n++) {
+      sent.push(h.publish(ch('order'), { n }));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const results = (await Promise.all(sent)) as { offset: number }[];
+    expect(results.map((r) => r.offset)).toEqual([1, 2, 3, 4]);
+    const hist = await h.history(ch('order'), { limit: 10 });
+    expect(hist.publications.map((p) => (p.data as { n: number }).n)).toEqual([1, 2, 3, 4]);
+  });
+
   it('does not reconnect after a 35xx disconnect; commands reject; connect() comes back', async () => {
     const h = client(transport);
     const sub = h.subscribe(ch('final'));

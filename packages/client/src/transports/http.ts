@@ -64,7 +64,7 @@ export function watch(ctx: TransportContext, sink: TransportSink): () => void {
           sink.frame({
             error: {
               code: 'HERALD_ERR_BROWSER_CONNECTION_LIMIT',
-              message: `${n} Herald connections of this origin are open to ${ctx.base}: a browser allows 6 per host over HTTP/1.1 (use HTTP/2 or SharedHerald)`,
+              message: `${n} Herald connections open to ${ctx.base}: a browser allows 6 per host over HTTP/1.1 (use HTTP/2 or SharedHerald)`,
             },
           });
       }),
@@ -83,42 +83,51 @@ export function describe(err: unknown): string {
 }
 
 /**
- * Sends commands with `POST /send` (the session id in the query: no CORS preflight). Their replies
- * come back as NDJSON; a failed request answers each command with an error instead.
+ * Sends commands with `POST /send` (the session id in the query: no CORS preflight), one request at
+ * a time: commands made while one is unanswered go together in the next. Two requests sent at once
+ * may reach the server in either order (each on its own HTTP/1.1 connection, or through another
+ * node), and commands must take effect in the order they were made.
  */
-export function post(
+export function sender(
   ctx: TransportContext,
   sink: TransportSink,
-  session: string,
-  frames: readonly OutFrame[],
+  session: () => string,
   signal: AbortSignal,
-): void {
-  const stop = watch(ctx, sink);
-  const fail = (error: ErrorBody): void => {
-    for (const f of frames) sink.frame({ id: f.id, error });
-  };
-  ctx
-    .fetch(buildUrl(ctx, '/send', { session }), {
-      method: 'POST',
-      headers: { 'Content-Type': 'text/plain' },
-      body: frames.map((f) => JSON.stringify(f)).join('\n'),
-      credentials: ctx.credentials,
-      signal,
-    })
-    .then(async (res) => {
-      stop();
+): (frames: readonly OutFrame[]) => void {
+  /** Commands made while a request is unanswered (undefined when none is). */
+  let held: OutFrame[] | undefined;
+  /** One request; its replies come back as NDJSON, a failed one answers each command with an error. */
+  const post = async (frames: readonly OutFrame[]): Promise<void> => {
+    const stop = watch(ctx, sink);
+    let error: ErrorBody | undefined;
+    try {
+      const res = await ctx.fetch(buildUrl(ctx, '/send', { session: session() }), {
+        method: 'POST',
+        headers: { 'Content-Type': 'text/plain' },
+        body: frames.map((f) => JSON.stringify(f)).join('\n'),
+        credentials: ctx.credentials,
+        signal,
+      });
       const text = await res.text();
       sink.alive(); // the long-poll counts it only while no poll is held
-      if (!res.ok) {
-        fail((JSON.parse(text) as { error: ErrorBody }).error);
-        return;
-      }
-      lines(text, (line) => sink.frame(JSON.parse(line) as InFrame));
-    })
-    .catch((err: unknown) => {
-      stop();
-      fail({ code: 'HERALD_ERR_CLIENT_DISCONNECTED', message: `POST /send failed: ${String(err)}` });
+      if (res.ok) lines(text, (line) => sink.frame(JSON.parse(line) as InFrame));
+      else error = (JSON.parse(text) as { error: ErrorBody }).error;
+    } catch (err) {
+      error = { code: 'HERALD_ERR_CLIENT_DISCONNECTED', message: `POST /send failed: ${String(err)}` };
+    }
+    stop();
+    if (error !== undefined) for (const f of frames) sink.frame({ id: f.id, error });
+  };
+  const send = (frames: readonly OutFrame[]): void => {
+    if (held !== undefined) return void held.push(...frames);
+    held = [];
+    void post(frames).then(() => {
+      const next = held!;
+      held = undefined;
+      if (next.length > 0) send(next);
     });
+  };
+  return send;
 }
 
 /** Calls `each` with every complete non-blank line of `text`; returns the unfinished rest. */
@@ -148,6 +157,8 @@ export function streaming(path: string, accept: string, parser: StreamParser): T
     let done = false;
     const stop = watch(ctx, sink);
     let free = stop;
+    // Replies over /send say nothing about the stream's health: they do not count as `alive`.
+    const send = sender(ctx, { ...sink, alive: () => undefined }, () => session, sends.signal);
     const end = (code: number, reason: string, err?: HeraldError): void => {
       if (done) return;
       done = true;
@@ -189,8 +200,7 @@ export function streaming(path: string, accept: string, parser: StreamParser): T
       .catch((err: unknown) => end(1006, describe(err)));
 
     return {
-      // Replies over /send say nothing about the stream's health: they do not count as `alive`.
-      send: (frames) => post(ctx, { ...sink, alive: () => undefined }, session, frames, sends.signal),
+      send,
       close(hard) {
         done = true;
         stream.abort();

@@ -21,7 +21,7 @@ import {
   type PubPush,
   type RefreshPush,
 } from '@herald/protocol';
-import { describe, hold, post, refusal, watch } from './http.js';
+import { describe, hold, refusal, sender, watch } from './http.js';
 import { buildUrl, type HeraldTransport, type TransportFactory } from './transport.js';
 
 type StreamState =
@@ -142,8 +142,12 @@ const open: TransportFactory = (ctx, sink) => {
 
   return {
     // A reply to /send is a sign of life only while no poll is held (no subscription to poll for).
-    send: (frames) =>
-      post(ctx, { ...sink, alive: () => current === undefined && sink.alive() }, session ?? '', frames, sends.signal),
+    send: sender(
+      ctx,
+      { ...sink, alive: () => current === undefined && sink.alive() },
+      () => session ?? '',
+      sends.signal,
+    ),
     refresh() {
       if (queued || done) return;
       queued = true;
