@@ -40,8 +40,9 @@ options:
                      then until it holds still for 5 s; quick and 0: read after --measure seconds)
   --profile          run Herald with --cpu-prof and summarise where its time goes
   --retries K        measure a step again up to K times when other processes used the cores (default 2)
-  --rounds K         rate scenarios: run every target K times, round after round, and judge by the
-                     median of each target's rounds (default 1; 3 or 5 for a verdict within the noise)
+  --rounds K         rate scenarios and slow: run every target (policy) K times, round after round,
+                     and judge by the median of each one's rounds (default 1; 3 or 5 for a verdict
+                     within the noise)
   --wait-quiet MIN   first wait up to MIN minutes for the machine to be quiet (< 10 % busy)
   --generator G      auto (default): the native subscriber (bench/native/subscriber.c, built with cc)
                      for the rate scenarios, the Node one for S4, S6 and long-polling; node: always Node
@@ -266,6 +267,7 @@ async function slowMain(values: Record<string, string | boolean | undefined>): P
     measureMs: num('measure', 15, 1, 600) * 1000,
     payloadBytes: num('payload', 0, 0, 1 << 20),
     variants: variants as SlowVariant[],
+    rounds: Math.round(num('rounds', 1, 1, 9)),
     ...(nativePath !== undefined ? { nativeSubscriber: nativePath } : {}),
   };
   const m = machine(REPO_ROOT);

@@ -39,11 +39,15 @@ export interface SlowOptions {
   readonly measureMs: number;
   readonly payloadBytes: number;
   readonly variants: readonly SlowVariant[];
+  /** Every variant this many times, round after round; judged by the median of each variant's rounds. */
+  readonly rounds: number;
   readonly nativeSubscriber?: string;
 }
 
 export interface SlowRow {
   readonly variant: SlowVariant;
+  /** 1-based. */
+  readonly round: number;
   readonly fast: StepResult;
   readonly rssPeakMiB: number;
   readonly slow: DashboardStats;
@@ -57,14 +61,18 @@ export async function slowReport(o: SlowOptions, log: (line: string) => void): P
     `  ${fastN} subscribers on ${o.channels} channels (${o.rate / o.channels}/s each) + ${dashboards} dashboards on all ` +
       `${o.channels} (${o.rate}/s each), slow ones reading ${Math.round(o.slowBytesPerSec / 1024)} KiB/s`,
   );
-  for (const variant of o.variants) {
+  const runs = Array.from({ length: o.rounds }, (_, i) =>
+    o.variants.map((variant) => ({ variant, round: i + 1 })),
+  ).flat();
+  for (const { variant, round } of runs) {
     const policy = variant === 'none' ? 'disconnect' : variant;
     const env: Record<string, string> = {
       HERALD_NAMESPACES: JSON.stringify({ default: { slowConsumer: { policy, keep: o.keep } } }),
     };
     if (o.maxQueueBytes !== undefined) env['HERALD_LIMITS_MAX_QUEUE_BYTES'] = String(o.maxQueueBytes);
     const base = target('herald-ws');
-    const def = { ...base, label: `Herald WS, ${variant === 'none' ? 'no slow reader' : variant}`, heraldEnv: env };
+    const label = `Herald WS, ${variant === 'none' ? 'no slow reader' : variant}${o.rounds > 1 ? `, round ${round}` : ''}`;
+    const def = { ...base, label, heraldEnv: env };
     const session = await Session.open(def, {
       pin: o.pin,
       n: fastN,
@@ -95,7 +103,7 @@ export async function slowReport(o: SlowOptions, log: (line: string) => void): P
       const fast = await session.step(o.rate, o.warmupMs, o.measureMs);
       const { published } = await session.publishAndWait(1);
       const slow = await dash.request<DashboardStats>({ type: 'final', final: published.final, timeoutMs: 30_000 });
-      const row: SlowRow = { variant, fast, rssPeakMiB: peak / 2 ** 20, slow };
+      const row: SlowRow = { variant, round, fast, rssPeakMiB: peak / 2 ** 20, slow };
       rows.push(row);
       log(
         `    fast p50 ${fast.p50} ms, p99 ${fast.p99} ms, ${Math.round(fast.deliveriesPerSec)} deliveries/s, lost ${fast.lost} dup ${fast.dup}; ` +
@@ -112,12 +120,25 @@ export async function slowReport(o: SlowOptions, log: (line: string) => void): P
   return rows;
 }
 
+/** Each variant's row of median fast p99 (the upper one of an even count), with every round's p99. */
+function medians(rows: readonly SlowRow[]): { row: SlowRow; p99s: number[] }[] {
+  const out: { row: SlowRow; p99s: number[] }[] = [];
+  for (const variant of new Set(rows.map((r) => r.variant))) {
+    const mine = rows.filter((r) => r.variant === variant);
+    const sorted = [...mine].sort((a, b) => a.fast.p99 - b.fast.p99);
+    out.push({ row: sorted[Math.floor(sorted.length / 2)]!, p99s: mine.map((r) => r.fast.p99) });
+  }
+  return out;
+}
+
 export function slowMarkdown(rows: readonly SlowRow[], o: SlowOptions): string {
-  const none = rows.find((r) => r.variant === 'none');
+  const table = medians(rows);
+  const none = table.find((t) => t.row.variant === 'none')?.row;
   const vs = (r: SlowRow): string =>
     none === undefined || r === none || none.fast.p99 === 0
       ? ''
       : ` (${r.fast.p99 >= none.fast.p99 ? '+' : ''}${(((r.fast.p99 - none.fast.p99) / none.fast.p99) * 100).toFixed(0)} %)`;
+  const each = (p99s: readonly number[]): string => (p99s.length > 1 ? `; rounds ${p99s.join(' / ')}` : '');
   const dashboards = rows[0]?.slow.dashboards ?? 0;
   const lines = [
     `## Slow consumers: ${o.rate.toLocaleString('en-US')} publications/s over ${o.channels} channels, N = ${o.n.toLocaleString('en-US')}, ` +
@@ -125,17 +146,20 @@ export function slowMarkdown(rows: readonly SlowRow[], o: SlowOptions): string {
     '',
     `Measured ${o.measureMs / 1000} s after ${o.warmupMs / 1000} s of warm-up; \`slowConsumer.keep\` ${o.keep}` +
       (o.maxQueueBytes !== undefined ? `, \`limits.maxQueueBytes\` ${o.maxQueueBytes}` : '') +
-      '. "none": the same dashboards reading at full speed.',
+      '. "none": the same dashboards reading at full speed.' +
+      (o.rounds > 1
+        ? ` ${o.rounds} rounds, the policies one after the other in each; a policy's row is its round with the median fast p99.`
+        : ''),
     '',
     '| policy | fast p50 ms | fast p99 ms | fast deliveries/s | fast lost / dup | server CPU % | RSS MiB (peak) | dashboards with the latest values | disconnects | skipped (pushes) |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...rows.map(
-      (r) =>
-        `| ${r.variant} | ${r.fast.p50} | ${r.fast.p99}${vs(r)} | ${Math.round(r.fast.deliveriesPerSec).toLocaleString('en-US')} | ` +
+    ...table.map(
+      ({ row: r, p99s }) =>
+        `| ${r.variant} | ${r.fast.p50} | ${r.fast.p99}${vs(r)}${each(p99s)} | ${Math.round(r.fast.deliveriesPerSec).toLocaleString('en-US')} | ` +
         `${r.fast.lost} / ${r.fast.dup} | ${r.fast.serverCpuPct.toFixed(0)} | ${r.fast.rssMiB.toFixed(0)} (${r.rssPeakMiB.toFixed(0)}) | ` +
         `${r.slow.withLatest} / ${r.slow.dashboards} | ${r.slow.disconnects} | ${r.slow.skipped.toLocaleString('en-US')} (${r.slow.skipPushes.toLocaleString('en-US')}) |`,
     ),
   ];
-  const notes = rows.flatMap((r) => r.fast.notes.map((n) => `- ${r.variant}: ${n}`));
+  const notes = table.flatMap(({ row: r }) => r.fast.notes.map((n) => `- ${r.variant}: ${n}`));
   return `${[...lines, ...(notes.length > 0 ? ['', ...notes] : [])].join('\n')}\n`;
 }

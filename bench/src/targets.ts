@@ -283,7 +283,9 @@ function heraldEnv(extra: Readonly<Record<string, string>> | undefined): NodeJS.
 export async function startServer(kind: ServerKind, opts: ServerOptions): Promise<RunningServer> {
   const port = opts.port ?? (await freePort());
   const node = process.execPath;
-  const flags = opts.nodeFlags ?? [];
+  // BENCH_SERVER_FLAGS: extra node flags for a Herald server (e.g. a GC setting, to compare).
+  const extra = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  const flags = [...(opts.nodeFlags ?? []), ...extra];
   let child: ChildProcess;
   const log = `${kind}-${port}.log`;
   switch (kind) {

@@ -30,7 +30,7 @@ import type { Counter } from './metrics.js';
 import type { HubLimits, SlowConsumerOptions } from './policy.js';
 import { replyTooLarge, type ReplyOut } from './replies.js';
 import { SmallMap } from './small-map.js';
-import { Held } from './slow-consumer.js';
+import { Held, queueRelease } from './slow-consumer.js';
 import type { DisconnectOptions, Subscriber, Subscription } from './subscription.js';
 import type { TransportConnection } from './transport.js';
 import type { WriteBatch } from './write-batch.js';
@@ -525,9 +525,11 @@ export class Session implements ReplyOut, Subscriber {
     const subs = this.holding;
     if (subs === undefined || this.state !== 'open') return;
     const output = this.outputBytes();
-    // An empty output takes anything held (at most half the bound, see `hold`), so a frame bigger
-    // than the slow output's room cannot wait forever for room it would never get.
-    let room = output === 0 ? this.host.limits.maxQueueBytes : this.slowOutputBytes() - output;
+    // At most the slow output's room at a time (a release is work on the thread every connection
+    // shares); an empty output takes the first frame whatever its size, so that a frame bigger than
+    // that room cannot wait forever for room it would never get.
+    let room = this.slowOutputBytes() - output;
+    let force = output === 0;
     let rest: Subscription[] | undefined;
     const out = (bytes: Uint8Array): void => this.enqueue(bytes);
     for (const sub of subs) {
@@ -538,9 +540,11 @@ export class Session implements ReplyOut, Subscriber {
         sub.held = undefined;
         continue;
       }
-      if (rest === undefined && room > 0) {
+      if (rest === undefined && (room > 0 || force)) {
         const before = held.bytes;
-        room -= held.release(sub.stream, this.encoder, room, out);
+        const wrote = held.release(sub.stream, this.encoder, room, out, force);
+        if (wrote > 0) force = false;
+        room -= wrote;
         this.holdingBytes -= before - held.bytes;
         if (held.empty) {
           sub.held = undefined;
@@ -561,9 +565,15 @@ export class Session implements ReplyOut, Subscriber {
   private watchHeld(): void {
     // A flush is on its way: it looks again once it has written.
     if (this.heldWatch !== false || this.scheduled) return;
+    // Released in turn with the other connections that drained (see queueRelease); the watch stays
+    // set until then, so that a flush meanwhile does not release ahead of the queue.
     const again = (): void => {
-      this.heldWatch = false;
-      this.releaseHeld();
+      this.heldWatch = true;
+      queueRelease(() => {
+        if (this.heldWatch !== true) return; // dropped meanwhile (the session ended)
+        this.heldWatch = false;
+        this.releaseHeld();
+      });
     };
     this.heldWatch = this.transport.onDrained?.(again) === true || this.host.clock.setTimeout(again, HELD_RECHECK_MS);
   }

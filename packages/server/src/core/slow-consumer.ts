@@ -72,7 +72,14 @@ export abstract class Held {
    * that was dropped announced by a `skip` push before what follows it (or at the end, when the
    * newest ones were dropped). What does not fit stays held. Returns the bytes written.
    */
-  release(stream: string, encoder: FrameEncoder, room: number, out: (bytes: Uint8Array) => void): number {
+  release(
+    stream: string,
+    encoder: FrameEncoder,
+    room: number,
+    out: (bytes: Uint8Array) => void,
+    /** The first frame goes even when bigger than `room` (an empty output: it would never get more). */
+    force = false,
+  ): number {
     let written = 0;
     for (;;) {
       const e = this.peek();
@@ -88,7 +95,7 @@ export abstract class Held {
         skip = encoder.push(push);
       }
       const size = (skip?.byteLength ?? 0) + (e?.bytes.byteLength ?? 0);
-      if (size === 0 || written + size > room) return written;
+      if (size === 0 || (written + size > room && !(force && written === 0))) return written;
       if (skip !== undefined) out(skip);
       if (e !== undefined) {
         out(e.bytes);
@@ -113,6 +120,42 @@ export abstract class Held {
 }
 
 const NONE: readonly Entry[] = [];
+
+/**
+ * Releases wait their turn: the connections whose output drained are served one after the other in
+ * `setImmediate`, for at most RELEASE_BUDGET_MS per event-loop turn, the rest in the next turn. Slow
+ * readers' sockets tend to drain together (their clients read on the same timer, or the network
+ * frees them at once), and releasing 64 KiB to each of 25 of them in one turn held every fast
+ * subscriber's delivery for as long (the fan-out runs on the same thread): between two slices,
+ * the event loop takes new publications and writes them.
+ */
+const RELEASE_BUDGET_MS = 1;
+const releases: (() => void)[] = [];
+let releasing = false;
+
+/** Runs `release` in a later turn, after the releases queued before it (see RELEASE_BUDGET_MS). */
+export function queueRelease(release: () => void): void {
+  releases.push(release);
+  if (!releasing) {
+    releasing = true;
+    setImmediate(runReleases);
+  }
+}
+
+function runReleases(): void {
+  const end = performance.now() + RELEASE_BUDGET_MS;
+  let i = 0;
+  try {
+    while (i < releases.length) {
+      (releases[i++] as () => void)();
+      if (performance.now() >= end) break;
+    }
+  } finally {
+    releases.splice(0, i);
+    if (releases.length > 0) setImmediate(runReleases);
+    else releasing = false;
+  }
+}
 
 /** `drop-oldest`: the newest `keep` publications, a queue (an array and the index of its head). */
 class Newest extends Held {
