@@ -283,7 +283,7 @@ export class HeraldServer {
       });
       await this.amqp.start();
     }
-    this.nodeStats?.start();
+    await this.nodeStats?.start();
     this.state = 'running';
   }
 

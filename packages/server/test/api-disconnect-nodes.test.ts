@@ -1,7 +1,8 @@
 /**
  * The server API's `disconnect` in a deployment of two nodes sharing a Redis, with the admin page
  * off: a user's connections on both nodes are closed whichever node receives the request, and a
- * client held by the other node is closed through the engine's control channel.
+ * client held by the other node is closed through the engine's control channel, and a node that
+ * started a moment ago is reached too.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { api, WsClient } from '@herald/test-support/server';
@@ -52,6 +53,21 @@ describe.skipIf(skipRedis)('server API disconnect across two nodes over Redis', 
     const closed = await Promise.all([onA.closed, onB.closed]);
     expect(closed.map((c) => c.code)).toEqual([3500, 3500]);
     expect(other.closeCode).toBeUndefined();
+  });
+
+  it('reaches a node that started a moment ago (before any sample interval)', async () => {
+    const c = await startRedisNode(prefix, {
+      auth: { hmacSecret: SECRET },
+      admin: { password: '', secret: '', sampleInterval: 60_000 },
+    });
+    try {
+      const onC = await user(c, 'erin');
+      const r = await api(a.url, 'disconnect', { user: 'erin' });
+      expect(r).toEqual({ status: 200, body: { disconnected: 1 } });
+      expect((await onC.closed).code).toBe(3500);
+    } finally {
+      await c.close();
+    }
   });
 
   it('closes a client held by the other node', async () => {

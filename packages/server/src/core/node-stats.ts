@@ -94,8 +94,12 @@ export class NodeStats {
     this.keep = opts.keep ?? 300;
   }
 
-  start(): void {
-    if (this.timer !== undefined) return;
+  /**
+   * Samples every interval. The first sample is taken and shared at once (resolves when it is), so
+   * that the other nodes know of this one before it takes connections, not an interval later.
+   */
+  start(): Promise<void> {
+    if (this.timer !== undefined) return Promise.resolve();
     this.lag = monitorEventLoopDelay({ resolution: 10 });
     this.lag.enable();
     this.baseline();
@@ -103,6 +107,23 @@ export class NodeStats {
       this.running ??= this.tick().finally(() => (this.running = undefined));
     }, this.opts.intervalMs);
     this.timer.unref();
+    const first = this.tick();
+    this.running = first.finally(() => (this.running = undefined));
+    return first;
+  }
+
+  /**
+   * Reads the other nodes' latest figures from the store now (the timer does it every interval): for
+   * what must reach every node up, such as disconnecting a user. Resolves whether or not it could.
+   */
+  async refresh(): Promise<void> {
+    const store = this.opts.store;
+    if (store === undefined) return;
+    try {
+      await this.read(store);
+    } catch {
+      // The list of the last interval stands; `tick` reports the store's failure.
+    }
   }
 
   async close(): Promise<void> {
@@ -132,13 +153,7 @@ export class NodeStats {
     if (store === undefined) return;
     try {
       await store.report(this.opts.nodeId, JSON.stringify(sample), 3 * this.opts.intervalMs);
-      const all = await store.list();
-      for (const [node, text] of all) {
-        if (node === this.opts.nodeId) continue;
-        const s = parseSample(text);
-        const ring = this.rings.get(node);
-        if (s !== undefined && (ring === undefined || (ring[ring.length - 1]?.t ?? 0) < s.t)) this.add(node, s);
-      }
+      await this.read(store);
       if (this.storeFailed) this.opts.logger.info('node figures shared again');
       this.storeFailed = false;
     } catch (err) {
@@ -147,6 +162,16 @@ export class NodeStats {
       this.storeFailed = true;
     }
     this.forget(Date.now());
+  }
+
+  /** Adds the other nodes' samples newer than what is known of them. */
+  private async read(store: NonNullable<NodeStatsOptions['store']>): Promise<void> {
+    for (const [node, text] of await store.list()) {
+      if (node === this.opts.nodeId) continue;
+      const s = parseSample(text);
+      const ring = this.rings.get(node);
+      if (s !== undefined && (ring === undefined || (ring[ring.length - 1]?.t ?? 0) < s.t)) this.add(node, s);
+    }
   }
 
   private add(node: string, sample: NodeSample): void {
