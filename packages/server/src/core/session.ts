@@ -501,12 +501,16 @@ export class Session implements ReplyOut, Subscriber {
     let dropped = held.add(pub, this.encoder.publication(pub, cache));
     this.holdingBytes += held.bytes - before;
     // What the connection holds is bounded by its own bound, whatever its subscriptions and `keep`:
-    // past half of it, the subscription holding the most loses its oldest publication.
+    // past half of it, a subscription holding more than its share loses its oldest publication — the
+    // one that just got one when it does (no search: a dashboard at its bound gets here on every
+    // publication of every channel), else the one holding the most.
     const bound = this.host.limits.maxQueueBytes / 2;
     while (this.holdingBytes > bound) {
-      let most: Held | undefined;
-      for (const s of this.holding ?? [])
-        if (s.held !== undefined && (most === undefined || s.held.bytes > most.bytes)) most = s.held;
+      const holding = this.holding ?? [];
+      let most: Held | undefined = held.bytes * holding.length > this.holdingBytes ? held : undefined;
+      if (most === undefined)
+        for (const s of holding)
+          if (s.held !== undefined && (most === undefined || s.held.bytes > most.bytes)) most = s.held;
       if (most === undefined) break;
       const size = most.bytes;
       if (!most.dropOldest()) break;

@@ -19,12 +19,6 @@ import type { FrameEncoder } from './encoder.js';
 import type { Publication } from './engine.js';
 import type { SlowConsumerOptions } from './policy.js';
 
-interface Entry {
-  readonly pub: Publication;
-  /** Its encoded frame: the fan-out's shared bytes (see EncodeCache), not a copy. */
-  readonly bytes: Uint8Array;
-}
-
 /** The publications one subscription holds while its connection is behind. */
 export abstract class Held {
   /** Offset of the last publication that went out (or was announced skipped). */
@@ -44,27 +38,25 @@ export abstract class Held {
     this.epoch = first.epoch;
   }
 
-  /** Holds `pub` (the next offset of the stream) encoded as `bytes`; returns how many held ones it pushed out. */
+  /**
+   * Holds `pub` (the next offset of the stream) encoded as `bytes` (the fan-out's shared frame, not
+   * a copy); returns how many held ones it pushed out.
+   */
   add(pub: Publication, bytes: Uint8Array): number {
     this.top = pub.offset;
     this.epoch = pub.epoch;
     this.bytes += bytes.byteLength;
-    const out = this.put({ pub, bytes });
-    for (const e of out) this.bytes -= e.bytes.byteLength;
-    return out.length;
+    return this.put(pub, bytes);
   }
 
   /** Drops the oldest publication held (its offset is announced skipped on release); false when none is. */
   dropOldest(): boolean {
-    const e = this.shift();
-    if (e === undefined) return false;
-    this.bytes -= e.bytes.byteLength;
-    return true;
+    return this.shift();
   }
 
   /** Whether nothing is left to write (no publication, no skip owed). */
   get empty(): boolean {
-    return this.peek() === undefined && this.top === this.last;
+    return this.oldest() === undefined && this.top === this.last;
   }
 
   /**
@@ -82,44 +74,44 @@ export abstract class Held {
   ): number {
     let written = 0;
     for (;;) {
-      const e = this.peek();
-      const next = e === undefined ? this.top + 1 : e.pub.offset;
+      const pub = this.oldest();
+      const bytes = pub === undefined ? undefined : this.oldestBytes();
+      const next = pub === undefined ? this.top + 1 : pub.offset;
       let skip: Uint8Array | undefined;
       if (next > this.last + 1) {
         const push: SkipPush = {
           push: 'skip',
           stream,
-          since: { epoch: e?.pub.epoch ?? this.epoch, offset: this.last },
+          since: { epoch: pub?.epoch ?? this.epoch, offset: this.last },
           count: next - this.last - 1,
         };
         skip = encoder.push(push);
       }
-      const size = (skip?.byteLength ?? 0) + (e?.bytes.byteLength ?? 0);
+      const size = (skip?.byteLength ?? 0) + (bytes?.byteLength ?? 0);
       if (size === 0 || (written + size > room && !(force && written === 0))) return written;
       if (skip !== undefined) out(skip);
-      if (e !== undefined) {
-        out(e.bytes);
+      if (bytes !== undefined) {
+        out(bytes);
         this.shift();
-        this.bytes -= e.bytes.byteLength;
       }
       written += size;
-      this.last = next - (e === undefined ? 1 : 0);
+      this.last = next - (pub === undefined ? 1 : 0);
     }
   }
 
-  /** Adds an entry; returns the ones it pushed out. */
-  protected abstract put(e: Entry): readonly Entry[];
-  /** The oldest entry. */
-  protected abstract peek(): Entry | undefined;
-  /** Removes and returns the oldest entry. */
-  protected abstract shift(): Entry | undefined;
+  /** Holds `pub` as `bytes` (already counted in `bytes`); drops what `keep` allows no more; returns how many. */
+  protected abstract put(pub: Publication, bytes: Uint8Array): number;
+  /** The oldest publication held. */
+  protected abstract oldest(): Publication | undefined;
+  /** The frame of `oldest()`. */
+  protected abstract oldestBytes(): Uint8Array | undefined;
+  /** Removes the oldest (and takes its frame off `bytes`); false when none is held. */
+  protected abstract shift(): boolean;
 
   static create(opts: SlowConsumerOptions, first: Publication): Held {
     return opts.policy === 'latest-only' ? new LatestPerChannel(first, opts.keep) : new Newest(first, opts.keep);
   }
 }
-
-const NONE: readonly Entry[] = [];
 
 /**
  * Releases wait their turn: the connections whose output drained are served one after the other in
@@ -157,35 +149,57 @@ function runReleases(): void {
   }
 }
 
-/** `drop-oldest`: the newest `keep` publications, a queue (an array and the index of its head). */
+/**
+ * `drop-oldest`: the newest `keep` publications, a queue in two arrays (publications, frames) and the
+ * index of its head. No object per publication held: a dashboard at its bound holds one on every
+ * publication of every channel, for about as long as a scavenge takes to come round, and each such
+ * object was copied by the scavenges and then promoted (longer scavenges, more mark-compacts).
+ */
 class Newest extends Held {
-  private list: Entry[] = [];
+  private pubs: Publication[] = [];
+  private frames: Uint8Array[] = [];
   private head = 0;
 
-  protected put(e: Entry): readonly Entry[] {
-    this.list.push(e);
-    if (this.list.length - this.head <= this.keep) return NONE;
-    return [this.shift() as Entry];
+  protected put(pub: Publication, bytes: Uint8Array): number {
+    this.pubs.push(pub);
+    this.frames.push(bytes);
+    if (this.pubs.length - this.head <= this.keep) return 0;
+    this.shift();
+    return 1;
   }
 
-  protected peek(): Entry | undefined {
-    return this.list[this.head];
+  protected oldest(): Publication | undefined {
+    return this.pubs[this.head];
   }
 
-  protected shift(): Entry | undefined {
-    const e = this.list[this.head];
-    if (e === undefined) return undefined;
+  protected oldestBytes(): Uint8Array | undefined {
+    return this.frames[this.head];
+  }
+
+  protected shift(): boolean {
+    const bytes = this.frames[this.head];
+    if (bytes === undefined) return false;
+    this.bytes -= bytes.byteLength;
     this.head++;
-    // Compacted now and then, so the array does not grow with what went out.
-    if (this.head === this.list.length) {
-      this.list = [];
+    // Compacted now and then, so the arrays do not grow with what went out.
+    if (this.head === this.pubs.length) {
+      this.pubs.length = 0;
+      this.frames.length = 0;
       this.head = 0;
-    } else if (this.head >= 64 && this.head * 2 >= this.list.length) {
-      this.list = this.list.slice(this.head);
+    } else if (this.head >= 64 && this.head * 2 >= this.pubs.length) {
+      const n = this.pubs.length - this.head;
+      this.pubs.copyWithin(0, this.head);
+      this.frames.copyWithin(0, this.head);
+      this.pubs.length = this.frames.length = n;
       this.head = 0;
     }
-    return e;
+    return true;
   }
+}
+
+interface Latest {
+  readonly pub: Publication;
+  readonly bytes: Uint8Array;
 }
 
 /**
@@ -194,28 +208,39 @@ class Newest extends Held {
  * a channel's entry is re-inserted with each publication, so it iterates in offset order.
  */
 class LatestPerChannel extends Held {
-  private readonly byChannel = new Map<string, Entry>();
+  private readonly byChannel = new Map<string, Latest>();
 
-  protected put(e: Entry): readonly Entry[] {
+  protected put(pub: Publication, bytes: Uint8Array): number {
     const m = this.byChannel;
-    const out: Entry[] = [];
-    const prev = m.get(e.pub.channel);
+    let dropped = 0;
+    const prev = m.get(pub.channel);
     if (prev !== undefined) {
-      m.delete(e.pub.channel);
-      out.push(prev);
+      m.delete(pub.channel);
+      this.bytes -= prev.bytes.byteLength;
+      dropped++;
     }
-    m.set(e.pub.channel, e);
-    if (m.size > this.keep) out.push(this.shift() as Entry);
-    return out;
+    m.set(pub.channel, { pub, bytes });
+    if (m.size > this.keep && this.shift()) dropped++;
+    return dropped;
   }
 
-  protected peek(): Entry | undefined {
+  private first(): Latest | undefined {
     return this.byChannel.values().next().value;
   }
 
-  protected shift(): Entry | undefined {
-    const e = this.peek();
-    if (e !== undefined) this.byChannel.delete(e.pub.channel);
-    return e;
+  protected oldest(): Publication | undefined {
+    return this.first()?.pub;
+  }
+
+  protected oldestBytes(): Uint8Array | undefined {
+    return this.first()?.bytes;
+  }
+
+  protected shift(): boolean {
+    const e = this.first();
+    if (e === undefined) return false;
+    this.byChannel.delete(e.pub.channel);
+    this.bytes -= e.bytes.byteLength;
+    return true;
   }
 }
