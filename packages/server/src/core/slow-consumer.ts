@@ -10,8 +10,9 @@
  *
  * What one connection holds is bounded in bytes by the session, across all its subscriptions (half
  * its `maxQueueBytes`; `keep` bounds the count per subscription): past it the oldest publication of
- * the subscription holding the most is dropped. Held publications are kept encoded (the fan-out's
- * shared bytes, so holding them costs no copy) and written back only as far as the output has room,
+ * a subscription holding more than its share is dropped (the one that just got one, or else the one
+ * holding the most). Held publications are kept encoded (the fan-out's shared bytes, so holding them
+ * costs no copy) and written back only as far as the output has room,
  * so releasing them can never overflow the send queue: a held subscription is never disconnected.
  */
 import type { SkipPush } from '@herald/protocol';
