@@ -58,7 +58,7 @@ describe.skipIf(skipRedis)('server API disconnect across two nodes over Redis', 
   it('reaches a node that started a moment ago (before any sample interval)', async () => {
     const c = await startRedisNode(prefix, {
       auth: { hmacSecret: SECRET },
-      admin: { password: '', secret: '', sampleInterval: 60_000 },
+      admin: { sampleInterval: 60_000 },
     });
     try {
       const onC = await user(c, 'erin');

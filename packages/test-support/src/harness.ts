@@ -40,6 +40,7 @@ export function testConfig(over: TestConfigInput = {}): HeraldConfig {
     shutdown: { ...base.shutdown, ...(over.shutdown ?? {}) },
     transports: { ...base.transports, ...(over.transports ?? {}) },
     http: { ...base.http, ...(over.http ?? {}) },
+    admin: { ...base.admin, ...(over.admin ?? {}) },
     auth: {
       ...base.auth,
       ...((over.auth ?? {}) as Partial<HeraldConfig['auth']>),
