@@ -197,7 +197,7 @@ describe.each(['websocket', 'http-stream', 'sse', 'long-poll'] as const)('over %
     const sent: Promise<unknown>[] = [];
     for (let n = 1; n <= 4; n++) {
       sent.push(h.publish(ch('order'), { n }));
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setImmediate(r)); // the next one in another turn: another request
     }
     const results = (await Promise.all(sent)) as { offset: number }[];
     expect(results.map((r) => r.offset)).toEqual([1, 2, 3, 4]);

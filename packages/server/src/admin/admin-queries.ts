@@ -296,9 +296,9 @@ export class AdminQueries {
     if (only !== undefined) nodes = [only];
     else {
       nodes = [self];
-      // The list as the store has it now: a node started within the last interval counts too.
-      if (hub.control.available) await this.host.nodeStats?.refresh();
       if (hub.control.available) {
+        // The list as the store has it now: a node started within the last interval counts too.
+        await this.host.nodeStats?.refresh();
         for (const s of this.host.nodeStats?.series() ?? []) if (s.up && s.node !== self) nodes.push(s.node);
       }
     }

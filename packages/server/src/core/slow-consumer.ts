@@ -50,11 +50,6 @@ export abstract class Held {
     return this.put(pub, bytes);
   }
 
-  /** Drops the oldest publication held (its offset is announced skipped on release); false when none is. */
-  dropOldest(): boolean {
-    return this.shift();
-  }
-
   /** Whether nothing is left to write (no publication, no skip owed). */
   get empty(): boolean {
     return this.oldest() === undefined && this.top === this.last;
@@ -93,7 +88,7 @@ export abstract class Held {
       if (skip !== undefined) out(skip);
       if (bytes !== undefined) {
         out(bytes);
-        this.shift();
+        this.dropOldest();
       }
       written += size;
       this.last = next - (pub === undefined ? 1 : 0);
@@ -106,8 +101,11 @@ export abstract class Held {
   protected abstract oldest(): Publication | undefined;
   /** The frame of `oldest()`. */
   protected abstract oldestBytes(): Uint8Array | undefined;
-  /** Removes the oldest (and takes its frame off `bytes`); false when none is held. */
-  protected abstract shift(): boolean;
+  /**
+   * Drops the oldest publication held (its offset is announced skipped on release, unless it was
+   * written) and takes its frame off `bytes`; false when none is held.
+   */
+  abstract dropOldest(): boolean;
 
   static create(opts: SlowConsumerOptions, first: Publication): Held {
     return opts.policy === 'latest-only' ? new LatestPerChannel(first, opts.keep) : new Newest(first, opts.keep);
@@ -165,7 +163,7 @@ class Newest extends Held {
     this.pubs.push(pub);
     this.frames.push(bytes);
     if (this.pubs.length - this.head <= this.keep) return 0;
-    this.shift();
+    this.dropOldest();
     return 1;
   }
 
@@ -177,7 +175,7 @@ class Newest extends Held {
     return this.frames[this.head];
   }
 
-  protected shift(): boolean {
+  dropOldest(): boolean {
     const bytes = this.frames[this.head];
     if (bytes === undefined) return false;
     this.bytes -= bytes.byteLength;
@@ -221,7 +219,7 @@ class LatestPerChannel extends Held {
       dropped++;
     }
     m.set(pub.channel, { pub, bytes });
-    if (m.size > this.keep && this.shift()) dropped++;
+    if (m.size > this.keep && this.dropOldest()) dropped++;
     return dropped;
   }
 
@@ -237,7 +235,7 @@ class LatestPerChannel extends Held {
     return this.first()?.bytes;
   }
 
-  protected shift(): boolean {
+  dropOldest(): boolean {
     const e = this.first();
     if (e === undefined) return false;
     this.byChannel.delete(e.pub.channel);
