@@ -10,6 +10,7 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LineSplitter, SseParser, withTimeout, type SseEvent } from '@herald/test-support';
 import { api, startServer, WsClient, type Frame, type TestServer } from '@herald/test-support/server';
+import { systemClock, type Clock } from '../src/core/clock.js';
 
 const MAX_QUEUE = 256 * 1024;
 const KEEP = 5;
@@ -111,6 +112,58 @@ describe('drop-oldest over WebSocket', () => {
     await slow.waitFor((f) => f['push'] === 'pub' && f['data'].n === 'after', 'the publication after');
     expect(coverage(slow.frames, 'drop.feed').skips).toHaveLength(1);
     await Promise.all([fast.close(), slow.close()]);
+  }, 90_000);
+});
+
+describe('drop-oldest after the connection fell behind', () => {
+  // For a second after it was last behind, a connection's publications go out in batches (when its
+  // output drains, or every 50 ms), not one write each: small writes to a slow reader's socket filled
+  // its receive queue with small segments, which the kernel compacts, in the server's thread. The
+  // server's clock stands still during the test, so a slow machine cannot outlast that second.
+  it('writes what comes meanwhile in batches, then one write per publication again', async () => {
+    let frozen: number | undefined;
+    const clock: Clock = { ...systemClock, now: () => frozen ?? Date.now() };
+    const own = await startServer(
+      {
+        limits: { maxQueueBytes: MAX_QUEUE },
+        namespaces: { drop: { historySize: 2000, slowConsumer: { policy: 'drop-oldest', keep: KEEP } } },
+      },
+      { clock },
+    );
+    try {
+      const writes = (): number => own.server.metrics.value('herald_writes_total', { transport: 'websocket' }) ?? 0;
+      const slow = await WsClient.subscribed(own.wsUrl, 'drop.batch');
+      frozen = Date.now();
+      slow.ws.pause();
+      const skippedBefore = own.server.metrics.value('herald_slow_skipped_total') ?? 0;
+      let n = 0;
+      while ((own.server.metrics.value('herald_slow_skipped_total') ?? 0) - skippedBefore < 10 && n < MAX_FLOOD) {
+        const r = await api(own.url, 'publish', { channel: 'drop.batch', data: { n: n++, payload: PAYLOAD } });
+        expect(r.status).toBe(200);
+      }
+      slow.ws.resume();
+      await slow.waitFor((f) => f['push'] === 'pub' && f['data'].n === n - 1, 'the end of the flood', 20_000);
+
+      // Caught up, within the second: 20 publications, each awaited, go out in a few batches.
+      let w0 = writes();
+      for (let i = 0; i < 20; i++) await api(own.url, 'publish', { channel: 'drop.batch', data: { batch: i } });
+      await slow.waitFor((f) => f['push'] === 'pub' && f['data'].batch === 19, 'the last of the batch');
+      expect(writes() - w0).toBeLessThanOrEqual(6);
+
+      // A second later (by the server's clock), each publication is written as it comes again.
+      frozen = Date.now() + 2000;
+      w0 = writes();
+      for (let i = 0; i < 10; i++) await api(own.url, 'publish', { channel: 'drop.batch', data: { after: i } });
+      await slow.waitFor((f) => f['push'] === 'pub' && f['data'].after === 9, 'the last one after');
+      expect(writes() - w0).toBe(10);
+      // Every offset is written or announced skipped, exactly once, in order.
+      const { offsets, skips } = coverage(slow.frames, 'drop.batch');
+      const skipped = skips.reduce((k, f) => k + (f['count'] as number), 0);
+      expect(offsets.length + skipped).toBe(n + 30);
+      await slow.close();
+    } finally {
+      await own.close();
+    }
   }, 90_000);
 });
 

@@ -40,6 +40,15 @@ export type SessionState = 'open' | 'closing' | 'closed';
 /** How soon held publications are looked at again when the transport reports no drain (ms). */
 const HELD_RECHECK_MS = 50;
 /**
+ * How long a connection that fell behind keeps getting its drop-oldest and latest-only publications
+ * in batches (held, and written every HELD_RECHECK_MS or on drain) after it last was behind (ms).
+ * A slow reader that catches up for a moment (it read a chunk, and the kernel took what fit) used to
+ * get one small write per publication until it fell behind again, and its peer's receive queue
+ * filled with small segments: past its buffer, the kernel collapses that queue to make room, in the
+ * sending thread — the server's — for milliseconds every time, and every other subscriber waited.
+ */
+const SLOW_LINGER_MS = 1000;
+/**
  * Unsent bytes (beyond what the kernel's socket buffer took) past which publications of drop-oldest
  * and latest-only subscriptions are held rather than queued; at most half of maxQueueBytes. Small:
  * a reader this far behind gets the newest values next, not a backlog of stale ones, and a slow
@@ -142,6 +151,8 @@ export class Session implements ReplyOut, Subscriber {
   private heldWatch: TimerHandle | boolean = false;
   /** Bytes `holding` holds, kept at most half of maxQueueBytes (see `hold`). */
   private holdingBytes = 0;
+  /** Until when (host clock, ms) publications of held policies are batched (see SLOW_LINGER_MS); 0: never behind. */
+  private slowUntil = 0;
   /** Where its writes are counted (shared by the sessions of its transport). */
   private readonly output: OutputCounters;
 
@@ -469,8 +480,22 @@ export class Session implements ReplyOut, Subscriber {
 
   deliver(pub: Publication, cache: EncodeCache, sub: Subscription): void {
     const slow = sub.slow;
-    if (slow !== undefined && (sub.held !== undefined || this.behind())) this.hold(sub, slow, pub, cache);
+    if (slow !== undefined && (sub.held?.active === true || this.slowNow())) this.hold(sub, slow, pub, cache);
     else this.enqueue(this.encoder.publication(pub, cache));
+  }
+
+  /** Whether publications of held policies are held now: the output is behind, or was lately (SLOW_LINGER_MS). */
+  private slowNow(): boolean {
+    if (this.behind()) {
+      this.slowUntil = this.host.clock.now() + SLOW_LINGER_MS;
+      return true;
+    }
+    return this.lingering();
+  }
+
+  /** Whether the output was behind within SLOW_LINGER_MS: what is held goes out in batches, not turn by turn. */
+  private lingering(): boolean {
+    return this.slowUntil !== 0 && this.host.clock.now() < this.slowUntil;
   }
 
   /**
@@ -492,8 +517,9 @@ export class Session implements ReplyOut, Subscriber {
   private hold(sub: Subscription, slow: SlowConsumerOptions, pub: Publication, cache: EncodeCache): void {
     if (this.state !== 'open') return;
     let held = sub.held;
-    if (held === undefined) {
-      held = sub.held = Held.create(slow, pub);
+    if (held === undefined || !held.active) {
+      if (held === undefined) held = sub.held = Held.create(slow, pub);
+      else held.restart(pub);
       (this.holding ??= []).push(sub);
       this.watchHeld();
     }
@@ -551,7 +577,7 @@ export class Session implements ReplyOut, Subscriber {
         room -= wrote;
         this.holdingBytes -= before - held.bytes;
         if (held.empty) {
-          sub.held = undefined;
+          held.active = false; // kept for the next time (its memory, not its publications)
           continue;
         }
       }
@@ -567,8 +593,8 @@ export class Session implements ReplyOut, Subscriber {
    * that cannot tell, or a buffer below its high-water mark, which reports no drain) a little later.
    */
   private watchHeld(): void {
-    // A flush is on its way: it looks again once it has written.
-    if (this.heldWatch !== false || this.scheduled) return;
+    // A flush is on its way: it looks again once it has written (unless batching, see SLOW_LINGER_MS).
+    if (this.heldWatch !== false || (this.scheduled && !this.lingering())) return;
     // Released in turn with the other connections that drained (see queueRelease); the watch stays
     // set until then, so that a flush meanwhile does not release ahead of the queue.
     const again = (): void => {
@@ -653,7 +679,10 @@ export class Session implements ReplyOut, Subscriber {
     this.sentBacklog = this.transport.bufferedAmount();
     const st = this.cmds;
     if (st !== undefined) this.outputMoved(st);
-    if (this.holding !== undefined && this.heldWatch === false) this.releaseHeld();
+    if (this.holding !== undefined && this.heldWatch === false) {
+      if (this.lingering()) this.watchHeld();
+      else this.releaseHeld();
+    }
   }
 
   /** Tells the client why and closes the transport. Idempotent. */

@@ -29,6 +29,11 @@ export abstract class Held {
   private epoch: string;
   /** Bytes of the frames held. */
   bytes = 0;
+  /**
+   * Whether its subscription's publications come here (false once all it held went out: it waits,
+   * with its memory, for the next time the connection falls behind; see `restart`).
+   */
+  active = true;
 
   constructor(
     first: Publication,
@@ -37,6 +42,14 @@ export abstract class Held {
     this.last = first.offset - 1;
     this.top = this.last;
     this.epoch = first.epoch;
+  }
+
+  /** Holds again from `first` on (it was empty: everything went out). */
+  restart(first: Publication): void {
+    this.last = first.offset - 1;
+    this.top = this.last;
+    this.epoch = first.epoch;
+    this.active = true;
   }
 
   /**
@@ -149,97 +162,134 @@ function runReleases(): void {
 }
 
 /**
- * `drop-oldest`: the newest `keep` publications, a queue in two arrays (publications, frames) and the
- * index of its head. No object per publication held: a dashboard at its bound holds one on every
- * publication of every channel, for about as long as a scavenge takes to come round, and each such
- * object was copied by the scavenges and then promoted (longer scavenges, more mark-compacts).
+ * `drop-oldest`: the newest `keep` publications, in a ring of two arrays (publications, frames) that
+ * grows to what the subscription holds at most and is then reused: no allocation per publication
+ * held. A dashboard at its bound holds one on every publication of every channel, for about as long
+ * as a scavenge takes to come round, and objects (or array stores, grown again after each trim) that
+ * live that long are copied by the scavenges and promoted, and the old generation filled faster
+ * (more mark-compacts, each one a pause for every subscriber).
  */
 class Newest extends Held {
-  private pubs: Publication[] = [];
-  private frames: Uint8Array[] = [];
+  private pubs: (Publication | undefined)[] = new Array<Publication | undefined>(4).fill(undefined);
+  private frames: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(4).fill(undefined);
   private head = 0;
+  private count = 0;
 
   protected put(pub: Publication, bytes: Uint8Array): number {
-    this.pubs.push(pub);
-    this.frames.push(bytes);
-    if (this.pubs.length - this.head <= this.keep) return 0;
-    this.dropOldest();
-    return 1;
+    let dropped = 0;
+    if (this.count >= this.keep && this.dropOldest()) dropped = 1;
+    if (this.count === this.pubs.length) this.grow();
+    const at = (this.head + this.count) & (this.pubs.length - 1);
+    this.pubs[at] = pub;
+    this.frames[at] = bytes;
+    this.count++;
+    return dropped;
+  }
+
+  /** Twice the room, the held ones first (the capacity stays a power of two). */
+  private grow(): void {
+    const n = this.pubs.length;
+    const pubs = new Array<Publication | undefined>(n * 2).fill(undefined);
+    const frames = new Array<Uint8Array | undefined>(n * 2).fill(undefined);
+    for (let i = 0; i < this.count; i++) {
+      pubs[i] = this.pubs[(this.head + i) & (n - 1)];
+      frames[i] = this.frames[(this.head + i) & (n - 1)];
+    }
+    this.pubs = pubs;
+    this.frames = frames;
+    this.head = 0;
   }
 
   protected oldest(): Publication | undefined {
-    return this.pubs[this.head];
+    return this.count === 0 ? undefined : this.pubs[this.head];
   }
 
   protected oldestBytes(): Uint8Array | undefined {
-    return this.frames[this.head];
+    return this.count === 0 ? undefined : this.frames[this.head];
   }
 
   dropOldest(): boolean {
-    const bytes = this.frames[this.head];
-    if (bytes === undefined) return false;
-    this.bytes -= bytes.byteLength;
-    this.head++;
-    // Compacted now and then, so the arrays do not grow with what went out.
-    if (this.head === this.pubs.length) {
-      this.pubs.length = 0;
-      this.frames.length = 0;
-      this.head = 0;
-    } else if (this.head >= 64 && this.head * 2 >= this.pubs.length) {
-      const n = this.pubs.length - this.head;
-      this.pubs.copyWithin(0, this.head);
-      this.frames.copyWithin(0, this.head);
-      this.pubs.length = this.frames.length = n;
-      this.head = 0;
-    }
+    if (this.count === 0) return false;
+    const h = this.head;
+    this.bytes -= (this.frames[h] as Uint8Array).byteLength;
+    this.pubs[h] = undefined;
+    this.frames[h] = undefined;
+    this.head = (h + 1) & (this.pubs.length - 1);
+    this.count--;
     return true;
   }
 }
 
-interface Latest {
-  readonly pub: Publication;
-  readonly bytes: Uint8Array;
+/** One channel's place in `LatestPerChannel`: reused for each publication of the channel. */
+interface Slot {
+  readonly channel: string;
+  pub: Publication | undefined;
+  bytes: Uint8Array | undefined;
+  prev: Slot | undefined;
+  next: Slot | undefined;
 }
 
 /**
  * `latest-only`: the newest publication of each channel (a subtree stream has several), of `keep`
- * channels at most (the one whose publication is oldest goes first). A Map keeps insertion order, and
- * a channel's entry is re-inserted with each publication, so it iterates in offset order.
+ * channels at most (the one whose publication is oldest goes first). Each channel has a slot, kept
+ * in a list in the order of its publication's offset: a new publication of a channel replaces the
+ * slot's and moves it to the end. No allocation per publication (a slot per channel, reused; at most
+ * about `keep` slots are kept), for the same reason as `Newest`.
  */
 class LatestPerChannel extends Held {
-  private readonly byChannel = new Map<string, Latest>();
+  private readonly slots = new Map<string, Slot>();
+  private head: Slot | undefined;
+  private tail: Slot | undefined;
+  /** Slots holding a publication. */
+  private live = 0;
 
   protected put(pub: Publication, bytes: Uint8Array): number {
-    const m = this.byChannel;
     let dropped = 0;
-    const prev = m.get(pub.channel);
-    if (prev !== undefined) {
-      m.delete(pub.channel);
-      this.bytes -= prev.bytes.byteLength;
-      dropped++;
+    let slot = this.slots.get(pub.channel);
+    if (slot === undefined) {
+      slot = { channel: pub.channel, pub: undefined, bytes: undefined, prev: undefined, next: undefined };
+      this.slots.set(pub.channel, slot);
     }
-    m.set(pub.channel, { pub, bytes });
-    if (m.size > this.keep && this.dropOldest()) dropped++;
+    if (slot.bytes !== undefined) {
+      this.bytes -= slot.bytes.byteLength;
+      this.unlink(slot);
+      dropped++;
+    } else this.live++;
+    slot.pub = pub;
+    slot.bytes = bytes;
+    slot.prev = this.tail;
+    if (this.tail === undefined) this.head = slot;
+    else this.tail.next = slot;
+    this.tail = slot;
+    if (this.live > this.keep && this.dropOldest()) dropped++;
     return dropped;
   }
 
-  private first(): Latest | undefined {
-    return this.byChannel.values().next().value;
+  private unlink(slot: Slot): void {
+    if (slot.prev === undefined) this.head = slot.next;
+    else slot.prev.next = slot.next;
+    if (slot.next === undefined) this.tail = slot.prev;
+    else slot.next.prev = slot.prev;
+    slot.prev = slot.next = undefined;
   }
 
   protected oldest(): Publication | undefined {
-    return this.first()?.pub;
+    return this.head?.pub;
   }
 
   protected oldestBytes(): Uint8Array | undefined {
-    return this.first()?.bytes;
+    return this.head?.bytes;
   }
 
   dropOldest(): boolean {
-    const e = this.first();
-    if (e === undefined) return false;
-    this.byChannel.delete(e.pub.channel);
-    this.bytes -= e.bytes.byteLength;
+    const slot = this.head;
+    if (slot === undefined) return false;
+    this.bytes -= (slot.bytes as Uint8Array).byteLength;
+    this.unlink(slot);
+    slot.pub = slot.bytes = undefined;
+    this.live--;
+    // Slots of channels that stopped publishing are not kept past `keep` of them.
+    if (this.slots.size > this.keep) this.slots.delete(slot.channel);
     return true;
   }
 }

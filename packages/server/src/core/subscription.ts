@@ -59,7 +59,7 @@ export class Subscription {
    * `latest-only`) on a connection with a send queue; undefined otherwise (`disconnect`).
    */
   slow: SlowConsumerOptions | undefined = undefined;
-  /** Publications held while the connection is behind (see slow-consumer.ts). */
+  /** Publications held while the connection is behind (see slow-consumer.ts); kept, inactive, once they went out. */
   held: Held | undefined = undefined;
 
   constructor(
