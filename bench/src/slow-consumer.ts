@@ -3,7 +3,8 @@
  * publishes 1,000/s round-robin over `channels` channels; N subscribers listen, 1 % of them
  * "dashboards" subscribed to every channel (gen/slow-dashboards.ts), the rest one channel each (the
  * usual subscriber process). One run with every dashboard reading at full speed, then one per
- * policy with the dashboards reading at most `slowBytesPerSec`. Reported: the fast subscribers'
+ * policy with the dashboards throttled to `slowBytesPerSec` (each resume of a paused socket reads up to
+ * 64 KiB, so what they read is measured and reported too). Reported: the fast subscribers'
  * latency (p50, p99) and losses, the server's RSS (at the end of the measured window, and its peak
  * over the run), and whether the slow dashboards end up with the latest value of every channel.
  */
@@ -59,7 +60,7 @@ export async function slowReport(o: SlowOptions, log: (line: string) => void): P
   const fastN = o.n - dashboards;
   log(
     `  ${fastN} subscribers on ${o.channels} channels (${o.rate / o.channels}/s each) + ${dashboards} dashboards on all ` +
-      `${o.channels} (${o.rate}/s each), slow ones reading ${Math.round(o.slowBytesPerSec / 1024)} KiB/s`,
+      `${o.channels} (${o.rate}/s each), slow ones throttled to ${Math.round(o.slowBytesPerSec / 1024)} KiB/s`,
   );
   const runs = Array.from({ length: o.rounds }, (_, i) =>
     o.variants.map((variant) => ({ variant, round: i + 1 })),
@@ -108,7 +109,7 @@ export async function slowReport(o: SlowOptions, log: (line: string) => void): P
       log(
         `    fast p50 ${fast.p50} ms, p99 ${fast.p99} ms, ${Math.round(fast.deliveriesPerSec)} deliveries/s, lost ${fast.lost} dup ${fast.dup}; ` +
           `RSS ${fast.rssMiB.toFixed(0)} MiB (peak ${row.rssPeakMiB.toFixed(0)}); dashboards: ${slow.withLatest}/${slow.dashboards} ` +
-          `with the latest values, ${slow.disconnects} disconnects, ${slow.skipped} skipped in ${slow.skipPushes} skip pushes` +
+          `with the latest values, each read ${Math.round(slow.readBytesPerSec / 1024)} KiB/s, ${slow.disconnects} disconnects, ${slow.skipped} skipped in ${slow.skipPushes} skip pushes` +
           (fast.notes.length > 0 ? ` [${fast.notes.join('; ')}]` : ''),
       );
     } finally {
@@ -142,22 +143,24 @@ export function slowMarkdown(rows: readonly SlowRow[], o: SlowOptions): string {
   const dashboards = rows[0]?.slow.dashboards ?? 0;
   const lines = [
     `## Slow consumers: ${o.rate.toLocaleString('en-US')} publications/s over ${o.channels} channels, N = ${o.n.toLocaleString('en-US')}, ` +
-      `${dashboards} dashboards on every channel reading ${Math.round(o.slowBytesPerSec / 1024)} KiB/s`,
+      `${dashboards} dashboards on every channel, throttled to ${Math.round(o.slowBytesPerSec / 1024)} KiB/s`,
     '',
     `Measured ${o.measureMs / 1000} s after ${o.warmupMs / 1000} s of warm-up; \`slowConsumer.keep\` ${o.keep}` +
       (o.maxQueueBytes !== undefined ? `, \`limits.maxQueueBytes\` ${o.maxQueueBytes}` : '') +
-      '. "none": the same dashboards reading at full speed.' +
+      '. "none": the same dashboards reading at full speed. A throttled dashboard pauses its socket once a tenth of a ' +
+      "second's budget is read and resumes on its next tenth (staggered over the dashboards); one resume reads up to " +
+      '64 KiB, so "slow read" is what each one did take.' +
       (o.rounds > 1
         ? ` ${o.rounds} rounds, the policies one after the other in each; a policy's row is its round with the median fast p99.`
         : ''),
     '',
-    '| policy | fast p50 ms | fast p99 ms | fast deliveries/s | fast lost / dup | server CPU % | RSS MiB (peak) | dashboards with the latest values | disconnects | skipped (pushes) |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| policy | fast p50 ms | fast p99 ms | fast deliveries/s | fast lost / dup | server CPU % | RSS MiB (peak) | dashboards with the latest values | slow read KiB/s | disconnects | skipped (pushes) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...table.map(
       ({ row: r, p99s }) =>
         `| ${r.variant} | ${r.fast.p50} | ${r.fast.p99}${vs(r)}${each(p99s)} | ${Math.round(r.fast.deliveriesPerSec).toLocaleString('en-US')} | ` +
         `${r.fast.lost} / ${r.fast.dup} | ${r.fast.serverCpuPct.toFixed(0)} | ${r.fast.rssMiB.toFixed(0)} (${r.rssPeakMiB.toFixed(0)}) | ` +
-        `${r.slow.withLatest} / ${r.slow.dashboards} | ${r.slow.disconnects} | ${r.slow.skipped.toLocaleString('en-US')} (${r.slow.skipPushes.toLocaleString('en-US')}) |`,
+        `${r.slow.withLatest} / ${r.slow.dashboards} | ${r.variant === 'none' ? '—' : Math.round(r.slow.readBytesPerSec / 1024)} | ${r.slow.disconnects} | ${r.slow.skipped.toLocaleString('en-US')} (${r.slow.skipPushes.toLocaleString('en-US')}) |`,
     ),
   ];
   const notes = table.flatMap(({ row: r }) => r.fast.notes.map((n) => `- ${r.variant}: ${n}`));
