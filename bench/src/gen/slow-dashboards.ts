@@ -5,8 +5,9 @@
  * pauses its socket once a tenth of a second's budget of `bytesPerSec` is read and resumes on its
  * next tenth; a resumed socket reads at least what one socket read brings (up to 64 KiB), so what
  * it takes is measured and reported (`readBytesPerSec`), not assumed. The tenths are staggered over
- * the dashboards, as independent clients' would be. A dashboard whose connection is closed (SLOW, 3002) reconnects and subscribes again with
- * `backlog: 1`, as an application would to show the latest values.
+ * the dashboards, as independent clients' would be. A dashboard whose connection is closed (SLOW,
+ * 3002) reconnects and subscribes again with `backlog: 1`, as an application would to show the
+ * latest values.
  *
  * At the end (`final`), every dashboard reads at full speed until it holds, for every channel, the
  * last publication made: whether the slow ones get the latest value.
@@ -87,6 +88,12 @@ class Dashboard {
     });
   }
 
+  /** A new tenth of a second: its budget again, and reading again if it had stopped. */
+  tick(): void {
+    this.used = 0;
+    if (this.ws?.isPaused === true) this.ws.resume();
+  }
+
   private read(data: Buffer): void {
     const o = this.owner;
     this.used += data.byteLength;
@@ -158,11 +165,7 @@ class Dashboards {
       this.all.push(d);
       d.open(false);
       // Each dashboard's tenth of a second starts at its own phase.
-      const tick = (): void => {
-        d.used = 0;
-        if (d.ws?.isPaused === true) d.ws.resume();
-      };
-      this.ticks.push(setTimeout(() => this.ticks.push(setInterval(tick, TICK_MS)), (i * TICK_MS) / n));
+      this.ticks.push(setTimeout(() => this.ticks.push(setInterval(() => d.tick(), TICK_MS)), (i * TICK_MS) / n));
     }
     await until(() => this.all.every((d) => d.subscribed), 30_000);
     // Throttled from now on: subscribing went at full speed.
@@ -175,7 +178,7 @@ class Dashboards {
     const t0 = performance.now();
     const throttled = this.bytesPerSec > 0 ? (t0 - this.throttledSince) / 1000 : 0;
     this.bytesPerSec = 0;
-    for (const d of this.all) if (d.ws?.isPaused === true) d.ws.resume();
+    for (const d of this.all) d.tick();
     const latest = (d: Dashboard): boolean => final.every((seq, ch) => (d.last[ch] ?? 0) >= seq);
     await until(() => this.all.every(latest), timeoutMs);
     return {
